@@ -1,0 +1,3 @@
+//! tower-stepup (skeleton)
+#[cfg(feature = "dev-issuer")]
+pub mod testing;
