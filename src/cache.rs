@@ -1,0 +1,101 @@
+//! The verified-session cache.
+//!
+//! A browser sends the same session JWT on every request for its whole lifetime, so
+//! the layer remembers what a verification concluded instead of checking the
+//! signature again.
+//!
+//! # Why this is safe
+//!
+//! - The key is the SHA-256 of the whole token. A hit means the exact token was
+//!   verified before (finding another token with the same hash is a second-preimage
+//!   attack on SHA-256); no part of the token and no weak hash is used, so a token
+//!   that differs in one byte of its signature never hits.
+//! - A hit still checks `exp`, `nbf` and the maximum token age against the current
+//!   clock with the same [`TimeRules`] as a fresh verification, and an entry is
+//!   evicted no later than the token's `exp` (plus leeway).
+//! - Each layer owns its own cache, so a token accepted under one configuration
+//!   (issuer, audience, profile) is never accepted from the cache of another.
+//! - Key rotation does not revive anything: entries only ever hold tokens that
+//!   verified. A key removed from the set does not evict tokens already verified
+//!   with it; they live at most until their `exp` (5 minutes for Stytch).
+//! - Sessions the issuer reports revoked are evicted (see `SessionLayer` revocation).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::verify::{now_secs, TimeRules, Verified};
+
+/// Default weight budget: about 48 MiB of estimated session size.
+pub(crate) const DEFAULT_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+
+pub(crate) type TokenHash = [u8; 32];
+
+pub(crate) fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[derive(Clone)]
+pub(crate) struct CachedSession {
+    pub(crate) verified: Arc<Verified>,
+    weight: u32,
+}
+
+pub(crate) struct SessionCache {
+    entries: moka::sync::Cache<TokenHash, CachedSession>,
+}
+
+struct UntilExpiry {
+    leeway: u64,
+}
+
+impl moka::Expiry<TokenHash, CachedSession> for UntilExpiry {
+    fn expire_after_create(&self, _key: &TokenHash, value: &CachedSession, _created_at: Instant) -> Option<Duration> {
+        let until = value.verified.times.exp.saturating_add(self.leeway).saturating_sub(now_secs());
+        Some(Duration::from_secs(until))
+    }
+}
+
+impl SessionCache {
+    pub(crate) fn new(max_bytes: u64, leeway: u64) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key: &TokenHash, value: &CachedSession| value.weight)
+            .expire_after(UntilExpiry { leeway })
+            .build();
+        Self { entries }
+    }
+
+    /// A cached verification that still passes the time rules.
+    pub(crate) fn get(&self, hash: &TokenHash, rules: &TimeRules) -> Option<Arc<Verified>> {
+        let cached = self.entries.get(hash)?;
+        rules.check(&cached.verified.times, now_secs()).ok()?;
+        Some(cached.verified)
+    }
+
+    /// Remembers a verification. `token_len` sizes the entry: the decoded claims
+    /// take roughly three times the token's length once parsed.
+    pub(crate) fn insert(&self, hash: TokenHash, verified: Arc<Verified>, token_len: usize) {
+        let weight = u32::try_from(token_len.saturating_mul(3).saturating_add(256)).unwrap_or(u32::MAX);
+        self.entries.insert(hash, CachedSession { verified, weight });
+    }
+
+    /// Forgets every cached verification of one session (it was revoked).
+    pub(crate) fn evict_session(&self, session_id: &str) {
+        let session_id = session_id.to_owned();
+        // Revocations are rare; a scan is acceptable and keeps the hot path free of
+        // a second index.
+        for (key, value) in &self.entries {
+            if value.verified.session.session_id() == Some(session_id.as_str()) {
+                self.entries.invalidate(&*key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}

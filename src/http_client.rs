@@ -1,0 +1,123 @@
+//! The pieces every call to an issuer shares: one pooled client with timeouts,
+//! bounded response bodies, URL policy, and error mapping that never leaks tokens.
+
+use std::time::Duration;
+
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
+
+/// Builds the pooled HTTP client. Each request also sets its own total timeout.
+pub(crate) fn build_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // Issuers do not redirect their key sets or session APIs; following a
+        // redirect would let a compromised hop point us anywhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tower-stepup/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+}
+
+/// Checks that a configured URL is absolute and uses `https` (plain `http` only for
+/// loopback hosts, or when explicitly allowed).
+pub(crate) fn check_url(name: &'static str, url: &str, allow_http: bool) -> Result<reqwest::Url, ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(name, e.to_string()))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if allow_http || is_loopback(&parsed) => Ok(parsed),
+        "http" => Err(ConfigError::invalid(
+            name,
+            "plain http is only allowed for loopback hosts (use https, or allow http explicitly)",
+        )),
+        other => Err(ConfigError::invalid(name, format!("unsupported scheme {other:?}"))),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    kind: AuthErrorKind,
+) -> Result<Vec<u8>, AuthError> {
+    if response.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(AuthError::with_detail(kind, "response body too large"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e, kind))? {
+        if body.len() + chunk.len() > limit {
+            return Err(AuthError::with_detail(kind, "response body too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Maps a transport error; the URL is left out on purpose (it may carry a token in
+/// custom setups) and timeouts get their own kind.
+pub(crate) fn transport_error(error: &reqwest::Error, kind: AuthErrorKind) -> AuthError {
+    if error.is_timeout() {
+        let kind = if kind == AuthErrorKind::KeySetUnavailable { kind } else { AuthErrorKind::AuthorityTimeout };
+        AuthError::with_detail(kind, "timed out")
+    } else if error.is_connect() {
+        AuthError::with_detail(kind, "could not connect")
+    } else {
+        AuthError::with_detail(kind, "transport error")
+    }
+}
+
+/// `max-age` from a `Cache-Control` header (`no-store`/`no-cache` count as zero).
+pub(crate) fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut max_age = None;
+    for value in headers.get_all(http::header::CACHE_CONTROL) {
+        let Ok(text) = value.to_str() else { continue };
+        for directive in text.split(',').map(str::trim) {
+            let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+            if name.eq_ignore_ascii_case("max-age") {
+                if let Ok(seconds) = argument.trim_matches('"').parse::<u64>() {
+                    max_age = Some(Duration::from_secs(seconds));
+                }
+            } else if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+                return Some(Duration::ZERO);
+            }
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(cache_max_age(&headers), None);
+        headers.insert(http::header::CACHE_CONTROL, "public, max-age=3600, must-revalidate".parse().unwrap());
+        assert_eq!(cache_max_age(&headers), Some(Duration::from_secs(3600)));
+        headers.insert(http::header::CACHE_CONTROL, "no-store".parse().unwrap());
+        assert_eq!(cache_max_age(&headers), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn url_policy() {
+        assert!(check_url("u", "https://example.com/jwks", false).is_ok());
+        assert!(check_url("u", "http://127.0.0.1:8080/jwks", false).is_ok());
+        assert!(check_url("u", "http://localhost/jwks", false).is_ok());
+        assert!(check_url("u", "http://example.com/jwks", false).is_err());
+        assert!(check_url("u", "http://example.com/jwks", true).is_ok());
+        assert!(check_url("u", "ftp://example.com/jwks", true).is_err());
+        assert!(check_url("u", "not a url", true).is_err());
+    }
+}

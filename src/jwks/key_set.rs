@@ -1,0 +1,210 @@
+//! Parsing a JWKS document into verification keys, with the filtering rules of
+//! RFC 8725: only asymmetric signature keys, one algorithm per key, allow-listed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// One verification key, its algorithm pinned when the set was loaded.
+pub(crate) struct VerifyingKey {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) key: DecodingKey,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey").field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+/// An immutable snapshot of the usable keys. Swapped whole on refresh, so readers
+/// never lock.
+#[derive(Debug, Default)]
+pub(crate) struct KeySet {
+    by_kid: HashMap<Box<str>, Arc<VerifyingKey>>,
+    without_kid: Vec<Arc<VerifyingKey>>,
+}
+
+impl KeySet {
+    /// The key for a token header. A token without `kid` is accepted only when the
+    /// set holds exactly one key without `kid` for its algorithm (no key guessing).
+    pub(crate) fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<&Arc<VerifyingKey>> {
+        match kid {
+            Some(kid) => self.by_kid.get(kid),
+            None => {
+                let mut matching = self.without_kid.iter().filter(|k| k.algorithm == algorithm);
+                match (matching.next(), matching.next()) {
+                    (Some(key), None) => Some(key),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_kid.len() + self.without_kid.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {
+        self.by_kid.keys().map(AsRef::as_ref)
+    }
+
+    /// Parses a JWKS document. Keys that are unusable or not allowed are skipped
+    /// (with a debug log), so one exotic key never takes down the whole set; a
+    /// document that is not a JWKS at all is an error.
+    pub(crate) fn parse(body: &[u8], allowed: &[Algorithm], max_keys: usize) -> Result<Self, AuthError> {
+        #[derive(Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let document: Document = serde_json::from_slice(body).map_err(|_| {
+            AuthError::with_detail(AuthErrorKind::KeySetUnavailable, "the key set is not a JWKS document")
+        })?;
+        if document.keys.len() > max_keys {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::KeySetUnavailable,
+                format!("the key set has {} keys, more than the limit of {max_keys}", document.keys.len()),
+            ));
+        }
+        let mut set = KeySet::default();
+        for value in document.keys {
+            let Ok(jwk) = serde_json::from_value::<RawJwk>(value) else {
+                tracing::debug!("skipping a JWK that does not parse");
+                continue;
+            };
+            let kid = jwk.kid.clone();
+            match jwk.into_key(allowed) {
+                Ok(key) => {
+                    let key = Arc::new(key);
+                    match kid {
+                        Some(kid) => {
+                            if set.by_kid.insert(kid.clone().into_boxed_str(), key).is_some() {
+                                // Two keys with one kid make the kid ambiguous: use neither.
+                                tracing::warn!(kid, "duplicate kid in key set; ignoring that kid");
+                                set.by_kid.remove(kid.as_str());
+                            }
+                        }
+                        None => set.without_kid.push(key),
+                    }
+                }
+                Err(reason) => tracing::debug!(kid = kid.as_deref(), reason, "skipping JWK"),
+            }
+        }
+        Ok(set)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(rename = "use")]
+    key_use: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    kid: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    /// Private parts must never be published; a set that does is misconfigured.
+    d: Option<serde::de::IgnoredAny>,
+}
+
+/// RSA keys below 2048 bits are refused (NIST SP 800-131A).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+impl RawJwk {
+    fn into_key(self, allowed: &[Algorithm]) -> Result<VerifyingKey, &'static str> {
+        if self.key_use.as_deref().is_some_and(|u| u != "sig") {
+            return Err("not a signature key");
+        }
+        if self.key_ops.as_ref().is_some_and(|ops| !ops.iter().any(|op| op == "verify")) {
+            return Err("key_ops does not allow verify");
+        }
+        if self.d.is_some() {
+            return Err("private key material published");
+        }
+        let algorithm = match (self.kty.as_str(), self.alg.as_deref(), self.crv.as_deref()) {
+            ("RSA", None, _) => Algorithm::RS256,
+            ("RSA", Some(alg @ ("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512")), _) => parse_alg(alg)?,
+            ("EC", None | Some("ES256"), Some("P-256")) => Algorithm::ES256,
+            ("EC", None | Some("ES384"), Some("P-384")) => Algorithm::ES384,
+            ("OKP", None | Some("EdDSA" | "Ed25519"), Some("Ed25519")) => Algorithm::EdDSA,
+            ("oct", _, _) => return Err("symmetric keys are never accepted from a key set"),
+            _ => return Err("unsupported key type, curve or algorithm"),
+        };
+        if !allowed.contains(&algorithm) {
+            return Err("algorithm not allowed");
+        }
+        let key = match self.kty.as_str() {
+            "RSA" => {
+                let (Some(n), Some(e)) = (&self.n, &self.e) else { return Err("RSA key without n/e") };
+                let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(n.trim_end_matches('='))
+                    .map_err(|_| "RSA modulus is not base64url")?;
+                let significant = modulus.iter().skip_while(|&&b| b == 0).count();
+                if significant < MIN_RSA_MODULUS_BYTES {
+                    return Err("RSA key shorter than 2048 bits");
+                }
+                DecodingKey::from_rsa_components(n, e).map_err(|_| "invalid RSA key")?
+            }
+            "EC" => {
+                let (Some(x), Some(y)) = (&self.x, &self.y) else { return Err("EC key without x/y") };
+                DecodingKey::from_ec_components(x, y).map_err(|_| "invalid EC key")?
+            }
+            _ => {
+                let Some(x) = &self.x else { return Err("OKP key without x") };
+                DecodingKey::from_ed_components(x).map_err(|_| "invalid OKP key")?
+            }
+        };
+        Ok(VerifyingKey { algorithm, key })
+    }
+}
+
+fn parse_alg(name: &str) -> Result<Algorithm, &'static str> {
+    name.parse().map_err(|_| "unknown algorithm")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+    #[test]
+    fn filters_keys() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+            {"kty": "EC", "crv": "P-256", "use": "enc", "kid": "enc",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256", "kid": "good",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256", "alg": "RS256", "kid": "mismatch",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "short"},
+            "not an object"
+        ]});
+        let set = KeySet::parse(body.to_string().as_bytes(), ALL, 10).unwrap();
+        assert_eq!(set.kids().collect::<Vec<_>>(), ["good"]);
+        assert_eq!(set.find(Some("good"), Algorithm::ES256).unwrap().algorithm, Algorithm::ES256);
+        assert!(set.find(Some("hmac"), Algorithm::HS256).is_none());
+    }
+
+    #[test]
+    fn rejects_non_jwks_and_oversized_sets() {
+        assert_eq!(KeySet::parse(b"<html>", ALL, 10).unwrap_err().kind(), AuthErrorKind::KeySetUnavailable);
+        let many = serde_json::json!({"keys": vec![serde_json::json!({"kty": "oct"}); 11]});
+        assert_eq!(
+            KeySet::parse(many.to_string().as_bytes(), ALL, 10).unwrap_err().kind(),
+            AuthErrorKind::KeySetUnavailable
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! [`SessionLayer`]: configuration and construction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
+use crate::credential::CredentialConfig;
+use crate::error::ConfigError;
+use crate::jwks::{JwksConfig, KeySource, KeyStore};
+use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
+use crate::service::{LayerState, SessionService};
+use crate::stytch::StytchProject;
+use crate::verify::{TimeRules, TypPolicy, Verifier};
+
+/// Default clock leeway: 30 seconds, enough for ordinary clock skew between the
+/// issuer and this server, small next to Stytch's 5-minute JWTs.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// A tower [`Layer`] that authenticates every request and puts an
+/// [`AuthState`](crate::AuthState) in its extensions.
+///
+/// It never rejects a request by itself: routes without a guard stay public. Add
+/// guards per route to require a session (see the crate docs).
+///
+/// Cloning is cheap: clones share the key set, caches and configuration.
+///
+/// # Example
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+/// use tower_stepup::{Session, SessionLayer, StytchProject};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
+/// let sessions = SessionLayer::stytch(&project).build().await?;
+///
+/// let app: Router = Router::new()
+///     .route("/me", get(|session: Session| async move { session.subject().to_owned() }))
+///     .layer(sessions);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    pub(crate) state: Arc<LayerState>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, self.state.clone())
+    }
+}
+
+impl SessionLayer {
+    /// A layer verifying JWTs with keys from `source`. Set at least an issuer and
+    /// an audience before [`build`](SessionLayerBuilder::build).
+    pub fn builder(source: KeySource) -> SessionLayerBuilder {
+        SessionLayerBuilder {
+            source,
+            jwks: JwksConfig::default(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            typ: TypPolicy::Jwt,
+            profile: None,
+            leeway: DEFAULT_LEEWAY,
+            max_token_age: None,
+            credentials: CredentialConfig::default(),
+            eager: true,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            realm: "api".to_owned(),
+        }
+    }
+
+    /// A layer for Stytch session JWTs of `project`: its JWKS, its issuers
+    /// (`stytch.com/{project_id}` and the custom domain), audience = project id,
+    /// `typ` `JWT`, [`StytchProfile`], and the `stytch_session_jwt` / `stytch_session`
+    /// cookies.
+    pub fn stytch(project: &StytchProject) -> SessionLayerBuilder {
+        let mut builder = Self::builder(KeySource::url(project.jwks_url()))
+            .with_audience(project.project_id())
+            .with_typ(TypPolicy::Jwt)
+            .with_profile(StytchProfile::new());
+        for issuer in project.issuers() {
+            builder = builder.with_issuer(issuer.clone());
+        }
+        builder
+    }
+
+    /// A layer for RFC 9068 JWT access tokens of an OpenID provider: keys through
+    /// discovery, `typ` `at+jwt`, [`OidcProfile::rfc9068`], bearer tokens only (no
+    /// cookies).
+    pub fn oidc(issuer: impl Into<String>, audience: impl Into<String>) -> SessionLayerBuilder {
+        let issuer = issuer.into();
+        Self::builder(KeySource::discovery(issuer.clone()))
+            .with_issuer(issuer)
+            .with_audience(audience)
+            .with_typ(TypPolicy::AccessToken)
+            .with_profile(OidcProfile::rfc9068())
+            .with_jwt_cookie(None)
+            .with_token_cookie(None)
+    }
+}
+
+/// Builds a [`SessionLayer`]. Consuming `with_*` methods; secure defaults.
+#[must_use]
+pub struct SessionLayerBuilder {
+    source: KeySource,
+    jwks: JwksConfig,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    typ: TypPolicy,
+    profile: Option<Box<dyn ClaimProfile>>,
+    leeway: Duration,
+    max_token_age: Option<Duration>,
+    credentials: CredentialConfig,
+    eager: bool,
+    cache_bytes: u64,
+    realm: String,
+}
+
+impl std::fmt::Debug for SessionLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayerBuilder")
+            .field("source", &self.source)
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("typ", &self.typ)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayerBuilder {
+    /// Accepts tokens from this issuer (`iss`, compared exactly). Call again to
+    /// accept several.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+    /// Accepts tokens whose `aud` contains this value. Call again to accept several.
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+    /// The `typ` header policy (default [`TypPolicy::Jwt`]).
+    pub fn with_typ(mut self, typ: TypPolicy) -> Self {
+        self.typ = typ;
+        self
+    }
+    /// How claims become a [`Session`](crate::Session) (default [`StytchProfile`]).
+    pub fn with_profile(mut self, profile: impl ClaimProfile) -> Self {
+        self.profile = Some(Box::new(profile));
+        self
+    }
+    /// Clock leeway for `exp`, `nbf` and `iat` (default [`DEFAULT_LEEWAY`], at most 5 min).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+    /// Refuses tokens issued (`iat`) longer ago than this, whatever their `exp`.
+    pub fn with_max_token_age(mut self, max_age: Duration) -> Self {
+        self.max_token_age = Some(max_age);
+        self
+    }
+    /// Key set refresh and limits.
+    pub fn with_jwks_config(mut self, config: JwksConfig) -> Self {
+        self.jwks = config;
+        self
+    }
+    /// The cookie holding the session JWT (default `stytch_session_jwt`; `None` to
+    /// read no JWT cookie).
+    pub fn with_jwt_cookie(mut self, name: Option<&str>) -> Self {
+        self.credentials.jwt_cookie = name.map(str::to_owned);
+        self
+    }
+    /// The cookie holding the opaque session token (default `stytch_session`; `None`
+    /// to read none).
+    pub fn with_token_cookie(mut self, name: Option<&str>) -> Self {
+        self.credentials.token_cookie = name.map(str::to_owned);
+        self
+    }
+    /// Longest accepted token (default 8 KiB).
+    pub fn with_max_token_len(mut self, bytes: usize) -> Self {
+        self.credentials.max_token_len = bytes;
+        self
+    }
+    /// Starts without fetching keys: the first request fetches them. By default
+    /// [`build`](Self::build) fetches them and fails fast when it cannot.
+    pub fn with_lazy_start(mut self) -> Self {
+        self.eager = false;
+        self
+    }
+    /// Budget of the verified-session cache in estimated bytes (default 48 MiB);
+    /// `0` disables the cache.
+    pub fn with_session_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+    /// The `realm` of `WWW-Authenticate` challenges (default `api`).
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Builds the layer. Must run inside a tokio runtime: it starts the background
+    /// key refresh, and (unless [`with_lazy_start`](Self::with_lazy_start)) fetches
+    /// the key set now.
+    pub async fn build(self) -> Result<SessionLayer, ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(ConfigError::Missing("issuer"));
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::Missing("audience"));
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::invalid("leeway", "at most 5 minutes"));
+        }
+        if self.credentials.max_token_len == 0 {
+            return Err(ConfigError::invalid("max token length", "must be above zero"));
+        }
+        let keys = KeyStore::new(self.source, self.jwks.clone())?;
+        let first_refresh = if self.eager && keys.is_remote() {
+            keys.load().await.map_err(ConfigError::KeySet)?
+        } else {
+            // Lazy: the first request with a key we lack fetches the set.
+            self.jwks.default_refresh
+        };
+        keys.spawn_refresher(first_refresh);
+        let time = TimeRules { leeway: self.leeway.as_secs(), max_age: self.max_token_age };
+        let verifier = Verifier {
+            issuers: self.issuers,
+            audiences: self.audiences,
+            typ: self.typ,
+            algorithms: self.jwks.algorithms,
+            time,
+            profile: self.profile.unwrap_or_else(|| Box::new(StytchProfile::new())),
+        };
+        let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
+        let state = LayerState { credentials: self.credentials, verifier, keys, cache, realm: self.realm };
+        Ok(SessionLayer { state: Arc::new(state) })
+    }
+}

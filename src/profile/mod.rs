@@ -1,0 +1,114 @@
+//! Claim profiles: how the claims of a verified token become a [`Session`].
+//!
+//! Two are built in, [`StytchProfile`] and [`OidcProfile`]; implement
+//! [`ClaimProfile`] for anything else.
+
+mod oidc;
+mod stytch;
+
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+pub use oidc::OidcProfile;
+pub use stytch::StytchProfile;
+#[allow(unused_imports)] // used by the authority (issue 4)
+pub(crate) use stytch::{parse_rfc3339, stytch_factor};
+
+use crate::error::{AuthError, AuthErrorKind};
+use crate::session::Session;
+
+/// The claims of a token whose signature, issuer, audience and times were verified.
+///
+/// The registered claims are parsed; everything else is in [`other`](Self::other).
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct VerifiedClaims {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+    /// `aud`.
+    pub audience: Vec<String>,
+    /// `iat`.
+    pub issued_at: Option<SystemTime>,
+    /// `exp`.
+    pub expires_at: SystemTime,
+    /// `nbf`.
+    pub not_before: Option<SystemTime>,
+    /// `jti`.
+    pub jwt_id: Option<String>,
+    /// Every other claim.
+    pub other: Map<String, Value>,
+}
+
+impl VerifiedClaims {
+    /// A session builder pre-filled with the registered claims.
+    pub fn session_builder(&self) -> crate::session::SessionBuilder {
+        let mut builder = Session::builder(self.subject.clone(), self.issuer.clone())
+            .audience(self.audience.clone())
+            .expires_at(self.expires_at);
+        if let Some(iat) = self.issued_at {
+            builder = builder.issued_at(iat);
+        }
+        builder
+    }
+
+    /// Removes a claim that must be a string, if present.
+    pub fn take_string(&mut self, name: &'static str) -> Result<Option<String>, AuthError> {
+        match self.other.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(value)) => Ok(Some(value)),
+            Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+        }
+    }
+
+    /// Removes a claim that must be an array of strings, if present.
+    pub fn take_strings(&mut self, name: &'static str) -> Result<Vec<String>, AuthError> {
+        match self.other.remove(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(value) => strings(value, name),
+        }
+    }
+}
+
+/// A JSON array of strings.
+pub(crate) fn strings(value: Value, name: &'static str) -> Result<Vec<String>, AuthError> {
+    match value {
+        Value::Array(values) => values
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+            })
+            .collect(),
+        _ => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+    }
+}
+
+/// Turns verified claims into a [`Session`].
+///
+/// Called once per token (results are cached by the layer), after the signature and
+/// registered claims were checked. Return an [`AuthError`] of kind
+/// [`MissingClaim`](AuthErrorKind::MissingClaim) or
+/// [`InvalidClaim`](AuthErrorKind::InvalidClaim) for claims you require.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::{AuthError, ClaimProfile, Session, VerifiedClaims};
+///
+/// /// Roles come from a "groups" claim.
+/// struct Groups;
+///
+/// impl ClaimProfile for Groups {
+///     fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+///         let groups = claims.take_strings("groups")?;
+///         Ok(claims.session_builder().roles(groups).build())
+///     }
+/// }
+/// ```
+pub trait ClaimProfile: Send + Sync + 'static {
+    /// Builds the session.
+    fn session(&self, claims: VerifiedClaims) -> Result<Session, AuthError>;
+}

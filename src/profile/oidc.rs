@@ -1,0 +1,137 @@
+//! Standard OAuth 2.0 / OpenID Connect access tokens (RFC 9068).
+
+use serde_json::Value;
+
+use super::{ClaimProfile, VerifiedClaims};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::session::{Factor, FactorKind, Session};
+use crate::verify::secs_to_time;
+
+/// Reads standard claims: `acr`, `amr` (also mapped to [`Factor`]s, authenticated at
+/// `auth_time`), `auth_time`, `scope` (space separated) or `scp` (array), `sid`,
+/// `client_id`, and roles from `roles` (configurable).
+///
+/// [`OidcProfile::rfc9068`] also requires the claims RFC 9068 makes mandatory for
+/// access tokens (`client_id`, `iat`, `jti`).
+///
+/// `amr` values map to factor kinds per RFC 8176: `pwd` → password, `otp` → otp,
+/// `sms` → otp delivered by sms, `tel` → otp delivered by voice, `hwk` → webauthn;
+/// others are kept as [`FactorKind::Other`] (`mfa` is a summary, not a factor).
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::OidcProfile;
+///
+/// let profile = OidcProfile::rfc9068().with_roles_claim("groups");
+/// # let _ = profile;
+/// ```
+#[derive(Debug, Clone)]
+pub struct OidcProfile {
+    require_rfc9068: bool,
+    roles_claim: String,
+}
+
+impl Default for OidcProfile {
+    fn default() -> Self {
+        Self { require_rfc9068: false, roles_claim: "roles".to_owned() }
+    }
+}
+
+impl OidcProfile {
+    /// A lenient profile: only the claims the layer always checks are required.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A profile for RFC 9068 access tokens: `client_id`, `iat` and `jti` required.
+    pub fn rfc9068() -> Self {
+        Self { require_rfc9068: true, ..Self::default() }
+    }
+
+    /// Reads roles from another claim (an array of strings, or one string).
+    #[must_use]
+    pub fn with_roles_claim(mut self, claim: impl Into<String>) -> Self {
+        self.roles_claim = claim.into();
+        self
+    }
+}
+
+/// The factor an RFC 8176 `amr` value stands for, if it stands for one.
+pub(crate) fn amr_factor(amr: &str) -> Option<Factor> {
+    Some(match amr {
+        "pwd" => Factor::new(FactorKind::Password),
+        "otp" => Factor::new(FactorKind::Otp),
+        "sms" => Factor::new(FactorKind::Otp).with_delivery_method("sms"),
+        "tel" => Factor::new(FactorKind::Otp).with_delivery_method("voice"),
+        "hwk" => Factor::new(FactorKind::WebAuthn),
+        "mfa" | "mca" => return None,
+        other => Factor::new(FactorKind::Other(other.to_owned())),
+    })
+}
+
+impl ClaimProfile for OidcProfile {
+    fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+        let acr = claims.take_string("acr")?;
+        let amr = claims.take_strings("amr")?;
+        let auth_time = match claims.other.remove("auth_time") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(secs_to_time(
+                n.as_u64().ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time"))?,
+            )),
+            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time")),
+        };
+        let mut scopes: Vec<String> = claims
+            .take_string("scope")?
+            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            scopes = match claims.other.remove("scp") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+                Some(value) => super::strings(value, "scp")?,
+            };
+        }
+        let roles = match claims.other.remove(&self.roles_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(role)) => vec![role],
+            Some(value) => super::strings(value, "roles")?,
+        };
+        let session_id = claims.take_string("sid")?;
+        let client_id = claims.take_string("client_id")?;
+        if self.require_rfc9068 {
+            for (present, name) in [
+                (client_id.is_some(), "client_id"),
+                (claims.issued_at.is_some(), "iat"),
+                (claims.jwt_id.is_some(), "jti"),
+            ] {
+                if !present {
+                    return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, name));
+                }
+            }
+        }
+        let factors = amr
+            .iter()
+            .filter_map(|value| amr_factor(value))
+            .map(|factor| match auth_time {
+                Some(at) => factor.with_last_authenticated_at(at),
+                None => factor,
+            })
+            .collect();
+
+        let mut builder = claims.session_builder().factors(factors).amr(amr).roles(roles).scopes(scopes);
+        if let Some(acr) = acr {
+            builder = builder.acr(acr);
+        }
+        if let Some(at) = auth_time {
+            builder = builder.auth_time(at);
+        }
+        if let Some(sid) = session_id {
+            builder = builder.session_id(sid);
+        }
+        if let Some(client_id) = client_id {
+            builder = builder.client_id(client_id);
+        }
+        Ok(builder.claims(Value::Object(claims.other)).build())
+    }
+}

@@ -1,0 +1,535 @@
+//! The model handlers see: [`Session`], its [`Factor`]s, and the per-request [`AuthState`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::AuthError;
+
+/// What the [`SessionLayer`](crate::SessionLayer) found out about a request.
+///
+/// The layer inserts one into the request extensions on every request and never
+/// rejects by itself: routes without a guard stay public, which is what makes the
+/// authentication "just in time".
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::AuthState;
+///
+/// fn who(state: &AuthState) -> &str {
+///     match state {
+///         AuthState::Authenticated(session) => session.subject(),
+///         AuthState::Anonymous => "anonymous",
+///         AuthState::Invalid(_) => "invalid credential",
+///     }
+/// }
+/// assert_eq!(who(&AuthState::Anonymous), "anonymous");
+/// ```
+#[derive(Clone, Debug)]
+pub enum AuthState {
+    /// No credential was sent.
+    Anonymous,
+    /// A credential was sent and verified.
+    Authenticated(Session),
+    /// A credential was sent and rejected.
+    Invalid(AuthError),
+}
+
+impl AuthState {
+    /// The session, when authenticated.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Self::Authenticated(session) => Some(session),
+            _ => None,
+        }
+    }
+}
+
+/// Which kind of credential a session was established from.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A JWT verified locally.
+    Jwt,
+    /// An opaque token checked with the issuing server.
+    Opaque,
+}
+
+/// A verified session: who the user is, how and when they authenticated, and what
+/// they may do.
+///
+/// A cheap handle (one `Arc`): cloning it does not copy the claims.
+///
+/// # Example
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_stepup::{Factor, FactorKind, Session};
+///
+/// let session = Session::builder("user-123", "stytch.com/project-test-1")
+///     .session_id("session-abc")
+///     .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(SystemTime::now()))
+///     .role("admin")
+///     .claims(serde_json::json!({ "plan": "pro" }))
+///     .build();
+///
+/// assert_eq!(session.subject(), "user-123");
+/// assert!(session.has_role("admin"));
+/// assert!(session.factors().iter().any(|f| f.kind == FactorKind::Totp));
+///
+/// #[derive(serde::Deserialize)]
+/// struct Plan { plan: String }
+/// assert_eq!(session.claims::<Plan>().unwrap().plan, "pro");
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<SessionData>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SessionData {
+    subject: String,
+    issuer: String,
+    session_id: Option<String>,
+    audience: Vec<String>,
+    issued_at: Option<SystemTime>,
+    expires_at: Option<SystemTime>,
+    session_expires_at: Option<SystemTime>,
+    started_at: Option<SystemTime>,
+    last_accessed_at: Option<SystemTime>,
+    factors: Vec<Factor>,
+    acr: Option<String>,
+    amr: Vec<String>,
+    auth_time: Option<SystemTime>,
+    roles: Vec<String>,
+    scopes: Vec<String>,
+    organization: Option<Organization>,
+    client_id: Option<String>,
+    claims: Value,
+    token_kind: TokenKind,
+}
+
+impl Session {
+    /// Starts building a session, for claim profiles and authorities (and tests).
+    pub fn builder(subject: impl Into<String>, issuer: impl Into<String>) -> SessionBuilder {
+        SessionBuilder {
+            data: SessionData {
+                subject: subject.into(),
+                issuer: issuer.into(),
+                session_id: None,
+                audience: Vec::new(),
+                issued_at: None,
+                expires_at: None,
+                session_expires_at: None,
+                started_at: None,
+                last_accessed_at: None,
+                factors: Vec::new(),
+                acr: None,
+                amr: Vec::new(),
+                auth_time: None,
+                roles: Vec::new(),
+                scopes: Vec::new(),
+                organization: None,
+                client_id: None,
+                claims: Value::Object(serde_json::Map::new()),
+                token_kind: TokenKind::Jwt,
+            },
+        }
+    }
+
+    /// The user (`sub`): a Stytch user id, a B2B member id, or the OIDC subject.
+    pub fn subject(&self) -> &str {
+        &self.inner.subject
+    }
+    /// The issuer (`iss`) that vouched for this session.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+    /// The session id (Stytch `session.id`, OIDC `sid`), when the token carries one.
+    pub fn session_id(&self) -> Option<&str> {
+        self.inner.session_id.as_deref()
+    }
+    /// The audiences (`aud`) of the token.
+    pub fn audience(&self) -> &[String] {
+        &self.inner.audience
+    }
+    /// When the token was issued (`iat`).
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.inner.issued_at
+    }
+    /// When the credential stops being valid (`exp`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.inner.expires_at
+    }
+    /// When the whole session ends (Stytch `expires_at`; falls back to `exp`).
+    pub fn session_expires_at(&self) -> Option<SystemTime> {
+        self.inner.session_expires_at.or(self.inner.expires_at)
+    }
+    /// When the session started (Stytch `started_at`).
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.inner.started_at
+    }
+    /// When the session was last used at the issuer (Stytch `last_accessed_at`).
+    pub fn last_accessed_at(&self) -> Option<SystemTime> {
+        self.inner.last_accessed_at
+    }
+    /// The authentication factors used in this session.
+    pub fn factors(&self) -> &[Factor] {
+        &self.inner.factors
+    }
+    /// The authentication context class (`acr`), when known.
+    pub fn acr(&self) -> Option<&str> {
+        self.inner.acr.as_deref()
+    }
+    /// The authentication methods (`amr`, RFC 8176), as sent.
+    pub fn amr(&self) -> &[String] {
+        &self.inner.amr
+    }
+    /// When the user last actively authenticated (`auth_time`).
+    pub fn auth_time(&self) -> Option<SystemTime> {
+        self.inner.auth_time
+    }
+    /// The roles granted to the session.
+    pub fn roles(&self) -> &[String] {
+        &self.inner.roles
+    }
+    /// Whether the session has this role.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.inner.roles.iter().any(|r| r == role)
+    }
+    /// The OAuth scopes granted (`scope`, space separated on the wire).
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+    /// Whether the session has this scope.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner.scopes.iter().any(|s| s == scope)
+    }
+    /// The organization (Stytch B2B).
+    pub fn organization(&self) -> Option<&Organization> {
+        self.inner.organization.as_ref()
+    }
+    /// The OAuth client the token was issued to (`client_id`).
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.client_id.as_deref()
+    }
+    /// The custom claims as a JSON object (registered and profile claims removed).
+    pub fn raw_claims(&self) -> &Value {
+        &self.inner.claims
+    }
+    /// One custom claim.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.inner.claims.get(name)
+    }
+    /// The custom claims, deserialized into your own type.
+    pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.inner.claims)
+    }
+    /// Whether the session came from a JWT or an opaque token.
+    pub fn token_kind(&self) -> TokenKind {
+        self.inner.token_kind
+    }
+    /// The most recent authentication time of a factor of this kind, if any.
+    pub fn factor_authenticated_at(&self, kind: &FactorKind) -> Option<SystemTime> {
+        self.inner.factors.iter().filter(|f| &f.kind == kind).filter_map(|f| f.last_authenticated_at).max()
+    }
+    /// Whether both handles point to the same verified session data.
+    pub(crate) fn ptr_eq(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Claims are the user's data, not credentials; still keep the output short.
+        f.debug_struct("Session")
+            .field("subject", &self.inner.subject)
+            .field("issuer", &self.inner.issuer)
+            .field("session_id", &self.inner.session_id)
+            .field("factors", &self.inner.factors)
+            .field("acr", &self.inner.acr)
+            .field("roles", &self.inner.roles)
+            .field("token_kind", &self.inner.token_kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other) || self.inner == other.inner
+    }
+}
+
+/// Builds a [`Session`]; used by claim profiles and authorities.
+///
+/// See [`Session::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SessionBuilder {
+    data: SessionData,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: Option<String>) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: impl Into<String>) -> Self {
+            self.data.$name = Some(value.into());
+            self
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: Option<SystemTime>) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: SystemTime) -> Self {
+            self.data.$name = Some(value);
+            self
+        }
+    };
+}
+
+impl SessionBuilder {
+    setter!(/// Sets the session id.
+        session_id: Option<String>);
+    setter!(/// Sets `acr`.
+        acr: Option<String>);
+    setter!(/// Sets the OAuth client id.
+        client_id: Option<String>);
+    setter!(/// Sets `iat`.
+        issued_at: Option<SystemTime>);
+    setter!(/// Sets `exp` (when the credential stops being valid).
+        expires_at: Option<SystemTime>);
+    setter!(/// Sets when the whole session ends.
+        session_expires_at: Option<SystemTime>);
+    setter!(/// Sets when the session started.
+        started_at: Option<SystemTime>);
+    setter!(/// Sets when the session was last used at the issuer.
+        last_accessed_at: Option<SystemTime>);
+    setter!(/// Sets `auth_time`.
+        auth_time: Option<SystemTime>);
+
+    /// Sets the audiences.
+    pub fn audience(mut self, audience: Vec<String>) -> Self {
+        self.data.audience = audience;
+        self
+    }
+    /// Adds a factor.
+    pub fn factor(mut self, factor: Factor) -> Self {
+        self.data.factors.push(factor);
+        self
+    }
+    /// Replaces the factors.
+    pub fn factors(mut self, factors: Vec<Factor>) -> Self {
+        self.data.factors = factors;
+        self
+    }
+    /// Sets `amr`.
+    pub fn amr(mut self, amr: Vec<String>) -> Self {
+        self.data.amr = amr;
+        self
+    }
+    /// Adds a role.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.data.roles.push(role.into());
+        self
+    }
+    /// Replaces the roles.
+    pub fn roles(mut self, roles: Vec<String>) -> Self {
+        self.data.roles = roles;
+        self
+    }
+    /// Replaces the scopes.
+    pub fn scopes(mut self, scopes: Vec<String>) -> Self {
+        self.data.scopes = scopes;
+        self
+    }
+    /// Sets the organization.
+    pub fn organization(mut self, organization: Organization) -> Self {
+        self.data.organization = Some(organization);
+        self
+    }
+    /// Sets the custom claims (a JSON object; other values are stored as given).
+    pub fn claims(mut self, claims: Value) -> Self {
+        self.data.claims = claims;
+        self
+    }
+    /// Sets the kind of credential the session came from (default: JWT).
+    pub fn token_kind(mut self, kind: TokenKind) -> Self {
+        self.data.token_kind = kind;
+        self
+    }
+    /// Finishes the session.
+    pub fn build(self) -> Session {
+        Session { inner: Arc::new(self.data) }
+    }
+}
+
+/// A Stytch B2B organization.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// `organization_id`.
+    pub id: String,
+    /// The organization's slug, when sent.
+    pub slug: Option<String>,
+}
+
+impl Organization {
+    /// An organization with this id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self { id: id.into(), slug: None }
+    }
+    /// Sets the slug.
+    #[must_use]
+    pub fn with_slug(mut self, slug: impl Into<String>) -> Self {
+        self.slug = Some(slug.into());
+        self
+    }
+}
+
+/// One authentication factor of a session.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::{Factor, FactorKind};
+///
+/// let factor = Factor::new(FactorKind::Otp).with_delivery_method("sms");
+/// assert_eq!(factor.kind.as_str(), "otp");
+/// assert_eq!(factor.delivery_method.as_deref(), Some("sms"));
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factor {
+    /// What kind of factor (Stytch `type`, or mapped from `amr`).
+    pub kind: FactorKind,
+    /// How it was delivered (Stytch `delivery_method`: `email`, `sms`,
+    /// `authenticator_app`, …), kept as sent: the set is open.
+    pub delivery_method: Option<String>,
+    /// When the user last authenticated with it.
+    pub last_authenticated_at: Option<SystemTime>,
+    /// The raw factor object as sent by the issuer (`Value::Null` when there is none).
+    pub details: Value,
+}
+
+impl Factor {
+    /// A factor of this kind, without delivery method or time.
+    pub fn new(kind: FactorKind) -> Self {
+        Self { kind, delivery_method: None, last_authenticated_at: None, details: Value::Null }
+    }
+    /// Sets the delivery method.
+    #[must_use]
+    pub fn with_delivery_method(mut self, method: impl Into<String>) -> Self {
+        self.delivery_method = Some(method.into());
+        self
+    }
+    /// Sets when the user last authenticated with it.
+    #[must_use]
+    pub fn with_last_authenticated_at(mut self, at: SystemTime) -> Self {
+        self.last_authenticated_at = Some(at);
+        self
+    }
+    /// Sets the raw details.
+    #[must_use]
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// The kind of an authentication factor.
+///
+/// An open set: a value this crate does not know yet parses as [`FactorKind::Other`]
+/// instead of failing, so a new Stytch factor type never breaks verification.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::FactorKind;
+///
+/// assert_eq!(FactorKind::parse("totp"), FactorKind::Totp);
+/// assert_eq!(FactorKind::parse("retina_scan").as_str(), "retina_scan");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FactorKind {
+    /// Email magic link.
+    MagicLink,
+    /// One-time passcode (SMS, WhatsApp, email, …; see the delivery method).
+    Otp,
+    /// OAuth login with an identity provider.
+    OAuth,
+    /// WebAuthn / passkey.
+    WebAuthn,
+    /// Time-based one-time password from an authenticator app.
+    Totp,
+    /// Crypto wallet.
+    Crypto,
+    /// Password.
+    Password,
+    /// Signature challenge.
+    SignatureChallenge,
+    /// Enterprise SSO (SAML / OIDC).
+    Sso,
+    /// Imported from another system.
+    Imported,
+    /// Recovery codes.
+    RecoveryCodes,
+    /// Email one-time passcode.
+    EmailOtp,
+    /// Impersonation by an administrator.
+    Impersonated,
+    /// A trusted auth token.
+    TrustedAuthToken,
+    /// Any other value, kept as sent.
+    Other(String),
+}
+
+impl FactorKind {
+    const KNOWN: [(&'static str, FactorKind); 14] = [
+        ("magic_link", FactorKind::MagicLink),
+        ("otp", FactorKind::Otp),
+        ("oauth", FactorKind::OAuth),
+        ("webauthn", FactorKind::WebAuthn),
+        ("totp", FactorKind::Totp),
+        ("crypto", FactorKind::Crypto),
+        ("password", FactorKind::Password),
+        ("signature_challenge", FactorKind::SignatureChallenge),
+        ("sso", FactorKind::Sso),
+        ("imported", FactorKind::Imported),
+        ("recovery_codes", FactorKind::RecoveryCodes),
+        ("email_otp", FactorKind::EmailOtp),
+        ("impersonated", FactorKind::Impersonated),
+        ("trusted_auth_token", FactorKind::TrustedAuthToken),
+    ];
+
+    /// Parses a Stytch factor `type`; unknown values become [`FactorKind::Other`].
+    pub fn parse(value: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map_or_else(|| Self::Other(value.to_owned()), |(_, kind)| kind.clone())
+    }
+
+    /// The wire name (Stytch `type`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(value) => value,
+            known => Self::KNOWN.iter().find(|(_, kind)| kind == known).map_or("", |(name, _)| name),
+        }
+    }
+}
+
+impl fmt::Display for FactorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for FactorKind {
+    fn from(value: &str) -> Self {
+        Self::parse(value)
+    }
+}

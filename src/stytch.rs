@@ -1,0 +1,141 @@
+//! A Stytch project: where its keys and session API live, and what its tokens say.
+
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// A Stytch project (consumer or B2B).
+///
+/// The API base URL follows the project id: `https://test.stytch.com` for
+/// `project-test-…`, `https://api.stytch.com` for `project-live-…`, unless a custom
+/// domain or another base URL is set.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::StytchProject;
+///
+/// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
+/// assert_eq!(
+///     project.jwks_url(),
+///     "https://test.stytch.com/v1/sessions/jwks/project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62"
+/// );
+///
+/// let b2b = StytchProject::b2b("project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+///     .with_custom_domain("https://login.example.com/")?;
+/// assert_eq!(
+///     b2b.jwks_url(),
+///     "https://login.example.com/v1/b2b/sessions/jwks/project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62"
+/// );
+/// assert!(b2b.issuers().contains(&"https://login.example.com".to_owned()));
+/// # Ok::<(), tower_stepup::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StytchProject {
+    project_id: String,
+    base_url: String,
+    b2b: bool,
+    issuers: Vec<String>,
+    secret: Option<Secret>,
+}
+
+impl StytchProject {
+    /// A consumer project.
+    pub fn consumer(project_id: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::new(project_id.into(), false)
+    }
+
+    /// A B2B project (`/v1/b2b/…` endpoints, member sessions, organizations).
+    pub fn b2b(project_id: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::new(project_id.into(), true)
+    }
+
+    fn new(project_id: String, b2b: bool) -> Result<Self, ConfigError> {
+        let base_url = if project_id.starts_with("project-test-") {
+            "https://test.stytch.com"
+        } else if project_id.starts_with("project-live-") {
+            "https://api.stytch.com"
+        } else {
+            return Err(ConfigError::invalid("Stytch project id", "expected project-test-… or project-live-…"));
+        };
+        if !project_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ConfigError::invalid("Stytch project id", "unexpected characters"));
+        }
+        Ok(Self {
+            issuers: vec![format!("stytch.com/{project_id}")],
+            project_id,
+            base_url: base_url.to_owned(),
+            b2b,
+            secret: None,
+        })
+    }
+
+    /// Uses another API base URL (a proxy, or a local test issuer). Tokens keep the
+    /// `stytch.com/{project_id}` issuer.
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
+        self.base_url = normalize_base("Stytch base URL", base_url.into())?;
+        Ok(self)
+    }
+
+    /// Uses a custom API domain: the base URL becomes the domain, and tokens issued
+    /// under it (`iss` = the domain's base URL) are accepted too.
+    pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
+        self.base_url = normalize_base("Stytch custom domain", base_url.into())?;
+        if !self.issuers.contains(&self.base_url) {
+            self.issuers.push(self.base_url.clone());
+        }
+        Ok(self)
+    }
+
+    /// The project secret, for calls to the session API (`fresh()` guards, opaque
+    /// session tokens).
+    #[must_use]
+    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// The project id.
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+    /// The API base URL, without trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+    /// Whether this is a B2B project.
+    pub fn is_b2b(&self) -> bool {
+        self.b2b
+    }
+    /// The accepted `iss` values.
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/v1/{}sessions/jwks/{}", self.base_url, self.b2b_prefix(), self.project_id)
+    }
+    /// The `sessions/authenticate` URL.
+    pub fn authenticate_url(&self) -> String {
+        format!("{}/v1/{}sessions/authenticate", self.base_url, self.b2b_prefix())
+    }
+    /// The `sessions/revoke` URL.
+    pub fn revoke_url(&self) -> String {
+        format!("{}/v1/{}sessions/revoke", self.base_url, self.b2b_prefix())
+    }
+    pub(crate) fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+    fn b2b_prefix(&self) -> &'static str {
+        if self.b2b {
+            "b2b/"
+        } else {
+            ""
+        }
+    }
+}
+
+fn normalize_base(name: &'static str, url: String) -> Result<String, ConfigError> {
+    let trimmed = url.trim_end_matches('/').to_owned();
+    crate::http_client::check_url(name, &trimmed, false)?;
+    Ok(trimmed)
+}

@@ -1,0 +1,273 @@
+//! JWT verification: header policy (RFC 8725), signature with the key the JWKS
+//! pinned, then the registered claims. Each failure has its own [`AuthErrorKind`].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{AuthError, AuthErrorKind};
+use crate::jwks::KeySet;
+use crate::profile::{ClaimProfile, VerifiedClaims};
+use crate::session::Session;
+
+/// Which `typ` header values are accepted.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::TypPolicy;
+///
+/// assert!(TypPolicy::AccessToken.accepts(Some("at+jwt")));
+/// assert!(TypPolicy::AccessToken.accepts(Some("application/at+JWT")));
+/// assert!(!TypPolicy::AccessToken.accepts(Some("JWT")));
+/// assert!(TypPolicy::Jwt.accepts(None));
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypPolicy {
+    /// `JWT` (or absent), as Stytch session JWTs carry.
+    Jwt,
+    /// `at+jwt` or `application/at+jwt` (RFC 9068 access tokens); required.
+    AccessToken,
+    /// Any `typ`, or none.
+    Any,
+}
+
+impl TypPolicy {
+    /// Whether a token with this `typ` header passes. Media types compare
+    /// case-insensitively, with an optional `application/` prefix (RFC 7515 §4.1.9).
+    pub fn accepts(self, typ: Option<&str>) -> bool {
+        let normalized = typ.map(|t| {
+            let lower_prefix = t.len() >= 12 && t[..12].eq_ignore_ascii_case("application/");
+            if lower_prefix {
+                &t[12..]
+            } else {
+                t
+            }
+        });
+        match self {
+            Self::Any => true,
+            Self::Jwt => normalized.is_none_or(|t| t.eq_ignore_ascii_case("jwt")),
+            Self::AccessToken => normalized.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")),
+        }
+    }
+}
+
+/// The time rules shared by fresh verification and cache hits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeRules {
+    pub(crate) leeway: u64,
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// The registered times of a verified token, in seconds since the epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenTimes {
+    pub(crate) exp: u64,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) iat: Option<u64>,
+}
+
+impl TimeRules {
+    pub(crate) fn check(&self, times: &TokenTimes, now: u64) -> Result<(), AuthError> {
+        if now >= times.exp.saturating_add(self.leeway) {
+            return Err(AuthErrorKind::Expired.into());
+        }
+        if times.nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(AuthErrorKind::NotYetValid.into());
+        }
+        if times.iat.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(AuthErrorKind::IssuedInFuture.into());
+        }
+        if let Some(max_age) = self.max_age {
+            let Some(iat) = times.iat else {
+                return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iat"));
+            };
+            if now.saturating_sub(iat) > max_age.as_secs().saturating_add(self.leeway) {
+                return Err(AuthErrorKind::TooOld.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn secs_to_time(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Everything needed to verify one kind of token. Built once per layer.
+pub(crate) struct Verifier {
+    pub(crate) issuers: Vec<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) typ: TypPolicy,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) time: TimeRules,
+    pub(crate) profile: Box<dyn ClaimProfile>,
+}
+
+/// A token that verified, with the times a cache needs to recheck it.
+pub(crate) struct Verified {
+    pub(crate) session: Session,
+    pub(crate) times: TokenTimes,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<std::borrow::Cow<'a, str>>,
+    jwk: Option<IgnoredAny>,
+    jku: Option<IgnoredAny>,
+    x5u: Option<IgnoredAny>,
+    crit: Option<IgnoredAny>,
+}
+
+fn b64(segment: &str) -> Result<Vec<u8>, AuthError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url"))
+}
+
+impl Verifier {
+    /// Verifies a token against a key snapshot. `UnknownKey` means the caller may
+    /// refresh the key set and try once more.
+    pub(crate) fn verify(&self, token: &str, keys: &KeySet) -> Result<Verified, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::with_detail(AuthErrorKind::Malformed, "not three segments"));
+        };
+
+        let header_json = b64(header_b64)?;
+        let header: Header<'_> = serde_json::from_slice(&header_json)
+            .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid header"))?;
+        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.crit.is_some() {
+            return Err(AuthErrorKind::ForbiddenHeader.into());
+        }
+        let algorithm: Algorithm =
+            header.alg.parse().map_err(|_| AuthError::new(AuthErrorKind::UnsupportedAlgorithm))?;
+        if !self.algorithms.contains(&algorithm) {
+            return Err(AuthErrorKind::UnsupportedAlgorithm.into());
+        }
+        if !self.typ.accepts(header.typ.as_deref()) {
+            return Err(AuthErrorKind::InvalidType.into());
+        }
+        let key = keys.find(header.kid.as_deref(), algorithm).ok_or(AuthErrorKind::UnknownKey)?;
+        if key.algorithm != algorithm {
+            return Err(AuthErrorKind::AlgorithmMismatch.into());
+        }
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key.key, algorithm) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(AuthErrorKind::InvalidSignature.into()),
+        }
+
+        let payload = b64(payload_b64)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload)
+            .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "the payload is not a JSON object"))?;
+        self.check_claims(claims)
+    }
+
+    fn check_claims(&self, mut claims: Map<String, Value>) -> Result<Verified, AuthError> {
+        let times = TokenTimes {
+            exp: numeric_date(&mut claims, "exp")?
+                .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?,
+            nbf: numeric_date(&mut claims, "nbf")?,
+            iat: numeric_date(&mut claims, "iat")?,
+        };
+        self.time.check(&times, now_secs())?;
+
+        let issuer = match claims.remove("iss") {
+            Some(Value::String(issuer)) => issuer,
+            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss")),
+            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iss")),
+        };
+        if !self.issuers.contains(&issuer) {
+            return Err(AuthErrorKind::WrongIssuer.into());
+        }
+        let audience = match claims.remove("aud") {
+            Some(Value::String(aud)) => vec![aud],
+            Some(Value::Array(values)) => values
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "aud")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "aud")),
+            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud")),
+        };
+        if !audience.iter().any(|a| self.audiences.contains(a)) {
+            return Err(AuthErrorKind::WrongAudience.into());
+        }
+        let subject = match claims.remove("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub,
+            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "sub")),
+            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "sub")),
+        };
+        let jwt_id = match claims.remove("jti") {
+            Some(Value::String(jti)) => Some(jti),
+            None => None,
+            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "jti")),
+        };
+        let verified = VerifiedClaims {
+            issuer,
+            subject,
+            audience,
+            issued_at: times.iat.map(secs_to_time),
+            expires_at: secs_to_time(times.exp),
+            not_before: times.nbf.map(secs_to_time),
+            jwt_id,
+            other: claims,
+        };
+        let session = self.profile.session(verified)?;
+        Ok(Verified { session, times })
+    }
+}
+
+/// A NumericDate claim: a non-negative JSON number (fractions are truncated).
+fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
+    match claims.remove(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+        Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_rules() {
+        let rules = TimeRules { leeway: 5, max_age: Some(Duration::from_secs(100)) };
+        let ok = TokenTimes { exp: 1_000, nbf: Some(900), iat: Some(900) };
+        assert!(rules.check(&ok, 950).is_ok());
+        assert!(rules.check(&ok, 1_004).is_ok());
+        assert_eq!(rules.check(&ok, 1_005).unwrap_err().kind(), AuthErrorKind::Expired);
+        assert_eq!(rules.check(&ok, 890).unwrap_err().kind(), AuthErrorKind::NotYetValid);
+        let future_iat = TokenTimes { exp: 2_000, nbf: None, iat: Some(1_100) };
+        assert_eq!(rules.check(&future_iat, 1_000).unwrap_err().kind(), AuthErrorKind::IssuedInFuture);
+        let old = TokenTimes { exp: 2_000, nbf: None, iat: Some(800) };
+        assert_eq!(rules.check(&old, 1_000).unwrap_err().kind(), AuthErrorKind::TooOld);
+        let no_iat = TokenTimes { exp: 2_000, nbf: None, iat: None };
+        assert_eq!(rules.check(&no_iat, 1_000).unwrap_err().kind(), AuthErrorKind::MissingClaim);
+    }
+}
