@@ -1,39 +1,43 @@
-//! axum extractors: [`Session`] and `Option<Session>`.
+//! axum extractors: [`Session`], `Option<Session>` and [`AuthState`].
+
+use std::sync::OnceLock;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::request::Parts;
-use http::{header, StatusCode};
 
-use crate::challenge::BearerChallenge;
-use crate::error::{AuthError, AuthErrorKind};
-use crate::service::LayerHandle;
+use crate::challenge::Rejection;
+use crate::error::AuthError;
+use crate::guard::{check, Requirement};
 use crate::session::{AuthState, Session};
 
-/// Why a [`Session`] could not be extracted: no credential, a rejected one, or no
-/// [`SessionLayer`](crate::SessionLayer) in front of the handler.
-///
-/// Responds `401` with an RFC 6750 `WWW-Authenticate` challenge (`400` for a
-/// malformed request, `503` when the issuer is unavailable), or `500` naming the
-/// missing layer. The [`AuthError`] (if any) rides in the response extensions.
-#[derive(Debug, Clone)]
+/// Why a [`Session`] could not be extracted: the same challenge response a
+/// [`Guard::authenticated`](crate::Guard::authenticated) would send (`401` with an
+/// RFC 6750 `WWW-Authenticate`, a redirect for browsers when a login page is
+/// configured, `503` when the issuer is unavailable), or a `500` naming the missing
+/// [`SessionLayer`](crate::SessionLayer).
+#[derive(Debug)]
 pub struct SessionRejection {
-    error: Option<AuthError>,
-    realm: Option<String>,
+    response: http::Response<Bytes>,
 }
 
 impl SessionRejection {
-    /// The reason, or `None` when the request simply had no credential.
+    /// The typed reason (absent only when the layer is missing).
+    pub fn rejection(&self) -> Option<&Rejection> {
+        self.response.extensions().get::<Rejection>()
+    }
+    /// The error, when a credential was rejected or the layer is missing.
     pub fn error(&self) -> Option<&AuthError> {
-        self.error.as_ref()
+        self.response.extensions().get::<AuthError>()
     }
 }
 
 impl std::fmt::Display for SessionRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.error {
+        match self.error() {
             Some(error) => write!(f, "not authenticated: {error}"),
-            None => f.write_str("not authenticated: no credential"),
+            None => f.write_str("not authenticated"),
         }
     }
 }
@@ -42,46 +46,16 @@ impl std::error::Error for SessionRejection {}
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
-        if let Some(kind) = self.error.as_ref().map(AuthError::kind) {
-            if kind == AuthErrorKind::MissingLayer {
-                let mut response = (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "tower-stepup: the Session extractor needs a SessionLayer in front of this route; add `.layer(session_layer)` to the Router",
-                )
-                    .into_response();
-                response.extensions_mut().insert(AuthError::new(kind));
-                return response;
-            }
-            if kind.is_server_fault() {
-                let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], kind.description()).into_response();
-                response.extensions_mut().insert(AuthError::new(kind));
-                return response;
-            }
-        }
-        let realm = self.realm.as_deref().unwrap_or("api");
-        let (status, challenge) = BearerChallenge::for_error(realm, self.error.as_ref());
-        let mut response = (status, [(header::WWW_AUTHENTICATE, challenge.to_header())]).into_response();
-        if let Some(error) = self.error {
-            response.extensions_mut().insert(error);
-        }
-        response
+        self.response.map(axum::body::Body::from)
     }
 }
 
-fn state_of(parts: &Parts) -> Result<&AuthState, SessionRejection> {
-    parts
-        .extensions
-        .get::<AuthState>()
-        .ok_or(SessionRejection { error: Some(AuthErrorKind::MissingLayer.into()), realm: None })
+fn authenticated() -> &'static Requirement {
+    static AUTHENTICATED: OnceLock<Requirement> = OnceLock::new();
+    AUTHENTICATED.get_or_init(Requirement::authenticated)
 }
 
-fn realm_of(parts: &Parts) -> Option<String> {
-    parts.extensions.get::<LayerHandle>().map(|handle| handle.0.realm.clone())
-}
-
-/// Extracts the verified session, or rejects with `401` and a `WWW-Authenticate`
-/// challenge.
+/// Extracts the verified session, or rejects with a challenge.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
@@ -96,30 +70,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match state_of(parts)? {
-            AuthState::Authenticated(session) => Ok(session.clone()),
-            AuthState::Anonymous => Err(SessionRejection { error: None, realm: realm_of(parts) }),
-            AuthState::Invalid(error) => Err(SessionRejection { error: Some(error.clone()), realm: realm_of(parts) }),
-        }
+        check(authenticated(), &parts.extensions, &parts.headers, &parts.uri)
+            .map_err(|response| SessionRejection { response })
     }
 }
 
 /// `Option<Session>`: `None` for anonymous requests *and* for rejected credentials
 /// (a public route should not fail because of a stale cookie); still a `500` when
-/// the layer is missing. Read [`AuthState`] to tell the two apart.
+/// the layer is missing. Extract [`AuthState`] to tell the two apart.
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
     type Rejection = SessionRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        Ok(state_of(parts)?.session().cloned())
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(<AuthState as FromRequestParts<S>>::from_request_parts(parts, state).await?.session().cloned())
     }
 }
 
-/// Extracts the [`AuthState`] itself (never rejects once the layer is installed).
+/// Extracts the [`AuthState`] itself; rejects only when the layer is missing.
 impl<S: Send + Sync> FromRequestParts<S> for AuthState {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        state_of(parts).cloned()
+        match parts.extensions.get::<AuthState>() {
+            Some(state) => Ok(state.clone()),
+            None => Err(SessionRejection { response: crate::guard::missing_layer() }),
+        }
     }
 }

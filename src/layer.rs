@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
 use crate::credential::CredentialConfig;
 use crate::error::ConfigError;
+use crate::guard::GuardConfig;
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
 use crate::service::{LayerState, SessionService};
@@ -77,6 +78,7 @@ impl SessionLayer {
             eager: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
             realm: "api".to_owned(),
+            guards: GuardConfig::default(),
         }
     }
 
@@ -125,6 +127,7 @@ pub struct SessionLayerBuilder {
     eager: bool,
     cache_bytes: u64,
     realm: String,
+    guards: GuardConfig,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -210,6 +213,13 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// How guards behind this layer judge sessions and answer (acr levels, RBAC
+    /// policy, login and step-up pages, challenge format).
+    pub fn with_guard_config(mut self, config: GuardConfig) -> Self {
+        self.guards = config;
+        self
+    }
+
     /// Builds the layer. Must run inside a tokio runtime: it starts the background
     /// key refresh, and (unless [`with_lazy_start`](Self::with_lazy_start)) fetches
     /// the key set now.
@@ -244,7 +254,8 @@ impl SessionLayerBuilder {
             profile: self.profile.unwrap_or_else(|| Box::new(StytchProfile::new())),
         };
         let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
-        let state = LayerState { credentials: self.credentials, verifier, keys, cache, realm: self.realm };
+        let state =
+            LayerState { credentials: self.credentials, verifier, keys, cache, realm: self.realm, guards: self.guards };
         Ok(SessionLayer { state: Arc::new(state) })
     }
 }

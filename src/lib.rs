@@ -41,12 +41,13 @@ compile_error!("tower-stepup: enable exactly one of the features `aws-lc-rs` and
 compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) or `rust-crypto`");
 
 mod cache;
-mod challenge;
+pub mod challenge;
 mod credential;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod guard;
 mod http_client;
 mod jwks;
 mod layer;
@@ -60,11 +61,18 @@ mod verify;
 #[cfg(feature = "dev-issuer")]
 pub mod testing;
 
+pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge, Rejection};
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::ResponseFuture;
+pub use guard::{
+    FactorRequirement, Forbidden, Guard, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement, Shortfall,
+    StepUpRequired,
+};
+#[cfg(feature = "axum")]
+pub use guard::{Require, RequirementSpec};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{JwksConfig, KeySource};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY};

@@ -21,6 +21,7 @@ pub(crate) struct LayerState {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) cache: Option<SessionCache>,
     pub(crate) realm: String,
+    pub(crate) guards: crate::guard::GuardConfig,
 }
 
 /// Lets guards and extractors reach the layer that authenticated the request.

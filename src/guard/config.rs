@@ -1,0 +1,139 @@
+//! How guards judge sessions and answer when they fall short. Configured once on
+//! the [`SessionLayer`](crate::SessionLayer).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::challenge::{Challenge, DefaultChallenge};
+use crate::error::ConfigError;
+use crate::guard::policy::RbacPolicy;
+use crate::session::FactorKind;
+
+/// Guard settings shared by every guard behind one layer.
+///
+/// Defaults: no `acr` levels (every `acr_at_least` fails until levels are set), no
+/// factor → `acr` mapping, no RBAC policy, no login or step-up URL (browsers get the
+/// same `401` as API clients), the [`DefaultChallenge`] format.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::{FactorKind, GuardConfig};
+///
+/// let config = GuardConfig::default()
+///     .with_acr_levels(["pwd", "mfa", "phr"])
+///     .with_factor_acr(FactorKind::Totp, "mfa")
+///     .with_factor_acr(FactorKind::WebAuthn, "phr")
+///     .with_login_url("/login")?
+///     .with_step_up_url("/step-up")?;
+/// # Ok::<(), tower_stepup::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct GuardConfig {
+    acr_levels: Vec<String>,
+    factor_acr: HashMap<FactorKind, String>,
+    secure_session_acr: Option<String>,
+    rbac: Option<Arc<RbacPolicy>>,
+    pub(crate) login_url: Option<String>,
+    pub(crate) step_up_url: Option<String>,
+    pub(crate) challenge: Arc<dyn Challenge>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            acr_levels: Vec::new(),
+            factor_acr: HashMap::new(),
+            secure_session_acr: None,
+            rbac: None,
+            login_url: None,
+            step_up_url: None,
+            challenge: Arc::new(DefaultChallenge),
+        }
+    }
+}
+
+impl std::fmt::Debug for GuardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardConfig")
+            .field("acr_levels", &self.acr_levels)
+            .field("factor_acr", &self.factor_acr)
+            .field("login_url", &self.login_url)
+            .field("step_up_url", &self.step_up_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuardConfig {
+    /// The `acr` values from weakest to strongest, e.g. `["pwd", "mfa", "phr"]`.
+    pub fn with_acr_levels(mut self, levels: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.acr_levels = levels.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The `acr` value a client should ask for to obtain this factor: step-up
+    /// challenges for factor requirements carry it in `acr_values`.
+    pub fn with_factor_acr(mut self, kind: FactorKind, acr: impl Into<String>) -> Self {
+        self.factor_acr.insert(kind, acr.into());
+        self
+    }
+    /// The `acr` value that stands for Stytch's "secure session" (offered in
+    /// challenges of [`Requirement::secure_session`](crate::Requirement::secure_session)).
+    pub fn with_secure_session_acr(mut self, acr: impl Into<String>) -> Self {
+        self.secure_session_acr = Some(acr.into());
+        self
+    }
+    /// The role → permission policy for [`Requirement::permission`](crate::Requirement::permission).
+    pub fn with_rbac_policy(mut self, policy: RbacPolicy) -> Self {
+        self.rbac = Some(Arc::new(policy));
+        self
+    }
+    /// Where browsers without a valid session are sent (`303`, with `return_to`).
+    /// A same-site path (`/login`) or an absolute `https` URL.
+    pub fn with_login_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        self.login_url = Some(check_redirect_target("login URL", url.into())?);
+        Ok(self)
+    }
+    /// Where browsers whose session falls short are sent to step up (`303`, with
+    /// `return_to`, `acr_values`, `max_age` and `factors`).
+    pub fn with_step_up_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        self.step_up_url = Some(check_redirect_target("step-up URL", url.into())?);
+        Ok(self)
+    }
+    /// Replaces how challenges are rendered.
+    pub fn with_challenge(mut self, challenge: impl Challenge) -> Self {
+        self.challenge = Arc::new(challenge);
+        self
+    }
+
+    pub(crate) fn acr_rank(&self, acr: &str) -> Option<usize> {
+        self.acr_levels.iter().position(|level| level == acr)
+    }
+    /// The acceptable values for "at least `level`": it and every stronger one.
+    pub(crate) fn acr_values_from(&self, level: &str) -> Vec<String> {
+        match self.acr_rank(level) {
+            Some(rank) => self.acr_levels[rank..].to_vec(),
+            None => vec![level.to_owned()],
+        }
+    }
+    pub(crate) fn factor_acr(&self, kind: &FactorKind) -> Option<&str> {
+        self.factor_acr.get(kind).map(String::as_str)
+    }
+    pub(crate) fn secure_session_acr(&self) -> Option<&str> {
+        self.secure_session_acr.as_deref()
+    }
+    pub(crate) fn rbac(&self) -> Option<&RbacPolicy> {
+        self.rbac.as_deref()
+    }
+}
+
+fn check_redirect_target(name: &'static str, url: String) -> Result<String, ConfigError> {
+    if url.contains('?') || url.contains('#') {
+        return Err(ConfigError::invalid(name, "must not carry a query or fragment; parameters are appended"));
+    }
+    if crate::challenge::safe_return_to(&url).is_some() {
+        return Ok(url);
+    }
+    crate::http_client::check_url(name, &url, false)?;
+    Ok(url)
+}

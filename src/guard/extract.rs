@@ -1,0 +1,75 @@
+//! [`Require<R>`]: a requirement as a handler argument.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use super::{check, Requirement};
+use crate::session::Session;
+
+/// A requirement named by a type, for [`Require<R>`]. Define one with
+/// [`requirement!`](crate::requirement).
+pub trait RequirementSpec: Send + Sync + 'static {
+    /// The requirement, built once.
+    fn requirement() -> &'static Requirement;
+}
+
+/// Defines a type implementing [`RequirementSpec`], whose requirement is built once
+/// (on first use) from the given expression.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_stepup::{requirement, FactorKind, Requirement};
+///
+/// requirement!(pub RecentTotp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
+/// requirement!(Admin = Requirement::role("admin"));
+/// ```
+#[macro_export]
+macro_rules! requirement {
+    ($vis:vis $name:ident = $requirement:expr) => {
+        #[doc = concat!("The requirement `", stringify!($requirement), "`.")]
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+
+        impl $crate::RequirementSpec for $name {
+            fn requirement() -> &'static $crate::Requirement {
+                static REQUIREMENT: ::std::sync::OnceLock<$crate::Requirement> = ::std::sync::OnceLock::new();
+                REQUIREMENT.get_or_init(|| ::std::convert::Into::into($requirement))
+            }
+        }
+    };
+}
+
+/// Extracts the session if it meets `R`'s requirement; otherwise rejects with the
+/// same challenge a [`Guard`](crate::Guard) would send.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+/// use tower_stepup::{requirement, Require, Requirement};
+///
+/// requirement!(Admin = Requirement::role("admin"));
+///
+/// async fn admin_panel(Require(session, ..): Require<Admin>) -> String {
+///     format!("welcome, {}", session.subject())
+/// }
+/// let app: Router = Router::new().route("/admin", get(admin_panel));
+/// ```
+pub struct Require<R>(pub Session, pub PhantomData<fn() -> R>);
+
+impl<R> std::fmt::Debug for Require<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Require").field(&self.0).finish()
+    }
+}
+
+impl<R: RequirementSpec, S: Send + Sync> FromRequestParts<S> for Require<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        check(R::requirement(), &parts.extensions, &parts.headers, &parts.uri)
+            .map(|session| Require(session, PhantomData))
+            .map_err(|response| response.map(axum::body::Body::from).into_response())
+    }
+}

@@ -1,0 +1,502 @@
+//! What a route requires of a session, and why a session falls short.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::guard::config::GuardConfig;
+use crate::session::{FactorKind, Session};
+
+/// What a route requires of a session. Built once at startup, evaluated per request
+/// without allocating when the session passes.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_stepup::{FactorKind, Requirement};
+///
+/// let five_minutes = Duration::from_secs(300);
+/// // "webauthn within 10 minutes, or totp within 5 minutes", and the admin role
+/// let requirement = Requirement::any([
+///     Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(600)),
+///     Requirement::factor(FactorKind::Totp).within(five_minutes),
+/// ])
+/// .and(Requirement::role("admin"));
+/// # let _ = requirement;
+/// ```
+#[derive(Clone)]
+pub struct Requirement {
+    node: Node,
+}
+
+#[derive(Clone)]
+enum Node {
+    Authenticated,
+    Factor(FactorRule),
+    AcrAtLeast(String),
+    MaxAge(Duration),
+    Role(String),
+    Scope(String),
+    Permission { resource: String, action: String },
+    SecureSession,
+    Predicate { description: Arc<str>, check: Arc<dyn Fn(&Session) -> bool + Send + Sync> },
+    All(Vec<Node>),
+    Any(Vec<Node>),
+}
+
+#[derive(Clone, Debug)]
+struct FactorRule {
+    kind: FactorKind,
+    delivery_method: Option<String>,
+    within: Option<Duration>,
+}
+
+/// A factor requirement under construction: add [`within`](Self::within) or
+/// [`delivered_by`](Self::delivered_by), then use it as a [`Requirement`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct FactorRequirement {
+    rule: FactorRule,
+}
+
+impl FactorRequirement {
+    /// The factor must have been used within this long.
+    pub fn within(mut self, duration: Duration) -> Requirement {
+        self.rule.within = Some(duration);
+        self.into()
+    }
+    /// The factor must have been delivered this way (`sms`, `email`, …).
+    pub fn delivered_by(mut self, method: impl Into<String>) -> Self {
+        self.rule.delivery_method = Some(method.into());
+        self
+    }
+    /// Combines with another requirement: both must hold.
+    pub fn and(self, other: impl Into<Requirement>) -> Requirement {
+        Requirement::from(self).and(other)
+    }
+    /// Combines with another requirement: either may hold.
+    pub fn or(self, other: impl Into<Requirement>) -> Requirement {
+        Requirement::from(self).or(other)
+    }
+}
+
+impl From<FactorRequirement> for Requirement {
+    fn from(value: FactorRequirement) -> Self {
+        Requirement { node: Node::Factor(value.rule) }
+    }
+}
+
+impl Requirement {
+    /// Any valid session.
+    pub fn authenticated() -> Self {
+        Self { node: Node::Authenticated }
+    }
+    /// A factor of this kind in the session. Chain [`within`](FactorRequirement::within)
+    /// for recency: it uses the factor's `last_authenticated_at` (Stytch) or
+    /// `auth_time` (OIDC, where the factor comes from `amr`).
+    pub fn factor(kind: FactorKind) -> FactorRequirement {
+        FactorRequirement { rule: FactorRule { kind, delivery_method: None, within: None } }
+    }
+    /// Any one of these factor kinds, each used within `within` when given.
+    pub fn any_factor(kinds: impl IntoIterator<Item = FactorKind>, within: Option<Duration>) -> Self {
+        Self::any(
+            kinds
+                .into_iter()
+                .map(|kind| Requirement { node: Node::Factor(FactorRule { kind, delivery_method: None, within }) }),
+        )
+    }
+    /// Every one of these factor kinds, each used within `within` when given.
+    pub fn all_factors(kinds: impl IntoIterator<Item = FactorKind>, within: Option<Duration>) -> Self {
+        Self::all(
+            kinds
+                .into_iter()
+                .map(|kind| Requirement { node: Node::Factor(FactorRule { kind, delivery_method: None, within }) }),
+        )
+    }
+    /// `acr` at least this level, in the order configured with
+    /// [`GuardConfig::with_acr_levels`]. An `acr` not in the list counts as below all.
+    pub fn acr_at_least(level: impl Into<String>) -> Self {
+        Self { node: Node::AcrAtLeast(level.into()) }
+    }
+    /// The user authenticated (`auth_time`) within this long (OIDC `max_age`).
+    pub fn max_age(max_age: Duration) -> Self {
+        Self { node: Node::MaxAge(max_age) }
+    }
+    /// The session has this role. Failing it is `403`, not a step-up.
+    pub fn role(role: impl Into<String>) -> Self {
+        Self { node: Node::Role(role.into()) }
+    }
+    /// The token has this OAuth scope. Failing it is `403 insufficient_scope`.
+    pub fn scope(scope: impl Into<String>) -> Self {
+        Self { node: Node::Scope(scope.into()) }
+    }
+    /// One of the session's roles grants `action` on `resource` in the
+    /// [`RbacPolicy`](crate::RbacPolicy) configured with
+    /// [`GuardConfig::with_rbac_policy`]. Failing it is `403`.
+    pub fn permission(resource: impl Into<String>, action: impl Into<String>) -> Self {
+        Self { node: Node::Permission { resource: resource.into(), action: action.into() } }
+    }
+    /// Stytch's rule for a secure session: factors from two of {email / OAuth / SSO,
+    /// phone, WebAuthn / TOTP}, at least one of them used within the last hour.
+    pub fn secure_session() -> Self {
+        Self { node: Node::SecureSession }
+    }
+    /// A custom check. Failing it is `403`; `description` explains it in challenges
+    /// and logs.
+    pub fn predicate(description: impl Into<String>, check: impl Fn(&Session) -> bool + Send + Sync + 'static) -> Self {
+        Self { node: Node::Predicate { description: Arc::from(description.into()), check: Arc::new(check) } }
+    }
+    /// All of these must hold.
+    pub fn all(requirements: impl IntoIterator<Item = impl Into<Requirement>>) -> Self {
+        Self { node: Node::All(requirements.into_iter().map(|r| r.into().node).collect()) }
+    }
+    /// At least one of these must hold.
+    pub fn any(requirements: impl IntoIterator<Item = impl Into<Requirement>>) -> Self {
+        Self { node: Node::Any(requirements.into_iter().map(|r| r.into().node).collect()) }
+    }
+    /// This and `other`.
+    #[must_use]
+    pub fn and(self, other: impl Into<Requirement>) -> Self {
+        let other = other.into().node;
+        match self.node {
+            Node::All(mut nodes) => {
+                nodes.push(other);
+                Self { node: Node::All(nodes) }
+            }
+            node => Self { node: Node::All(vec![node, other]) },
+        }
+    }
+    /// This or `other`.
+    #[must_use]
+    pub fn or(self, other: impl Into<Requirement>) -> Self {
+        let other = other.into().node;
+        match self.node {
+            Node::Any(mut nodes) => {
+                nodes.push(other);
+                Self { node: Node::Any(nodes) }
+            }
+            node => Self { node: Node::Any(vec![node, other]) },
+        }
+    }
+
+    /// Whether `session` meets the requirement at time `now`.
+    pub fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
+        self.node.is_met(session, config, now)
+    }
+
+    /// Why `session` falls short; `None` when it does not.
+    pub fn shortfall(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> Option<Shortfall> {
+        if self.is_met(session, config, now) {
+            return None;
+        }
+        Some(self.node.explain(session, config, now))
+    }
+}
+
+impl fmt::Debug for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.node, f)
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Authenticated => f.write_str("Authenticated"),
+            Self::Factor(rule) => fmt::Debug::fmt(rule, f),
+            Self::AcrAtLeast(level) => f.debug_tuple("AcrAtLeast").field(level).finish(),
+            Self::MaxAge(age) => f.debug_tuple("MaxAge").field(age).finish(),
+            Self::Role(role) => f.debug_tuple("Role").field(role).finish(),
+            Self::Scope(scope) => f.debug_tuple("Scope").field(scope).finish(),
+            Self::Permission { resource, action } => {
+                f.debug_struct("Permission").field("resource", resource).field("action", action).finish()
+            }
+            Self::SecureSession => f.write_str("SecureSession"),
+            Self::Predicate { description, .. } => f.debug_tuple("Predicate").field(description).finish(),
+            Self::All(nodes) => f.debug_tuple("All").field(nodes).finish(),
+            Self::Any(nodes) => f.debug_tuple("Any").field(nodes).finish(),
+        }
+    }
+}
+
+/// Why a session falls short of a [`Requirement`]: what a step-up would fix and what
+/// no step-up can fix.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Authentication a step-up can provide (`None` when none would help).
+    pub step_up: Option<StepUpRequired>,
+    /// Authorization the session lacks (roles, scopes, permissions, predicates).
+    pub forbidden: Option<Forbidden>,
+}
+
+/// What a step-up must achieve: the RFC 9470 parameters and the factors that would
+/// satisfy the route.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepUpRequired {
+    /// Acceptable `acr` values, in order of preference (RFC 9470 `acr_values`).
+    pub acr_values: Vec<String>,
+    /// Maximum age of the authentication (RFC 9470 `max_age`).
+    pub max_age: Option<Duration>,
+    /// Factor kinds that would satisfy the route.
+    pub factors: Vec<FactorKind>,
+}
+
+/// What authorization the session lacks.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forbidden {
+    /// Missing scopes (RFC 6750 `scope`).
+    pub scopes: Vec<String>,
+    /// Missing roles.
+    pub roles: Vec<String>,
+    /// Missing permissions as `resource:action`.
+    pub permissions: Vec<String>,
+    /// Failed custom predicates, by description.
+    pub predicates: Vec<String>,
+}
+
+fn push_unique<T: PartialEq>(into: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
+    for item in items {
+        if !into.contains(&item) {
+            into.push(item);
+        }
+    }
+}
+
+impl StepUpRequired {
+    fn merge(&mut self, other: StepUpRequired) {
+        push_unique(&mut self.acr_values, other.acr_values);
+        push_unique(&mut self.factors, other.factors);
+        // Re-authenticating now satisfies every bound, so the tightest one is right.
+        self.max_age = match (self.max_age, other.max_age) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+impl Forbidden {
+    fn merge(&mut self, other: Forbidden) {
+        push_unique(&mut self.scopes, other.scopes);
+        push_unique(&mut self.roles, other.roles);
+        push_unique(&mut self.permissions, other.permissions);
+        push_unique(&mut self.predicates, other.predicates);
+    }
+}
+
+fn within(at: Option<SystemTime>, max: Option<Duration>, now: SystemTime) -> bool {
+    match max {
+        None => true,
+        // A time in the future (clock skew) counts as now.
+        Some(max) => at.is_some_and(|at| now.duration_since(at).map_or(true, |age| age <= max)),
+    }
+}
+
+const SECURE_SESSION_RECENCY: Duration = Duration::from_secs(3600);
+
+impl Node {
+    fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
+        match self {
+            Self::Authenticated => true,
+            Self::Factor(rule) => session.factors().iter().any(|factor| {
+                factor.kind == rule.kind
+                    && rule.delivery_method.as_ref().is_none_or(|m| factor.delivery_method.as_ref() == Some(m))
+                    && within(factor.last_authenticated_at, rule.within, now)
+            }),
+            Self::AcrAtLeast(level) => {
+                let required = config.acr_rank(level);
+                let actual = session.acr().and_then(|acr| config.acr_rank(acr));
+                matches!((actual, required), (Some(actual), Some(required)) if actual >= required)
+            }
+            Self::MaxAge(max_age) => within(session.auth_time(), Some(*max_age), now),
+            Self::Role(role) => session.has_role(role),
+            Self::Scope(scope) => session.has_scope(scope),
+            Self::Permission { resource, action } => config
+                .rbac()
+                .is_some_and(|policy| session.roles().iter().any(|role| policy.allows(role, resource, action))),
+            Self::SecureSession => secure_session(session, now),
+            Self::Predicate { check, .. } => check(session),
+            Self::All(nodes) => nodes.iter().all(|n| n.is_met(session, config, now)),
+            Self::Any(nodes) => nodes.iter().any(|n| n.is_met(session, config, now)),
+        }
+    }
+
+    /// Explains a failing node. Only called on the (allocating) failure path.
+    fn explain(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> Shortfall {
+        let step_up = |s: StepUpRequired| Shortfall { step_up: Some(s), forbidden: None };
+        let forbidden = |f: Forbidden| Shortfall { step_up: None, forbidden: Some(f) };
+        match self {
+            Self::Authenticated => Shortfall::default(),
+            Self::Factor(rule) => step_up(StepUpRequired {
+                acr_values: config.factor_acr(&rule.kind).map(str::to_owned).into_iter().collect(),
+                max_age: rule.within,
+                factors: vec![rule.kind.clone()],
+            }),
+            Self::AcrAtLeast(level) => {
+                step_up(StepUpRequired { acr_values: config.acr_values_from(level), ..StepUpRequired::default() })
+            }
+            Self::MaxAge(max_age) => step_up(StepUpRequired { max_age: Some(*max_age), ..StepUpRequired::default() }),
+            Self::SecureSession => step_up(StepUpRequired {
+                acr_values: config.secure_session_acr().map(str::to_owned).into_iter().collect(),
+                max_age: Some(SECURE_SESSION_RECENCY),
+                factors: Vec::new(),
+            }),
+            Self::Role(role) => forbidden(Forbidden { roles: vec![role.clone()], ..Forbidden::default() }),
+            Self::Scope(scope) => forbidden(Forbidden { scopes: vec![scope.clone()], ..Forbidden::default() }),
+            Self::Permission { resource, action } => {
+                forbidden(Forbidden { permissions: vec![format!("{resource}:{action}")], ..Forbidden::default() })
+            }
+            Self::Predicate { description, .. } => {
+                forbidden(Forbidden { predicates: vec![description.to_string()], ..Forbidden::default() })
+            }
+            Self::All(nodes) => {
+                // Authorization first: a step-up cannot grant a missing role.
+                let mut out = Shortfall::default();
+                for node in nodes.iter().filter(|n| !n.is_met(session, config, now)) {
+                    let part = node.explain(session, config, now);
+                    merge_into(&mut out, part);
+                }
+                if out.forbidden.is_some() {
+                    out.step_up = None;
+                }
+                out
+            }
+            Self::Any(nodes) => {
+                // Any branch a step-up can cure is enough: offer those.
+                let parts: Vec<Shortfall> = nodes.iter().map(|n| n.explain(session, config, now)).collect();
+                let curable = parts.iter().any(|p| p.forbidden.is_none() && p.step_up.is_some());
+                let mut out = Shortfall::default();
+                for part in parts {
+                    if !curable || part.forbidden.is_none() {
+                        merge_into(&mut out, part);
+                    }
+                }
+                if curable {
+                    out.forbidden = None;
+                }
+                out
+            }
+        }
+    }
+}
+
+fn merge_into(out: &mut Shortfall, part: Shortfall) {
+    if let Some(step_up) = part.step_up {
+        match &mut out.step_up {
+            Some(existing) => existing.merge(step_up),
+            None => out.step_up = Some(step_up),
+        }
+    }
+    if let Some(forbidden) = part.forbidden {
+        match &mut out.forbidden {
+            Some(existing) => existing.merge(forbidden),
+            None => out.forbidden = Some(forbidden),
+        }
+    }
+}
+
+/// Stytch's factor categories for the secure-session rule.
+fn category(kind: &FactorKind, delivery: Option<&str>) -> u8 {
+    const EMAIL_OR_OAUTH: u8 = 1;
+    const PHONE: u8 = 2;
+    const STRONG: u8 = 4;
+    match kind {
+        FactorKind::MagicLink | FactorKind::EmailOtp | FactorKind::OAuth | FactorKind::Sso => EMAIL_OR_OAUTH,
+        FactorKind::Otp => match delivery {
+            Some("sms" | "whatsapp" | "voice") => PHONE,
+            Some("email") => EMAIL_OR_OAUTH,
+            _ => 0,
+        },
+        FactorKind::WebAuthn | FactorKind::Totp => STRONG,
+        _ => 0,
+    }
+}
+
+fn secure_session(session: &Session, now: SystemTime) -> bool {
+    let mut categories = 0u8;
+    let mut recent = false;
+    for factor in session.factors() {
+        let bit = category(&factor.kind, factor.delivery_method.as_deref());
+        if bit != 0 {
+            categories |= bit;
+            recent |= within(factor.last_authenticated_at, Some(SECURE_SESSION_RECENCY), now);
+        }
+    }
+    categories.count_ones() >= 2 && recent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Factor;
+
+    fn session(factors: Vec<Factor>) -> Session {
+        Session::builder("u", "i").factors(factors).acr("mfa").role("editor").build()
+    }
+
+    fn ago(secs: u64) -> SystemTime {
+        SystemTime::now() - Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn factors_and_recency() {
+        let config = GuardConfig::default();
+        let now = SystemTime::now();
+        let s = session(vec![
+            Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(600)),
+            Factor::new(FactorKind::Otp).with_delivery_method("sms").with_last_authenticated_at(ago(10)),
+        ]);
+        assert!(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(900)).is_met(&s, &config, now));
+        assert!(!Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)).is_met(&s, &config, now));
+        assert!(Requirement::from(Requirement::factor(FactorKind::Otp).delivered_by("sms")).is_met(&s, &config, now));
+        assert!(!Requirement::from(Requirement::factor(FactorKind::Otp).delivered_by("email")).is_met(&s, &config, now));
+        let either = Requirement::factor(FactorKind::WebAuthn)
+            .within(Duration::from_secs(600))
+            .or(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
+        let shortfall = either.shortfall(&s, &config, now).unwrap();
+        let step_up = shortfall.step_up.unwrap();
+        assert_eq!(step_up.factors, [FactorKind::WebAuthn, FactorKind::Totp]);
+        assert_eq!(step_up.max_age, Some(Duration::from_secs(300)));
+        assert!(shortfall.forbidden.is_none());
+    }
+
+    #[test]
+    fn authorization_beats_step_up_in_all() {
+        let config = GuardConfig::default();
+        let now = SystemTime::now();
+        let s = session(vec![]);
+        let requirement = Requirement::factor(FactorKind::Totp).and(Requirement::role("admin"));
+        let shortfall = requirement.shortfall(&s, &config, now).unwrap();
+        assert!(shortfall.step_up.is_none());
+        assert_eq!(shortfall.forbidden.unwrap().roles, ["admin"]);
+    }
+
+    #[test]
+    fn acr_levels() {
+        let config = GuardConfig::default().with_acr_levels(["pwd", "mfa", "phr"]);
+        let now = SystemTime::now();
+        let s = session(vec![]);
+        assert!(Requirement::acr_at_least("pwd").is_met(&s, &config, now));
+        assert!(Requirement::acr_at_least("mfa").is_met(&s, &config, now));
+        let shortfall = Requirement::acr_at_least("phr").shortfall(&s, &config, now).unwrap();
+        assert_eq!(shortfall.step_up.unwrap().acr_values, ["phr"]);
+        assert!(!Requirement::acr_at_least("unknown-level").is_met(&s, &config, now));
+    }
+
+    #[test]
+    fn secure_session_rule() {
+        let now = SystemTime::now();
+        let config = GuardConfig::default();
+        let email = Factor::new(FactorKind::MagicLink).with_last_authenticated_at(ago(7200));
+        let totp_recent = Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(60));
+        let totp_old = Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(7200));
+        let secure = Requirement::secure_session();
+        assert!(secure.is_met(&session(vec![email.clone(), totp_recent.clone()]), &config, now));
+        assert!(!secure.is_met(&session(vec![email.clone(), totp_old]), &config, now));
+        assert!(!secure.is_met(&session(vec![totp_recent.clone(), totp_recent]), &config, now));
+        assert!(!secure.is_met(&session(vec![email]), &config, now));
+    }
+}
