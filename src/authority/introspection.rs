@@ -1,0 +1,156 @@
+//! OAuth 2.0 token introspection (RFC 7662).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{AuthorityCredential, AuthorityFuture, Confirmation, DEFAULT_AUTHORITY_TIMEOUT};
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::http_client;
+use crate::profile::{ClaimProfile, OidcProfile};
+use crate::secret::Secret;
+use crate::session::TokenKind;
+use crate::verify::{now_secs, claims_from_map};
+
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Checks tokens at an RFC 7662 introspection endpoint, authenticating with
+/// `client_secret_basic`. An inactive token (`{"active": false}`) counts as a
+/// revoked session. Claims map to the [`Session`](crate::Session) as with
+/// [`OidcProfile`].
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::IntrospectionAuthority;
+///
+/// let authority = IntrospectionAuthority::new("https://login.example.com/oauth2/introspect", "api", "s3cret")?
+///     .with_issuer("https://login.example.com");
+/// # Ok::<(), tower_stepup::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct IntrospectionAuthority {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    client_id: String,
+    client_secret: Secret,
+    issuer: Option<String>,
+    audience: Option<String>,
+    profile: OidcProfile,
+    max_retries: u32,
+}
+
+impl std::fmt::Debug for IntrospectionAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionAuthority")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntrospectionAuthority {
+    /// An authority for the endpoint `url`, as client `client_id`.
+    pub fn new(url: &str, client_id: impl Into<String>, client_secret: impl Into<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            client: http_client::build_client(DEFAULT_AUTHORITY_TIMEOUT)?,
+            url: http_client::check_url("introspection URL", url, false)?,
+            client_id: client_id.into(),
+            client_secret: Secret::new(client_secret),
+            issuer: None,
+            audience: None,
+            profile: OidcProfile::new(),
+            max_retries: 0,
+        })
+    }
+    /// Requires `iss` in responses to equal this (when present), and uses it as the
+    /// session issuer when absent.
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+    /// Requires `aud` in responses to contain this (when present).
+    #[must_use]
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+    /// Timeout of each call (default 2 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
+        }
+        self.client = http_client::build_client(timeout)?;
+        Ok(self)
+    }
+    /// Retries when the connection could not be made (default 0).
+    #[must_use]
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+    /// How response claims become a session (default [`OidcProfile::new`]).
+    #[must_use]
+    pub fn with_profile(mut self, profile: OidcProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
+        let form = [("token", credential.token()), ("token_type_hint", "access_token")];
+        // RFC 6749 §2.3.1: the client id and secret are form-encoded before Basic.
+        let mut user = String::new();
+        http_client::percent_encode(&mut user, &self.client_id);
+        let mut password = String::new();
+        http_client::percent_encode(&mut password, self.client_secret.expose());
+        let response = http_client::send(
+            || {
+                self.client
+                    .post(self.url.clone())
+                    .basic_auth(&user, Some(&password))
+                    .header(http::header::ACCEPT, "application/json")
+                    .form(&form)
+            },
+            self.max_retries,
+        )
+        .await?;
+        let status = response.status();
+        let body = http_client::read_body(response, MAX_RESPONSE_BYTES, AuthErrorKind::AuthorityResponse).await?;
+        match status.as_u16() {
+            200 => {}
+            401 | 403 => return Err(AuthError::with_detail(AuthErrorKind::BadServerCredentials, format!("introspection {status}"))),
+            _ => return Err(AuthError::with_detail(AuthErrorKind::AuthorityUnavailable, format!("introspection {status}"))),
+        }
+        let mut claims: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|_| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not an introspection response"))?;
+        match claims.remove("active") {
+            Some(Value::Bool(true)) => {}
+            Some(Value::Bool(false)) => return Err(AuthError::with_detail(AuthErrorKind::SessionRevoked, "inactive token")),
+            _ => return Err(AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no boolean `active`")),
+        }
+        if let (Some(expected), Some(Value::String(iss))) = (&self.issuer, claims.get("iss")) {
+            if iss != expected {
+                return Err(AuthError::with_detail(AuthErrorKind::AuthorityResponse, "introspection names another issuer"));
+            }
+        }
+        if !claims.contains_key("iss") {
+            let issuer = self.issuer.clone().unwrap_or_else(|| self.url.origin().ascii_serialization());
+            claims.insert("iss".to_owned(), Value::String(issuer));
+        }
+        let verified = claims_from_map(claims, now_secs())?;
+        if let Some(audience) = &self.audience {
+            if !verified.audience.is_empty() && !verified.audience.contains(audience) {
+                return Err(AuthErrorKind::WrongAudience.into());
+            }
+        }
+        let session = self.profile.session(verified)?.with_token_kind(TokenKind::Opaque);
+        Ok(Confirmation::new(session))
+    }
+}
+
+impl super::Authority for IntrospectionAuthority {
+    fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
+        Box::pin(self.call(credential))
+    }
+}

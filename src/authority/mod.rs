@@ -1,0 +1,146 @@
+//! The issuing server as the source of truth: "is this session still alive, and
+//! what does it look like now?"
+//!
+//! Used for opaque tokens (which cannot be checked locally), for guards marked
+//! [`fresh`](crate::Guard::fresh) (a locally valid JWT can belong to a session
+//! revoked a minute ago), and to renew an expired Stytch JWT from its session token.
+//!
+//! Two implementations: [`StytchAuthority`] (`POST /v1/sessions/authenticate`) and
+//! [`IntrospectionAuthority`] (RFC 7662). Implement [`Authority`] for anything else.
+
+mod introspection;
+mod stytch;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+pub use introspection::IntrospectionAuthority;
+pub use stytch::StytchAuthority;
+
+use crate::error::AuthError;
+use crate::secret::Secret;
+use crate::session::Session;
+
+/// Default timeout of one call to the issuer: 2 seconds.
+pub const DEFAULT_AUTHORITY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The future an [`Authority`] returns.
+pub type AuthorityFuture<'a> = Pin<Box<dyn Future<Output = Result<Confirmation, AuthError>> + Send + 'a>>;
+
+/// A credential to confirm with the issuer. `Debug` never shows the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthorityCredential<'a> {
+    /// A JWT (possibly expired: Stytch renews correctly signed expired JWTs).
+    Jwt(&'a str),
+    /// An opaque token (Stytch session token, or an OAuth access token).
+    Opaque(&'a str),
+}
+
+impl AuthorityCredential<'_> {
+    /// The token text.
+    pub fn token(&self) -> &str {
+        match self {
+            Self::Jwt(token) | Self::Opaque(token) => token,
+        }
+    }
+}
+
+impl fmt::Debug for AuthorityCredential<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Jwt(_) => f.write_str("Jwt([redacted])"),
+            Self::Opaque(_) => f.write_str("Opaque([redacted])"),
+        }
+    }
+}
+
+/// What the issuer said about a live session.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    /// The session as the issuer sees it now (new factors after a step-up, …).
+    pub session: Session,
+    /// New tokens for the client, when the issuer sent them.
+    pub renewed: Option<RenewedTokens>,
+}
+
+impl Confirmation {
+    /// A confirmation without new tokens.
+    pub fn new(session: Session) -> Self {
+        Self { session, renewed: None }
+    }
+    /// Adds new tokens.
+    #[must_use]
+    pub fn with_renewed(mut self, renewed: RenewedTokens) -> Self {
+        self.renewed = Some(renewed);
+        self
+    }
+}
+
+/// New tokens from the issuer, written back to the client's cookies. `Debug`
+/// redacts them.
+#[derive(Clone, Default)]
+pub struct RenewedTokens {
+    pub(crate) session_jwt: Option<Secret>,
+    pub(crate) session_token: Option<Secret>,
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+impl RenewedTokens {
+    /// New tokens; either may be absent.
+    pub fn new(session_jwt: Option<String>, session_token: Option<String>, expires_at: Option<SystemTime>) -> Self {
+        Self { session_jwt: session_jwt.map(Secret::new), session_token: session_token.map(Secret::new), expires_at }
+    }
+    /// The new session JWT.
+    pub fn session_jwt(&self) -> Option<&str> {
+        self.session_jwt.as_ref().map(Secret::expose)
+    }
+    /// The new session token.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_ref().map(Secret::expose)
+    }
+    /// When the session ends (cookie `Max-Age`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for RenewedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenewedTokens")
+            .field("session_jwt", &self.session_jwt)
+            .field("session_token", &self.session_token)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The issuing server's view of a credential.
+///
+/// Return errors of kind [`SessionRevoked`](crate::AuthErrorKind::SessionRevoked)
+/// (the session is gone), [`BadServerCredentials`](crate::AuthErrorKind::BadServerCredentials),
+/// [`AuthorityUnavailable`](crate::AuthErrorKind::AuthorityUnavailable),
+/// [`AuthorityTimeout`](crate::AuthErrorKind::AuthorityTimeout) or
+/// [`AuthorityResponse`](crate::AuthErrorKind::AuthorityResponse).
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::{Authority, AuthorityCredential, AuthorityFuture, AuthError, AuthErrorKind};
+///
+/// /// Accepts nothing: every session counts as revoked.
+/// struct DenyAll;
+///
+/// impl Authority for DenyAll {
+///     fn authenticate<'a>(&'a self, _credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
+///         Box::pin(async { Err(AuthError::new(AuthErrorKind::SessionRevoked)) })
+///     }
+/// }
+/// ```
+pub trait Authority: Send + Sync + 'static {
+    /// Asks the issuer about `credential`.
+    fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a>;
+}
