@@ -489,8 +489,9 @@ struct Inner {
 /// A running dev issuer. Cheap to clone; the server stops when the last clone is dropped
 /// or on [`shutdown`](Self::shutdown).
 ///
-/// Must be started inside a tokio runtime. Every method but `start`/`start_with` is
-/// synchronous and may be called from any thread.
+/// Must be started inside a tokio runtime; the server task lives on that runtime (so an
+/// issuer shared between `#[tokio::test]`s stops with the test that started it). Every
+/// method but `start`/`start_with` is synchronous and may be called from any thread.
 #[derive(Clone)]
 pub struct DevIssuer {
     inner: Arc<Inner>,
@@ -516,6 +517,10 @@ impl DevIssuer {
     /// # Errors
     ///
     /// If the address cannot be bound, or a key cannot be generated.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn` does).
     pub async fn start_with(config: DevIssuerConfig) -> std::io::Result<DevIssuer> {
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
@@ -528,6 +533,7 @@ impl DevIssuer {
         let default_alg = if algs.contains(&DevAlg::RS256) {
             DevAlg::RS256
         } else {
+            // Not empty: RS256 was pushed above when it was.
             algs[0]
         };
         let mut keys = KeyStore::default();
