@@ -1,0 +1,702 @@
+//! The HTTP side of the dev issuer: routes and handlers.
+//!
+//! Handlers never panic on client input: every malformed request gets a JSON error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::session::{Organization, SessionRecord};
+use super::token::{session_attributes, DevFactor, SessionClaim, SESSION_CLAIM};
+use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
+use super::{lock, DevAlg, Endpoint, Failure, Shared};
+
+type AppState = State<Arc<Shared>>;
+
+/// An early error response (boxed: `Response` is large).
+type Rejected = Box<Response>;
+
+/// Longest session extension Stytch accepts (366 days).
+const MAX_SESSION_MINUTES: u64 = 527_040;
+
+/// Claims a caller may not set through `session_custom_claims`.
+const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/sessions/jwks/{project_id}", get(stytch_jwks))
+        .route("/v1/b2b/sessions/jwks/{project_id}", get(stytch_jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/v1/sessions/authenticate", post(authenticate_consumer))
+        .route("/v1/b2b/sessions/authenticate", post(authenticate_b2b))
+        .route("/v1/sessions/revoke", post(revoke_consumer))
+        .route("/v1/b2b/sessions/revoke", post(revoke_b2b))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/dev/login", post(dev_login))
+        .route("/dev/step-up", post(dev_step_up))
+        .with_state(shared)
+}
+
+fn request_id() -> String {
+    format!("request-id-test-{}", random_uuid())
+}
+
+/// A Stytch error body: `{status_code, request_id, error_type, error_message, error_url}`.
+fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message: &str) -> R {
+    let body = json!({
+        "status_code": status.as_u16(),
+        "request_id": request_id(),
+        "error_type": error_type,
+        "error_message": message,
+        "error_url": format!("https://stytch.com/docs/api/errors/{}", status.as_u16()),
+    });
+    (status, Json(body)).into_response().into()
+}
+
+fn bad_request<R: From<Response>>(message: &str) -> R {
+    stytch_error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn session_not_found() -> Response {
+    stytch_error(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        "Session could not be found.",
+    )
+}
+
+fn internal_error() -> Response {
+    stytch_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_server_error",
+        "Oops, something seems to have gone wrong.",
+    )
+}
+
+/// Counts the request, then applies the injected failure, if any.
+async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
+    shared.count(endpoint);
+    tracing::debug!(?endpoint, "dev issuer request");
+    match shared.failure_for(endpoint) {
+        Failure::None => None,
+        Failure::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Failure::Status500 => Some(internal_error()),
+        Failure::Garbage => Some(
+            (
+                StatusCode::OK,
+                [(CONTENT_TYPE, "text/plain")],
+                "<html>not json",
+            )
+                .into_response(),
+        ),
+        Failure::Unavailable => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(RETRY_AFTER, "1"), (CONTENT_TYPE, "text/plain")],
+                "service unavailable",
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// `Authorization: Basic …` → (user, password).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Constant-time check of Basic credentials.
+fn basic_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
+    basic_credentials(headers).is_some_and(|(u, p)| {
+        let user_ok =
+            aws_lc_rs::constant_time::verify_slices_are_equal(u.as_bytes(), user.as_bytes())
+                .is_ok();
+        let password_ok =
+            aws_lc_rs::constant_time::verify_slices_are_equal(p.as_bytes(), password.as_bytes())
+                .is_ok();
+        user_ok & password_ok
+    })
+}
+
+fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if basic_matches(headers, &shared.project_id, &shared.secret) {
+        None
+    } else {
+        Some(stytch_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_credentials",
+            "Unauthorized credentials.",
+        ))
+    }
+}
+
+/// Parses a JSON object body.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, Rejected> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(bad_request("The request body must be a JSON object.")),
+    }
+}
+
+/// A string field: absent or `null` → `Ok(None)`; not a string → error.
+fn opt_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Rejected> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(bad_request(&format!("{name} must be a string."))),
+    }
+}
+
+// ---------------------------------------------------------------- JWKS and discovery
+
+fn jwks_response(shared: &Shared) -> Response {
+    let mut response = Json(shared.jwks()).into_response();
+    if let Some(value) = shared.cache_control() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(CACHE_CONTROL, value);
+        }
+    }
+    response
+}
+
+async fn jwks(State(shared): AppState) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::Jwks).await {
+        return failed;
+    }
+    jwks_response(&shared)
+}
+
+async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::Jwks).await {
+        return failed;
+    }
+    if project_id != shared.project_id {
+        return stytch_error(
+            StatusCode::NOT_FOUND,
+            "project_not_found",
+            "Project could not be found.",
+        );
+    }
+    jwks_response(&shared)
+}
+
+async fn discovery(State(shared): AppState) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::Discovery).await {
+        return failed;
+    }
+    let base = &shared.base_url;
+    let algs: Vec<&str> = DevAlg::ALL.iter().map(|a| a.as_str()).collect();
+    Json(json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "amr", "sid"],
+        "acr_values_supported": ["urn:example:loa:1", "urn:example:loa:2", "urn:example:loa:3"],
+    }))
+    .into_response()
+}
+
+// ---------------------------------------------------------------- Stytch sessions
+
+/// Finds the session id named by a `session_jwt` (signature checked, expiry ignored).
+fn session_id_from_jwt(shared: &Shared, jwt: &str) -> Option<(String, String)> {
+    let claims = shared.verify_compact(jwt)?;
+    let id = claims.get(SESSION_CLAIM)?.get("id")?.as_str()?.to_owned();
+    let sub = claims.get("sub")?.as_str()?.to_owned();
+    Some((id, sub))
+}
+
+/// Resolves `session_token` / `session_jwt` (exactly one) to a session id.
+fn resolve_session(
+    shared: &Shared,
+    body: &Map<String, Value>,
+    allow_id: bool,
+) -> Result<Option<String>, Rejected> {
+    let token = opt_str(body, "session_token")?;
+    let jwt = opt_str(body, "session_jwt")?;
+    let id = if allow_id {
+        match (
+            opt_str(body, "session_id")?,
+            opt_str(body, "member_session_id")?,
+        ) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(bad_request("Conflicting session ids."));
+            }
+            (a, b) => a.or(b),
+        }
+    } else {
+        None
+    };
+    let given =
+        usize::from(token.is_some()) + usize::from(jwt.is_some()) + usize::from(id.is_some());
+    if given != 1 {
+        return Err(bad_request(if allow_id {
+            "Exactly one of session_id, session_token or session_jwt is required."
+        } else {
+            "Exactly one of session_token or session_jwt is required."
+        }));
+    }
+    if let Some(id) = id {
+        return Ok(Some(id.to_owned()));
+    }
+    if let Some(token) = token {
+        return Ok(lock(&shared.sessions).id_for_token(token));
+    }
+    if let Some(jwt) = jwt {
+        let Some((id, sub)) = session_id_from_jwt(shared, jwt) else {
+            return Err(stytch_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_session_jwt",
+                "The session JWT could not be verified.",
+            ));
+        };
+        let owner_matches = lock(&shared.sessions)
+            .get_mut(&id)
+            .is_some_and(|r| r.user_id == sub);
+        return Ok(owner_matches.then_some(id));
+    }
+    Ok(None)
+}
+
+/// Parses `session_duration_minutes`.
+fn duration_minutes(body: &Map<String, Value>) -> Result<Option<u64>, Rejected> {
+    match body.get("session_duration_minutes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(m) if (1..=MAX_SESSION_MINUTES).contains(&m) => Ok(Some(m)),
+            _ => Err(bad_request(
+                "session_duration_minutes must be an integer between 1 and 527040.",
+            )),
+        },
+    }
+}
+
+/// Parses `session_custom_claims`.
+fn custom_claims(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>, Rejected> {
+    match body.get("session_custom_claims") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => {
+            if map.keys().any(|k| {
+                RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("https://stytch.com/")
+            }) {
+                Err(stytch_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_session_custom_claims",
+                    "Custom claims may not use reserved claim names.",
+                ))
+            } else {
+                Ok(Some(map.clone()))
+            }
+        }
+        Some(_) => Err(bad_request("session_custom_claims must be an object.")),
+    }
+}
+
+fn session_claim(record: &SessionRecord) -> SessionClaim<'_> {
+    SessionClaim {
+        session_id: &record.session_id,
+        subject: &record.user_id,
+        started_at: record.started_at,
+        last_accessed_at: record.last_accessed_at,
+        expires_at: Some(record.expires_at),
+        factors: &record.factors,
+        roles: &record.roles,
+    }
+}
+
+fn consumer_body(record: &SessionRecord, session_jwt: &str) -> Value {
+    let claim = session_claim(record);
+    let user_id = &record.user_id;
+    let email_id = format!("email-test-{}", stable_uuid(&[user_id, "email"]));
+    let email = format!("dev+{}@example.com", &stable_uuid(&[user_id, "addr"])[..8]);
+    json!({
+        "request_id": request_id(),
+        "status_code": 200,
+        "session": {
+            "session_id": record.session_id,
+            "user_id": user_id,
+            "started_at": rfc3339(record.started_at),
+            "last_accessed_at": rfc3339(record.last_accessed_at),
+            "expires_at": rfc3339(record.expires_at),
+            "attributes": session_attributes(),
+            "authentication_factors": claim.factors_json(),
+            "roles": record.roles,
+            "custom_claims": record.custom_claims,
+        },
+        "user": {
+            "user_id": user_id,
+            "status": "active",
+            "name": { "first_name": "Dev", "middle_name": "", "last_name": "User" },
+            "emails": [{ "email_id": email_id, "email": email, "verified": true }],
+            "phone_numbers": [],
+            "webauthn_registrations": [],
+            "totps": [],
+            "providers": [],
+            "roles": record.roles,
+            "created_at": rfc3339(record.started_at),
+            "trusted_metadata": {},
+            "untrusted_metadata": {},
+        },
+        "session_token": record.token,
+        "session_jwt": session_jwt,
+    })
+}
+
+fn b2b_body(record: &SessionRecord, org: &Organization, session_jwt: &str) -> Value {
+    let claim = session_claim(record);
+    let member_id = &record.user_id;
+    let email = format!(
+        "dev+{}@example.com",
+        &stable_uuid(&[member_id, "addr"])[..8]
+    );
+    json!({
+        "request_id": request_id(),
+        "status_code": 200,
+        "member_session": {
+            "member_session_id": record.session_id,
+            "member_id": member_id,
+            "organization_id": org.id,
+            "organization_slug": org.slug,
+            "started_at": rfc3339(record.started_at),
+            "last_accessed_at": rfc3339(record.last_accessed_at),
+            "expires_at": rfc3339(record.expires_at),
+            "authentication_factors": claim.factors_json(),
+            "roles": record.roles,
+            "custom_claims": record.custom_claims,
+        },
+        "member": {
+            "member_id": member_id,
+            "organization_id": org.id,
+            "email_address": email,
+            "name": "Dev Member",
+            "status": "active",
+            "roles": [],
+            "trusted_metadata": {},
+            "untrusted_metadata": {},
+        },
+        "organization": {
+            "organization_id": org.id,
+            "organization_name": org.slug,
+            "organization_slug": org.slug,
+        },
+        "member_authenticated": true,
+        "session_token": record.token,
+        "session_jwt": session_jwt,
+    })
+}
+
+async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b: bool) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::SessionsAuthenticate).await {
+        return failed;
+    }
+    if let Some(denied) = check_project_credentials(&shared, &headers) {
+        return denied;
+    }
+    let body = match json_object(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let parsed = (|| {
+        let minutes = duration_minutes(&body)?;
+        let claims = custom_claims(&body)?;
+        let id = resolve_session(&shared, &body, false)?;
+        Ok::<_, Rejected>((minutes, claims, id))
+    })();
+    let (minutes, claims, id) = match parsed {
+        Ok(parsed) => parsed,
+        Err(response) => return *response,
+    };
+    let Some(id) = id else {
+        return session_not_found();
+    };
+    let now = SystemTime::now();
+    let record = {
+        let mut sessions = lock(&shared.sessions);
+        let Some(record) = sessions.get_mut(&id) else {
+            return session_not_found();
+        };
+        if !record.is_live(now) || record.organization.is_some() != b2b {
+            return session_not_found();
+        }
+        record.last_accessed_at = now;
+        if let Some(minutes) = minutes {
+            record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
+        }
+        if let Some(claims) = claims {
+            for (k, v) in claims {
+                if v.is_null() {
+                    record.custom_claims.remove(&k);
+                } else {
+                    record.custom_claims.insert(k, v);
+                }
+            }
+        }
+        record.clone()
+    };
+    let Ok(session_jwt) = shared.session_jwt(&record) else {
+        return internal_error();
+    };
+    let body = match &record.organization {
+        Some(org) => b2b_body(&record, org, &session_jwt),
+        None => consumer_body(&record, &session_jwt),
+    };
+    Json(body).into_response()
+}
+
+async fn authenticate_consumer(
+    State(shared): AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    authenticate(shared, headers, body, false).await
+}
+
+async fn authenticate_b2b(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    authenticate(shared, headers, body, true).await
+}
+
+async fn revoke(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::SessionsRevoke).await {
+        return failed;
+    }
+    if let Some(denied) = check_project_credentials(&shared, &headers) {
+        return denied;
+    }
+    let body = match json_object(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let id = match resolve_session(&shared, &body, true) {
+        Ok(Some(id)) => id,
+        Ok(None) => return session_not_found(),
+        Err(response) => return *response,
+    };
+    if lock(&shared.sessions).remove(&id) {
+        Json(json!({ "request_id": request_id(), "status_code": 200 })).into_response()
+    } else {
+        session_not_found()
+    }
+}
+
+async fn revoke_consumer(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    revoke(shared, headers, body).await
+}
+
+async fn revoke_b2b(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    revoke(shared, headers, body).await
+}
+
+// ---------------------------------------------------------------- introspection
+
+fn inactive() -> Response {
+    Json(json!({ "active": false })).into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+async fn introspect(
+    State(shared): AppState,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::Introspect).await {
+        return failed;
+    }
+    if !basic_matches(&headers, &shared.client_id, &shared.client_secret) {
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"dev-issuer\""),
+        );
+        return response;
+    }
+    let Ok(Form(form)) = form else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let now = SystemTime::now();
+    let record = lock(&shared.opaque).get(token.as_str()).cloned();
+    if let Some(record) = record {
+        if now >= record.expires_at {
+            return inactive();
+        }
+        let spec = &record.spec;
+        let mut body = Map::new();
+        body.insert("active".into(), Value::Bool(true));
+        body.insert("sub".into(), Value::String(spec.subject.clone()));
+        body.insert(
+            "client_id".into(),
+            Value::String(
+                spec.client_id
+                    .clone()
+                    .unwrap_or_else(|| shared.client_id.clone()),
+            ),
+        );
+        body.insert("iss".into(), Value::String(shared.base_url.clone()));
+        body.insert("iat".into(), json!(unix_secs(record.issued_at)));
+        body.insert("exp".into(), json!(unix_secs(record.expires_at)));
+        body.insert("token_type".into(), Value::String("Bearer".into()));
+        if let Some(scope) = &spec.scope {
+            body.insert("scope".into(), Value::String(scope.clone()));
+        }
+        if let Some(acr) = &spec.acr {
+            body.insert("acr".into(), Value::String(acr.clone()));
+        }
+        if !spec.amr.is_empty() {
+            body.insert("amr".into(), json!(spec.amr));
+        }
+        if let Some(auth_time) = spec.auth_time {
+            body.insert("auth_time".into(), json!(unix_secs(auth_time)));
+        }
+        if let Some(aud) = &spec.audience {
+            body.insert("aud".into(), Value::String(aud.clone()));
+        }
+        if let Some(sid) = &spec.sid {
+            body.insert("sid".into(), Value::String(sid.clone()));
+        }
+        for (k, v) in &spec.extra {
+            body.insert(k.clone(), v.clone());
+        }
+        return Json(Value::Object(body)).into_response();
+    }
+    // A JWT access token minted by this issuer: active while signed by a served key,
+    // issued by this issuer, and inside its validity window.
+    if let Some(Value::Object(mut claims)) = shared.verify_compact(token) {
+        let now_secs = unix_secs(now);
+        let iss_ok = claims.get("iss").and_then(Value::as_str) == Some(shared.base_url.as_str());
+        let exp_ok = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|exp| now_secs < exp);
+        let nbf_ok = claims
+            .get("nbf")
+            .and_then(Value::as_i64)
+            .is_none_or(|nbf| nbf <= now_secs);
+        if iss_ok && exp_ok && nbf_ok {
+            claims.insert("active".into(), Value::Bool(true));
+            claims.insert("token_type".into(), Value::String("Bearer".into()));
+            return Json(Value::Object(claims)).into_response();
+        }
+    }
+    inactive()
+}
+
+// ---------------------------------------------------------------- dev conveniences
+
+fn dev_error<R: From<Response>>(status: StatusCode, message: &str) -> R {
+    (status, Json(json!({ "error": message })))
+        .into_response()
+        .into()
+}
+
+fn parse_factor(name: &str) -> Result<DevFactor, Rejected> {
+    DevFactor::from_short_name(name).ok_or_else(|| {
+        dev_error(
+            StatusCode::BAD_REQUEST,
+            "unknown factor; use password, totp, webauthn, sms_otp, email_otp, magic_link or oauth_google",
+        )
+    })
+}
+
+async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
+    let body = match json_object(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let parsed = (|| {
+        let user_id = opt_str(&body, "user_id")?.unwrap_or(super::DEFAULT_SUBJECT);
+        let factors = match body.get("factors") {
+            None | Some(Value::Null) => vec![DevFactor::password()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item.as_str() {
+                    Some(name) => parse_factor(name),
+                    None => Err(bad_request("factors must be strings.")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(bad_request("factors must be an array of strings.")),
+        };
+        let organization = match (
+            opt_str(&body, "organization_id")?,
+            opt_str(&body, "organization_slug")?,
+        ) {
+            (Some(id), slug) => Some(Organization {
+                id: id.to_owned(),
+                slug: slug.unwrap_or(id).to_owned(),
+            }),
+            (None, _) => None,
+        };
+        Ok::<_, Rejected>((user_id.to_owned(), factors, organization))
+    })();
+    let (user_id, factors, organization) = match parsed {
+        Ok(parsed) => parsed,
+        Err(response) => return *response,
+    };
+    match shared.create_session(&user_id, factors, organization) {
+        Ok(session) => Json(session).into_response(),
+        Err(_) => internal_error(),
+    }
+}
+
+async fn dev_step_up(State(shared): AppState, body: Bytes) -> Response {
+    let body = match json_object(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let parsed = (|| {
+        let token = opt_str(&body, "session_token")?
+            .ok_or_else(|| bad_request::<Rejected>("session_token is required."))?;
+        let factor = parse_factor(
+            opt_str(&body, "factor")?
+                .ok_or_else(|| bad_request::<Rejected>("factor is required."))?,
+        )?;
+        Ok::<_, Rejected>((token.to_owned(), factor))
+    })();
+    let (token, factor) = match parsed {
+        Ok(parsed) => parsed,
+        Err(response) => return *response,
+    };
+    match shared.add_factor(&token, factor) {
+        Some(Ok(session)) => Json(session).into_response(),
+        Some(Err(_)) => internal_error(),
+        None => session_not_found(),
+    }
+}
