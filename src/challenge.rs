@@ -249,7 +249,7 @@ fn redirect(base: &str, params: &[(&str, &str)]) -> Response<Bytes> {
         location.push(if i == 0 { '?' } else { '&' });
         location.push_str(name);
         location.push('=');
-        percent_encode(&mut location, value);
+        crate::http_client::percent_encode(&mut location, value);
     }
     let mut response = Response::new(Bytes::new());
     *response.status_mut() = StatusCode::SEE_OTHER;
@@ -262,18 +262,6 @@ fn redirect(base: &str, params: &[(&str, &str)]) -> Response<Bytes> {
     }
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn percent_encode(out: &mut String, value: &str) {
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(byte >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(byte & 15)]));
-        }
-    }
 }
 
 fn percent_decode(value: &str) -> Option<Vec<u8>> {

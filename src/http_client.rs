@@ -77,6 +77,37 @@ pub(crate) fn transport_error(error: &reqwest::Error, kind: AuthErrorKind) -> Au
     }
 }
 
+/// Sends a request built by `make`, retrying up to `retries` times only when the
+/// connection could not be established (the request never reached the server, so a
+/// retry cannot apply a non-idempotent call twice).
+pub(crate) async fn send(
+    make: impl Fn() -> reqwest::RequestBuilder,
+    retries: u32,
+) -> Result<reqwest::Response, AuthError> {
+    let mut attempt = 0;
+    loop {
+        match make().send().await {
+            Ok(response) => return Ok(response),
+            Err(error) if error.is_connect() && attempt < retries => attempt += 1,
+            Err(error) => return Err(transport_error(&error, AuthErrorKind::AuthorityUnavailable)),
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub(crate) fn percent_encode(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+    }
+}
+
 /// `max-age` from a `Cache-Control` header (`no-store`/`no-cache` count as zero).
 pub(crate) fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
     let mut max_age = None;

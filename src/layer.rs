@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::authority::state::AuthorityState;
+use crate::authority::{Authority, StytchAuthority};
 use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
+use crate::cookies::CookieAttributes;
 use crate::credential::CredentialConfig;
 use crate::error::ConfigError;
 use crate::guard::GuardConfig;
@@ -18,6 +21,9 @@ use crate::verify::{TimeRules, TypPolicy, Verifier};
 /// Default clock leeway: 30 seconds, enough for ordinary clock skew between the
 /// issuer and this server, small next to Stytch's 5-minute JWTs.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Default reuse window of the issuer's answer about an opaque token: 30 seconds.
+pub const DEFAULT_OPAQUE_TOKEN_TTL: Duration = Duration::from_secs(30);
 
 /// A tower [`Layer`] that authenticates every request and puts an
 /// [`AuthState`](crate::AuthState) in its extensions.
@@ -79,6 +85,9 @@ impl SessionLayer {
             cache_bytes: DEFAULT_CACHE_BYTES,
             realm: "api".to_owned(),
             guards: GuardConfig::default(),
+            authority: None,
+            opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
+            cookies: CookieAttributes::default(),
         }
     }
 
@@ -93,6 +102,9 @@ impl SessionLayer {
             .with_profile(StytchProfile::new());
         for issuer in project.issuers() {
             builder = builder.with_issuer(issuer.clone());
+        }
+        if project.secret().is_some() {
+            builder.authority = Some(StytchAuthority::new(project).map(|a| Arc::new(a) as Arc<dyn Authority>));
         }
         builder
     }
@@ -128,6 +140,9 @@ pub struct SessionLayerBuilder {
     cache_bytes: u64,
     realm: String,
     guards: GuardConfig,
+    authority: Option<Result<Arc<dyn Authority>, ConfigError>>,
+    opaque_ttl: Duration,
+    cookies: CookieAttributes,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -220,6 +235,26 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// The issuing server's API, for opaque tokens, [`fresh`](crate::Guard::fresh)
+    /// guards and renewing expired Stytch JWTs. [`SessionLayer::stytch`] sets a
+    /// [`StytchAuthority`] when the project carries its secret.
+    pub fn with_authority(mut self, authority: impl Authority) -> Self {
+        self.authority = Some(Ok(Arc::new(authority)));
+        self
+    }
+    /// How long the issuer's answer about an opaque token is reused (default
+    /// [`DEFAULT_OPAQUE_TOKEN_TTL`]). A revocation takes up to this long to reach
+    /// routes without a [`fresh`](crate::Guard::fresh) guard.
+    pub fn with_opaque_token_ttl(mut self, ttl: Duration) -> Self {
+        self.opaque_ttl = ttl;
+        self
+    }
+    /// Attributes of the cookies written when the issuer renews or ends a session.
+    pub fn with_cookie_attributes(mut self, attributes: CookieAttributes) -> Self {
+        self.cookies = attributes;
+        self
+    }
+
     /// Builds the layer. Must run inside a tokio runtime: it starts the background
     /// key refresh, and (unless [`with_lazy_start`](Self::with_lazy_start)) fetches
     /// the key set now.
@@ -236,6 +271,8 @@ impl SessionLayerBuilder {
         if self.credentials.max_token_len == 0 {
             return Err(ConfigError::invalid("max token length", "must be above zero"));
         }
+        crate::verify::ensure_crypto_provider();
+        let authority = self.authority.transpose()?.map(|authority| AuthorityState::new(authority, self.opaque_ttl));
         let keys = KeyStore::new(self.source, self.jwks.clone())?;
         let first_refresh = if self.eager && keys.is_remote() {
             keys.load().await.map_err(ConfigError::KeySet)?
@@ -254,8 +291,16 @@ impl SessionLayerBuilder {
             profile: self.profile.unwrap_or_else(|| Box::new(StytchProfile::new())),
         };
         let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
-        let state =
-            LayerState { credentials: self.credentials, verifier, keys, cache, realm: self.realm, guards: self.guards };
+        let state = LayerState {
+            credentials: self.credentials,
+            verifier,
+            keys,
+            cache,
+            realm: self.realm,
+            guards: self.guards,
+            authority,
+            cookies: self.cookies,
+        };
         Ok(SessionLayer { state: Arc::new(state) })
     }
 }

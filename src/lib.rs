@@ -27,21 +27,22 @@
 //!
 //! Exactly one `jsonwebtoken` backend must be compiled in: `aws-lc-rs` (default,
 //! fastest) or `rust-crypto` (pure Rust; build with `default-features = false,
-//! features = ["axum", "rust-crypto"]`). Selecting neither, or both, is a compile
-//! error rather than a panic at run time.
+//! features = ["axum", "rust-crypto"]`). Selecting neither is a compile error
+//! rather than a panic at run time; selecting both (as `--all-features` does) uses
+//! aws-lc-rs.
 //!
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
-compile_error!("tower-stepup: enable exactly one of the features `aws-lc-rs` and `rust-crypto`");
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) or `rust-crypto`");
 
+pub mod authority;
 mod cache;
 pub mod challenge;
+mod cookies;
 mod credential;
 mod error;
 #[cfg(feature = "axum")]
@@ -61,7 +62,12 @@ mod verify;
 #[cfg(feature = "dev-issuer")]
 pub mod testing;
 
+pub use authority::{
+    Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, RenewedTokens,
+    StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT,
+};
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge, Rejection};
+pub use cookies::CookieAttributes;
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
@@ -75,7 +81,7 @@ pub use guard::{
 pub use guard::{Require, RequirementSpec};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{JwksConfig, KeySource};
-pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY};
+pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use service::SessionService;
 pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};

@@ -3,15 +3,20 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::Request;
+use std::time::Duration;
+
+use http::{Request, Response};
 use tower_service::Service;
 
+use crate::authority::state::AuthorityState;
+use crate::authority::RenewedTokens;
 use crate::cache::{token_hash, SessionCache};
+use crate::cookies::CookieAttributes;
 use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::future::ResponseFuture;
 use crate::jwks::KeyStore;
-use crate::session::AuthState;
+use crate::session::{AuthState, Session};
 use crate::verify::{Verified, Verifier};
 
 /// The state shared by a layer, its services and the guards behind it.
@@ -22,6 +27,8 @@ pub(crate) struct LayerState {
     pub(crate) cache: Option<SessionCache>,
     pub(crate) realm: String,
     pub(crate) guards: crate::guard::GuardConfig,
+    pub(crate) authority: Option<AuthorityState>,
+    pub(crate) cookies: CookieAttributes,
 }
 
 /// Lets guards and extractors reach the layer that authenticated the request.
@@ -39,6 +46,16 @@ pub(crate) enum Resolution {
     Done(AuthState),
     /// The token names a key we do not have: refresh the key set, then verify again.
     NeedsKeys(String),
+    /// An opaque token (or an expired Stytch JWT with its session token): ask the
+    /// issuer.
+    NeedsAuthority(String),
+}
+
+/// What to do to the client's cookies on the way out.
+#[derive(Debug)]
+pub(crate) enum CookieUpdate {
+    Renew(RenewedTokens),
+    Clear,
 }
 
 impl LayerState {
@@ -51,20 +68,41 @@ impl LayerState {
             Err(error) => return Resolution::Done(AuthState::Invalid(error)),
         };
         let Some(jwt) = credential.jwt else {
-            return Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into()));
+            return match (credential.opaque, &self.authority) {
+                (Some(token), Some(_)) => Resolution::NeedsAuthority(token.to_owned()),
+                _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
+            };
         };
         let hash = token_hash(jwt);
         if let Some(cache) = &self.cache {
             if let Some(verified) = cache.get(&hash, &self.verifier.time) {
-                return Resolution::Done(AuthState::Authenticated(verified.session.clone()));
+                return Resolution::Done(self.admit(&verified.session));
             }
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Ok(verified) => Resolution::Done(AuthState::Authenticated(self.remember(hash, verified, jwt.len()))),
+            Ok(verified) => Resolution::Done(self.admit(&self.remember(hash, verified, jwt.len()))),
             Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
                 Resolution::NeedsKeys(jwt.to_owned())
             }
+            // An expired session JWT next to its session token: the session may well
+            // be alive; the issuer renews the JWT.
+            Err(error) if error.kind() == AuthErrorKind::Expired && self.authority.is_some() => {
+                match credential.opaque {
+                    Some(token) if credential.source == CredentialSource::Cookie => {
+                        Resolution::NeedsAuthority(token.to_owned())
+                    }
+                    _ => Resolution::Done(AuthState::Invalid(error)),
+                }
+            }
             Err(error) => Resolution::Done(AuthState::Invalid(error)),
+        }
+    }
+
+    /// A verified session, unless the issuer told us it ended.
+    fn admit(&self, session: &Session) -> AuthState {
+        match &self.authority {
+            Some(authority) if authority.is_denied(session) => AuthState::Invalid(AuthErrorKind::SessionRevoked.into()),
+            _ => AuthState::Authenticated(session.clone()),
         }
     }
 
@@ -78,12 +116,53 @@ impl LayerState {
             return AuthState::Invalid(AuthError::new(kind));
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Ok(verified) => AuthState::Authenticated(self.remember(token_hash(jwt), verified, jwt.len())),
+            Ok(verified) => self.admit(&self.remember(token_hash(jwt), verified, jwt.len())),
             Err(error) => AuthState::Invalid(error),
         }
     }
 
-    fn remember(&self, hash: crate::cache::TokenHash, verified: Verified, token_len: usize) -> crate::session::Session {
+    /// The slow path for opaque tokens: ask the issuer (cached, coalesced).
+    pub(crate) async fn resolve_with_authority(
+        &self,
+        token: &str,
+        source: Option<CredentialSource>,
+    ) -> (AuthState, Option<CookieUpdate>) {
+        let Some(authority) = &self.authority else {
+            return (AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into()), None);
+        };
+        let answer = authority.opaque(token).await;
+        let from_cookie = source == Some(CredentialSource::Cookie);
+        match &answer.outcome {
+            Ok(confirmation) => {
+                let update = confirmation.renewed.clone().filter(|_| from_cookie).map(CookieUpdate::Renew);
+                (self.admit(&confirmation.session), update)
+            }
+            Err(error) => {
+                let update =
+                    (from_cookie && error.kind() == AuthErrorKind::SessionRevoked).then_some(CookieUpdate::Clear);
+                (AuthState::Invalid(error.clone()), update)
+            }
+        }
+    }
+
+    /// The issuer said this session ended: refuse it everywhere from now on.
+    pub(crate) fn forget(&self, session: &Session) {
+        if let Some(authority) = &self.authority {
+            authority.deny(session, Duration::from_secs(self.verifier.time.leeway));
+        }
+        if let (Some(cache), Some(id)) = (&self.cache, session.session_id()) {
+            cache.evict_session(id);
+        }
+    }
+
+    pub(crate) fn apply_cookies(&self, headers: &mut http::HeaderMap, update: &CookieUpdate) {
+        match update {
+            CookieUpdate::Renew(renewed) => self.cookies.set_renewed(headers, &self.credentials, renewed),
+            CookieUpdate::Clear => self.cookies.clear(headers, &self.credentials),
+        }
+    }
+
+    fn remember(&self, hash: crate::cache::TokenHash, verified: Verified, token_len: usize) -> Session {
         let session = verified.session.clone();
         if let Some(cache) = &self.cache {
             cache.insert(hash, Arc::new(verified), token_len);
@@ -119,13 +198,13 @@ impl<S> SessionService<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for SessionService<S>
+impl<S, B, ResBody> Service<Request<B>> for SessionService<S>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -140,23 +219,27 @@ where
         let extensions = request.extensions_mut();
         extensions.insert(LayerHandle(self.state.clone()));
         extensions.insert(RequestCredential { source });
-        match resolution {
-            Resolution::Done(state) => {
-                extensions.insert(state);
-                ResponseFuture::ready(self.inner.call(request))
-            }
-            Resolution::NeedsKeys(jwt) => {
-                // The inner service was made ready by `poll_ready`: take that one into
-                // the future and leave a clone behind (tower's documented pattern).
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                let state = self.state.clone();
-                ResponseFuture::resolving(Box::pin(async move {
-                    let auth = state.resolve_with_refresh(&jwt).await;
-                    request.extensions_mut().insert(auth);
-                    inner.call(request).await
-                }))
-            }
+        if let Resolution::Done(state) = resolution {
+            extensions.insert(state);
+            return ResponseFuture::ready(self.inner.call(request));
         }
+        // The inner service was made ready by `poll_ready`: take that one into the
+        // future and leave a clone behind (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        ResponseFuture::resolving(Box::pin(async move {
+            let (auth, update) = match resolution {
+                Resolution::NeedsKeys(jwt) => (state.resolve_with_refresh(&jwt).await, None),
+                Resolution::NeedsAuthority(token) => state.resolve_with_authority(&token, source).await,
+                Resolution::Done(auth) => (auth, None),
+            };
+            request.extensions_mut().insert(auth);
+            let mut response = inner.call(request).await?;
+            if let Some(update) = update {
+                state.apply_cookies(response.headers_mut(), &update);
+            }
+            Ok(response)
+        }))
     }
 }

@@ -237,6 +237,13 @@ impl Session {
     pub fn factor_authenticated_at(&self, kind: &FactorKind) -> Option<SystemTime> {
         self.inner.factors.iter().filter(|f| &f.kind == kind).filter_map(|f| f.last_authenticated_at).max()
     }
+    /// The same session, marked as coming from another kind of credential.
+    pub(crate) fn with_token_kind(self, kind: TokenKind) -> Session {
+        let mut data = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
+        data.token_kind = kind;
+        Session { inner: Arc::new(data) }
+    }
+
     /// Whether both handles point to the same verified session data.
     pub(crate) fn ptr_eq(&self, other: &Session) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -95,6 +95,17 @@ impl TimeRules {
     }
 }
 
+/// Makes sure `jsonwebtoken` has a crypto provider. With exactly one backend
+/// feature it picks that one itself; with both (e.g. `--all-features`) it would
+/// panic at the first verification, so aws-lc-rs is installed explicitly.
+pub(crate) fn ensure_crypto_provider() {
+    #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    {
+        // Err means a provider is already installed, which is what we need.
+        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    }
+}
+
 /// Seconds since the epoch, now.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -182,60 +193,88 @@ impl Verifier {
     }
 
     fn check_claims(&self, mut claims: Map<String, Value>) -> Result<Verified, AuthError> {
-        let times = TokenTimes {
-            exp: numeric_date(&mut claims, "exp")?
-                .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?,
-            nbf: numeric_date(&mut claims, "nbf")?,
-            iat: numeric_date(&mut claims, "iat")?,
-        };
+        let exp = numeric_date(&mut claims, "exp")?
+            .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?;
+        let times = TokenTimes { exp, nbf: numeric_date(&mut claims, "nbf")?, iat: numeric_date(&mut claims, "iat")? };
         self.time.check(&times, now_secs())?;
-
-        let issuer = match claims.remove("iss") {
-            Some(Value::String(issuer)) => issuer,
-            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss")),
-            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iss")),
-        };
+        let registered = Registered::take(&mut claims)?;
+        let issuer = registered.issuer.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "iss"))?;
         if !self.issuers.contains(&issuer) {
             return Err(AuthErrorKind::WrongIssuer.into());
         }
-        let audience = match claims.remove("aud") {
-            Some(Value::String(aud)) => vec![aud],
-            Some(Value::Array(values)) => values
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s),
-                    _ => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "aud")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "aud")),
-            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud")),
-        };
-        if !audience.iter().any(|a| self.audiences.contains(a)) {
+        if registered.audience.is_empty() {
+            return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud"));
+        }
+        if !registered.audience.iter().any(|a| self.audiences.contains(a)) {
             return Err(AuthErrorKind::WrongAudience.into());
         }
-        let subject = match claims.remove("sub") {
-            Some(Value::String(sub)) if !sub.is_empty() => sub,
-            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "sub")),
-            None => return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "sub")),
-        };
-        let jwt_id = match claims.remove("jti") {
-            Some(Value::String(jti)) => Some(jti),
-            None => None,
-            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "jti")),
-        };
+        let subject = registered.subject.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "sub"))?;
         let verified = VerifiedClaims {
             issuer,
             subject,
-            audience,
+            audience: registered.audience,
             issued_at: times.iat.map(secs_to_time),
             expires_at: secs_to_time(times.exp),
             not_before: times.nbf.map(secs_to_time),
-            jwt_id,
+            jwt_id: registered.jwt_id,
             other: claims,
         };
         let session = self.profile.session(verified)?;
         Ok(Verified { session, times })
     }
+}
+
+/// `iss`, `sub`, `aud` and `jti`, removed from the claims and type-checked.
+struct Registered {
+    issuer: Option<String>,
+    subject: Option<String>,
+    audience: Vec<String>,
+    jwt_id: Option<String>,
+}
+
+impl Registered {
+    fn take(claims: &mut Map<String, Value>) -> Result<Self, AuthError> {
+        let string = |claims: &mut Map<String, Value>, name: &'static str| match claims.remove(name) {
+            None => Ok(None),
+            Some(Value::String(value)) if !value.is_empty() => Ok(Some(value)),
+            Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+        };
+        let audience = match claims.remove("aud") {
+            None => Vec::new(),
+            Some(Value::String(aud)) => vec![aud],
+            Some(value) => crate::profile::strings(value, "aud")?,
+        };
+        Ok(Self {
+            issuer: string(claims, "iss")?,
+            subject: string(claims, "sub")?,
+            audience,
+            jwt_id: string(claims, "jti")?,
+        })
+    }
+}
+
+/// Claims that did not come from a signed token but from the issuer itself (an
+/// introspection response): registered claims are optional, except `iss` and `sub`,
+/// and an `exp` in the past still means expired.
+pub(crate) fn claims_from_map(mut claims: Map<String, Value>, now: u64) -> Result<VerifiedClaims, AuthError> {
+    let exp = numeric_date(&mut claims, "exp")?;
+    if exp.is_some_and(|exp| now >= exp) {
+        return Err(AuthErrorKind::Expired.into());
+    }
+    let iat = numeric_date(&mut claims, "iat")?;
+    let nbf = numeric_date(&mut claims, "nbf")?;
+    let registered = Registered::take(&mut claims)?;
+    Ok(VerifiedClaims {
+        issuer: registered.issuer.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "iss"))?,
+        subject: registered.subject.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "sub"))?,
+        audience: registered.audience,
+        issued_at: iat.map(secs_to_time),
+        // Without `exp`, the confirmation is only trusted for the cache window.
+        expires_at: secs_to_time(exp.unwrap_or(now)),
+        not_before: nbf.map(secs_to_time),
+        jwt_id: registered.jwt_id,
+        other: claims,
+    })
 }
 
 /// A NumericDate claim: a non-negative JSON number (fractions are truncated).

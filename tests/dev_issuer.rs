@@ -7,9 +7,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tower_stepup::testing::{
-    DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint, Failure, OpaqueTokenSpec,
-};
+use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint, Failure, OpaqueTokenSpec};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -34,13 +32,7 @@ fn jwk_for<'a>(set: &'a JwkSet, token: &str) -> Result<&'a Jwk, Box<dyn std::err
     Ok(set.find(&kid).ok_or("kid not in JWKS")?)
 }
 
-fn verify(
-    set: &JwkSet,
-    token: &str,
-    alg: DevAlg,
-    aud: &str,
-    iss: &str,
-) -> Result<Value, Box<dyn std::error::Error>> {
+fn verify(set: &JwkSet, token: &str, alg: DevAlg, aud: &str, iss: &str) -> Result<Value, Box<dyn std::error::Error>> {
     let key = DecodingKey::from_jwk(jwk_for(set, token)?)?;
     let mut validation = Validation::new(alg.algorithm());
     validation.set_audience(&[aud]);
@@ -50,9 +42,7 @@ fn verify(
 
 /// Claims of a JWT, unverified (for inspecting what the issuer returned).
 fn peek(token: &str) -> Result<Value, Box<dyn std::error::Error>> {
-    Ok(jsonwebtoken::dangerous::insecure_decode_claims::<Value>(
-        token,
-    )?)
+    Ok(jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)?)
 }
 
 fn client() -> reqwest::Client {
@@ -74,10 +64,7 @@ async fn authenticate(
     Ok((status, response.json().await?))
 }
 
-async fn introspect(
-    issuer: &DevIssuer,
-    token: &str,
-) -> Result<(StatusCode, Value), Box<dyn std::error::Error>> {
+async fn introspect(issuer: &DevIssuer, token: &str) -> Result<(StatusCode, Value), Box<dyn std::error::Error>> {
     let response = client()
         .post(issuer.introspection_url())
         .basic_auth(issuer.client_id(), Some(issuer.client_secret()))
@@ -113,17 +100,8 @@ async fn jwks_verifies_stytch_and_access_tokens_for_every_alg() -> TestResult {
         let header = decode_header(&token)?;
         assert_eq!(header.alg, alg.algorithm());
         assert_eq!(header.typ.as_deref(), Some("JWT"));
-        assert_eq!(
-            header.kid.as_deref(),
-            Some(issuer.current_kid(alg).as_str())
-        );
-        let claims = verify(
-            &set,
-            &token,
-            alg,
-            issuer.project_id(),
-            &issuer.stytch_issuer(),
-        )?;
+        assert_eq!(header.kid.as_deref(), Some(issuer.current_kid(alg).as_str()));
+        let claims = verify(&set, &token, alg, issuer.project_id(), &issuer.stytch_issuer())?;
         assert_eq!(claims["aud"], json!([issuer.project_id()]));
         assert_eq!(claims["tenant"], "acme");
         let exp = claims["exp"].as_i64().ok_or("exp")?;
@@ -131,18 +109,14 @@ async fn jwks_verifies_stytch_and_access_tokens_for_every_alg() -> TestResult {
         assert_eq!(exp - iat, 300);
         assert_eq!(claims["nbf"], claims["iat"]);
         let session = &claims["https://stytch.com/session"];
-        assert!(session["id"]
-            .as_str()
-            .is_some_and(|id| id.starts_with("session-test-")));
+        assert!(session["id"].as_str().is_some_and(|id| id.starts_with("session-test-")));
         for field in ["started_at", "last_accessed_at", "expires_at"] {
             let text = session[field].as_str().ok_or(field)?;
             assert!(text.ends_with('Z') && text.len() == 20, "{field}: {text}");
         }
         assert_eq!(session["attributes"]["ip_address"], "127.0.0.1");
         assert_eq!(session["roles"], json!(["stytch_user", "admin"]));
-        let factors = session["authentication_factors"]
-            .as_array()
-            .ok_or("factors")?;
+        let factors = session["authentication_factors"].as_array().ok_or("factors")?;
         assert_eq!(factors.len(), 2);
         assert_eq!(factors[0]["type"], "totp");
         assert_eq!(factors[0]["delivery_method"], "authenticator_app");
@@ -150,10 +124,7 @@ async fn jwks_verifies_stytch_and_access_tokens_for_every_alg() -> TestResult {
         assert_eq!(factors[1]["type"], "otp");
         assert_eq!(factors[1]["delivery_method"], "email");
         assert!(factors[1]["email_factor"]["email_address"].is_string());
-        assert_ne!(
-            factors[0]["last_authenticated_at"],
-            factors[1]["last_authenticated_at"]
-        );
+        assert_ne!(factors[0]["last_authenticated_at"], factors[1]["last_authenticated_at"]);
 
         let at = issuer
             .access_token()
@@ -210,12 +181,7 @@ async fn builder_options_shape_the_token() -> TestResult {
     assert!(claims["exp"].as_i64() < Some(now));
 
     // A typ override and an issuer/audience override.
-    let token = issuer
-        .access_token()
-        .typ(Some("JWT"))
-        .audience("other")
-        .issuer("https://elsewhere")
-        .mint();
+    let token = issuer.access_token().typ(Some("JWT")).audience("other").issuer("https://elsewhere").mint();
     assert_eq!(decode_header(&token)?.typ.as_deref(), Some("JWT"));
     let claims = peek(&token)?;
     assert_eq!(claims["aud"], "other");
@@ -230,20 +196,11 @@ async fn stytch_paths_serve_the_same_keys() -> TestResult {
     let issuer = DevIssuer::start().await?;
     let a = fetch_jwks(&issuer.jwks_url()).await?;
     let b = fetch_jwks(&issuer.stytch_jwks_url()).await?;
-    let c = fetch_jwks(&format!(
-        "{}/v1/b2b/sessions/jwks/{}",
-        issuer.base_url(),
-        issuer.project_id()
-    ))
-    .await?;
+    let c = fetch_jwks(&format!("{}/v1/b2b/sessions/jwks/{}", issuer.base_url(), issuer.project_id())).await?;
     assert_eq!(serde_json::to_value(&a)?, serde_json::to_value(&b)?);
     assert_eq!(serde_json::to_value(&a)?, serde_json::to_value(&c)?);
     assert_eq!(a.keys.len(), 3);
-    let wrong = reqwest::get(format!(
-        "{}/v1/sessions/jwks/project-test-nope",
-        issuer.base_url()
-    ))
-    .await?;
+    let wrong = reqwest::get(format!("{}/v1/sessions/jwks/project-test-nope", issuer.base_url())).await?;
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
     assert_eq!(issuer.request_count(Endpoint::Jwks), 4);
     Ok(())
@@ -261,13 +218,7 @@ async fn rotation_removal_and_extra_keys_show_in_jwks() -> TestResult {
     let set = fetch_jwks(&issuer.jwks_url()).await?;
     assert!(set.find(&old).is_some() && set.find(&new).is_some());
     // The old token still verifies while its key is served.
-    verify(
-        &set,
-        &before,
-        DevAlg::RS256,
-        issuer.project_id(),
-        &issuer.stytch_issuer(),
-    )?;
+    verify(&set, &before, DevAlg::RS256, issuer.project_id(), &issuer.stytch_issuer())?;
     let after = issuer.stytch_session().mint();
     assert_eq!(decode_header(&after)?.kid.as_deref(), Some(new.as_str()));
 
@@ -304,13 +255,7 @@ async fn cache_control_counters_and_discovery() -> TestResult {
     assert!(response.headers().get("cache-control").is_none());
     issuer.set_jwks_cache_control(Some("public, max-age=600"));
     let response = reqwest::get(issuer.stytch_jwks_url()).await?;
-    assert_eq!(
-        response
-            .headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok()),
-        Some("public, max-age=600")
-    );
+    assert_eq!(response.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("public, max-age=600"));
     issuer.set_jwks_cache_control(None);
     let response = reqwest::get(issuer.jwks_url()).await?;
     assert!(response.headers().get("cache-control").is_none());
@@ -319,10 +264,7 @@ async fn cache_control_counters_and_discovery() -> TestResult {
     let discovery: Value = reqwest::get(issuer.discovery_url()).await?.json().await?;
     assert_eq!(discovery["issuer"], issuer.issuer());
     assert_eq!(discovery["jwks_uri"], issuer.jwks_url());
-    assert_eq!(
-        discovery["introspection_endpoint"],
-        issuer.introspection_url()
-    );
+    assert_eq!(discovery["introspection_endpoint"], issuer.introspection_url());
     assert_eq!(issuer.request_count(Endpoint::Discovery), 1);
     assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 0);
     assert!(!issuer.base_url().ends_with('/'));
@@ -366,30 +308,17 @@ async fn failure_modes() -> TestResult {
     let response = reqwest::get(issuer.jwks_url()).await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(300));
-    let timed_out = client()
-        .get(issuer.jwks_url())
-        .timeout(Duration::from_millis(50))
-        .send()
-        .await;
+    let timed_out = client().get(issuer.jwks_url()).timeout(Duration::from_millis(50)).send().await;
     assert!(timed_out.is_err_and(|e| e.is_timeout()));
 
     // Per endpoint: only the JWKS fails.
     issuer.set_failure(Failure::None);
     issuer.set_endpoint_failure(Endpoint::Jwks, Failure::Status500);
-    assert_eq!(
-        reqwest::get(issuer.jwks_url()).await?.status(),
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    assert_eq!(
-        reqwest::get(issuer.discovery_url()).await?.status(),
-        StatusCode::OK
-    );
+    assert_eq!(reqwest::get(issuer.jwks_url()).await?.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reqwest::get(issuer.discovery_url()).await?.status(), StatusCode::OK);
 
     issuer.set_failure(Failure::None);
-    assert_eq!(
-        reqwest::get(issuer.jwks_url()).await?.status(),
-        StatusCode::OK
-    );
+    assert_eq!(reqwest::get(issuer.jwks_url()).await?.status(), StatusCode::OK);
     // Failed requests are counted too.
     assert_eq!(issuer.request_count(Endpoint::Jwks), 6);
     assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 1);
@@ -404,25 +333,12 @@ async fn sessions_authenticate_happy_paths() -> TestResult {
     let login = issuer.create_session("user-test-alice", vec![DevFactor::password()]);
     assert_eq!(login.user_id, "user-test-alice");
     assert_eq!(login.session_token.len(), 44);
-    let claims = verify(
-        &set,
-        &login.session_jwt,
-        DevAlg::RS256,
-        issuer.project_id(),
-        &issuer.stytch_issuer(),
-    )?;
-    assert_eq!(
-        claims["https://stytch.com/session"]["id"],
-        login.session_id.as_str()
-    );
+    let claims = verify(&set, &login.session_jwt, DevAlg::RS256, issuer.project_id(), &issuer.stytch_issuer())?;
+    assert_eq!(claims["https://stytch.com/session"]["id"], login.session_id.as_str());
 
     // By token.
-    let (status, body) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": login.session_token }),
-    )
-    .await?;
+    let (status, body) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": login.session_token })).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status_code"], 200);
     assert!(body["request_id"].is_string());
@@ -430,19 +346,10 @@ async fn sessions_authenticate_happy_paths() -> TestResult {
     assert_eq!(body["session"]["user_id"], "user-test-alice");
     assert_eq!(body["user"]["user_id"], "user-test-alice");
     assert_eq!(body["session_token"], login.session_token.as_str());
-    assert_eq!(
-        body["session"]["authentication_factors"][0]["type"],
-        "password"
-    );
+    assert_eq!(body["session"]["authentication_factors"][0]["type"], "password");
     assert_eq!(body["session"]["roles"], json!(["stytch_user"]));
     let fresh = body["session_jwt"].as_str().ok_or("jwt")?;
-    verify(
-        &set,
-        fresh,
-        DevAlg::RS256,
-        issuer.project_id(),
-        &issuer.stytch_issuer(),
-    )?;
+    verify(&set, fresh, DevAlg::RS256, issuer.project_id(), &issuer.stytch_issuer())?;
     let expires_before = body["session"]["expires_at"].clone();
 
     // By JWT, extending the session and setting custom claims.
@@ -469,21 +376,10 @@ async fn sessions_authenticate_happy_paths() -> TestResult {
         .session_id(login.session_id.as_str())
         .issued_at(SystemTime::now() - Duration::from_secs(3600))
         .mint();
-    let (status, body) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_jwt": expired }),
-    )
-    .await?;
+    let (status, body) = authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_jwt": expired })).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let fresh = body["session_jwt"].as_str().ok_or("jwt")?;
-    verify(
-        &set,
-        fresh,
-        DevAlg::RS256,
-        issuer.project_id(),
-        &issuer.stytch_issuer(),
-    )?;
+    verify(&set, fresh, DevAlg::RS256, issuer.project_id(), &issuer.stytch_issuer())?;
 
     assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 3);
     Ok(())
@@ -494,54 +390,30 @@ async fn step_up_and_b2b_sessions() -> TestResult {
     let issuer = DevIssuer::start().await?;
     let login = issuer.create_session("user-test-alice", vec![DevFactor::password()]);
     // Step-up appends a factor and mints a new JWT; the same kind replaces.
-    let stepped = issuer
-        .add_factor(&login.session_token, DevFactor::totp())
-        .ok_or("step-up")?;
+    let stepped = issuer.add_factor(&login.session_token, DevFactor::totp()).ok_or("step-up")?;
     assert_eq!(stepped.session_id, login.session_id);
-    let factors =
-        peek(&stepped.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
+    let factors = peek(&stepped.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
     assert_eq!(factors.as_array().map(Vec::len), Some(2));
     assert_eq!(factors[1]["type"], "totp");
-    let again = issuer
-        .add_factor(&login.session_token, DevFactor::totp())
-        .ok_or("step-up")?;
-    let factors =
-        peek(&again.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
+    let again = issuer.add_factor(&login.session_token, DevFactor::totp()).ok_or("step-up")?;
+    let factors = peek(&again.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
     assert_eq!(factors.as_array().map(Vec::len), Some(2));
     assert!(issuer.add_factor("unknown", DevFactor::totp()).is_none());
 
     // B2B sessions on the B2B path.
-    let member = issuer.create_b2b_session(
-        "member-test-bob",
-        "organization-test-1",
-        "acme",
-        vec![DevFactor::magic_link()],
-    );
-    let (status, body) = authenticate(
-        &issuer,
-        "/v1/b2b/sessions/authenticate",
-        json!({ "session_jwt": member.session_jwt }),
-    )
-    .await?;
+    let member =
+        issuer.create_b2b_session("member-test-bob", "organization-test-1", "acme", vec![DevFactor::magic_link()]);
+    let (status, body) =
+        authenticate(&issuer, "/v1/b2b/sessions/authenticate", json!({ "session_jwt": member.session_jwt })).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body["member_session"]["member_session_id"],
-        member.session_id.as_str()
-    );
+    assert_eq!(body["member_session"]["member_session_id"], member.session_id.as_str());
     assert_eq!(body["member"]["member_id"], "member-test-bob");
     assert_eq!(body["organization"]["organization_slug"], "acme");
     let fresh = body["session_jwt"].as_str().ok_or("jwt")?;
-    assert_eq!(
-        peek(fresh)?["https://stytch.com/organization"]["organization_id"],
-        "organization-test-1"
-    );
+    assert_eq!(peek(fresh)?["https://stytch.com/organization"]["organization_id"], "organization-test-1");
     // ...and not on the consumer path.
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": member.session_token }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": member.session_token })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 2);
     Ok(())
@@ -557,12 +429,8 @@ async fn sessions_authenticate_errors() -> TestResult {
     // Basic auth: missing, wrong secret, wrong project.
     for builder in [
         client().post(&url),
-        client()
-            .post(&url)
-            .basic_auth(issuer.project_id(), Some("wrong")),
-        client()
-            .post(&url)
-            .basic_auth("project-test-other", Some(issuer.secret())),
+        client().post(&url).basic_auth(issuer.project_id(), Some("wrong")),
+        client().post(&url).basic_auth("project-test-other", Some(issuer.secret())),
         client().post(&url).header("authorization", "Bearer x"),
         client().post(&url).header("authorization", "Basic !!!"),
     ] {
@@ -608,10 +476,7 @@ async fn sessions_authenticate_rejects_bad_jwts_and_dead_sessions() -> TestResul
     // Bad JWTs.
     let mut tampered = login.session_jwt.clone();
     tampered.push('A');
-    let foreign = issuer
-        .stytch_session()
-        .session_id(login.session_id.as_str())
-        .mint();
+    let foreign = issuer.stytch_session().session_id(login.session_id.as_str()).mint();
     for (jwt, expected) in [
         (tampered.as_str(), StatusCode::UNAUTHORIZED),
         ("a.b.c", StatusCode::UNAUTHORIZED),
@@ -619,57 +484,34 @@ async fn sessions_authenticate_rejects_bad_jwts_and_dead_sessions() -> TestResul
         // Valid signature, live session id, but another user: not found.
         (foreign.as_str(), StatusCode::NOT_FOUND),
     ] {
-        let (status, error) = authenticate(
-            &issuer,
-            "/v1/sessions/authenticate",
-            json!({ "session_jwt": jwt }),
-        )
-        .await?;
+        let (status, error) = authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_jwt": jwt })).await?;
         assert_eq!(status, expected, "{error}");
     }
     // A JWT whose key was removed no longer authenticates.
     let kid = issuer.current_kid(DevAlg::RS256);
     issuer.rotate(DevAlg::RS256);
     issuer.remove_key(&kid);
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_jwt": login.session_jwt }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_jwt": login.session_jwt })).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Unknown, revoked and expired sessions.
-    let (status, error) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": "x".repeat(44) }),
-    )
-    .await?;
+    let (status, error) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": "x".repeat(44) })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error["error_type"], "session_not_found");
 
     let other = issuer.create_session("user-test-dave", vec![DevFactor::password()]);
     assert!(issuer.expire_session(&other.session_id));
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": other.session_token }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": other.session_token })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(issuer
-        .add_factor(&other.session_token, DevFactor::totp())
-        .is_none());
+    assert!(issuer.add_factor(&other.session_token, DevFactor::totp()).is_none());
 
     assert!(issuer.revoke_session(&login.session_id));
     assert!(!issuer.revoke_session(&login.session_id));
-    let (status, error) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": login.session_token }),
-    )
-    .await?;
+    let (status, error) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": login.session_token })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error["error_type"], "session_not_found");
     Ok(())
@@ -686,24 +528,14 @@ async fn short_session_lifetime_expires() -> TestResult {
     .await?;
     assert_eq!(issuer.secret(), "secret-test-fixed");
     assert_eq!(issuer.stytch_issuer(), "stytch.com/project-test-custom");
-    assert!(issuer
-        .stytch_jwks_url()
-        .ends_with("/v1/sessions/jwks/project-test-custom"));
+    assert!(issuer.stytch_jwks_url().ends_with("/v1/sessions/jwks/project-test-custom"));
     let login = issuer.create_session("user-test-erin", vec![DevFactor::webauthn()]);
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": login.session_token }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": login.session_token })).await?;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_jwt": login.session_jwt }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_jwt": login.session_jwt })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
@@ -720,40 +552,26 @@ async fn sessions_revoke() -> TestResult {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status_code"], 200);
     assert!(body["request_id"].is_string());
-    let (status, _) =
-        authenticate(&issuer, path, json!({ "session_token": b.session_token })).await?;
+    let (status, _) = authenticate(&issuer, path, json!({ "session_token": b.session_token })).await?;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = authenticate(&issuer, path, json!({ "session_jwt": c.session_jwt })).await?;
     assert_eq!(status, StatusCode::OK);
 
     for (body, expected) in [
         (json!({ "session_id": a.session_id }), StatusCode::NOT_FOUND),
-        (
-            json!({ "session_token": b.session_token }),
-            StatusCode::NOT_FOUND,
-        ),
+        (json!({ "session_token": b.session_token }), StatusCode::NOT_FOUND),
         (json!({}), StatusCode::BAD_REQUEST),
-        (
-            json!({ "session_id": "x", "session_token": "y" }),
-            StatusCode::BAD_REQUEST,
-        ),
+        (json!({ "session_id": "x", "session_token": "y" }), StatusCode::BAD_REQUEST),
     ] {
         let (status, _) = authenticate(&issuer, path, body).await?;
         assert_eq!(status, expected);
     }
-    let (status, _) = authenticate(
-        &issuer,
-        "/v1/sessions/authenticate",
-        json!({ "session_token": c.session_token }),
-    )
-    .await?;
+    let (status, _) =
+        authenticate(&issuer, "/v1/sessions/authenticate", json!({ "session_token": c.session_token })).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let response = client()
-        .post(format!("{}{path}", issuer.base_url()))
-        .json(&json!({ "session_id": "x" }))
-        .send()
-        .await?;
+    let response =
+        client().post(format!("{}{path}", issuer.base_url())).json(&json!({ "session_id": "x" })).send().await?;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 8);
     Ok(())
@@ -805,10 +623,7 @@ async fn introspection() -> TestResult {
     let (_, body) = introspect(&issuer, &jwt).await?;
     assert_eq!(body["active"], true);
     assert_eq!(body["scope"], "read");
-    let old_jwt = issuer
-        .access_token()
-        .issued_at(SystemTime::now() - Duration::from_secs(3600))
-        .mint();
+    let old_jwt = issuer.access_token().issued_at(SystemTime::now() - Duration::from_secs(3600)).mint();
     let (_, body) = introspect(&issuer, &old_jwt).await?;
     assert_eq!(body, json!({ "active": false }));
 
@@ -821,11 +636,7 @@ async fn introspection() -> TestResult {
         .await?;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(response.headers().contains_key("www-authenticate"));
-    let response = client()
-        .post(issuer.introspection_url())
-        .form(&[("token", active.as_str())])
-        .send()
-        .await?;
+    let response = client().post(issuer.introspection_url()).form(&[("token", active.as_str())]).send().await?;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     // Missing token / not a form.
@@ -880,13 +691,7 @@ async fn sign_raw_for_attack_tests() -> TestResult {
         header_b64,
     )?)?;
     assert_eq!(header["jku"], "https://evil.example/jwks");
-    verify(
-        &set,
-        &token,
-        DevAlg::RS256,
-        issuer.project_id(),
-        &issuer.stytch_issuer(),
-    )?;
+    verify(&set, &token, DevAlg::RS256, issuer.project_id(), &issuer.stytch_issuer())?;
 
     // A lying alg: the header says ES256 but the RSA key signs with RS256.
     let liar = issuer.sign_raw(json!({ "alg": "ES256", "kid": kid }), &claims, &kid);
@@ -923,12 +728,8 @@ async fn dev_endpoints() -> TestResult {
     assert_eq!(response.status(), StatusCode::OK);
     let session: tower_stepup::testing::DevSession = response.json().await?;
     assert_eq!(session.user_id, "user-test-gina");
-    let factors =
-        peek(&session.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
-    assert_eq!(
-        factors[1]["phone_number_factor"]["phone_number"],
-        "+15555550100"
-    );
+    let factors = peek(&session.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
+    assert_eq!(factors[1]["phone_number_factor"]["phone_number"], "+15555550100");
 
     let response = client()
         .post(format!("{}/dev/step-up", issuer.base_url()))
@@ -937,38 +738,17 @@ async fn dev_endpoints() -> TestResult {
         .await?;
     assert_eq!(response.status(), StatusCode::OK);
     let stepped: tower_stepup::testing::DevSession = response.json().await?;
-    let factors =
-        peek(&stepped.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
+    let factors = peek(&stepped.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
     assert_eq!(factors.as_array().map(Vec::len), Some(3));
     assert_eq!(factors[2]["webauthn_factor"]["domain"], "localhost");
 
     for (path, body, expected) in [
-        (
-            "/dev/login",
-            json!({ "factors": ["nope"] }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "/dev/login",
-            json!({ "factors": "password" }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "/dev/step-up",
-            json!({ "factor": "totp" }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "/dev/step-up",
-            json!({ "session_token": "nope", "factor": "totp" }),
-            StatusCode::NOT_FOUND,
-        ),
+        ("/dev/login", json!({ "factors": ["nope"] }), StatusCode::BAD_REQUEST),
+        ("/dev/login", json!({ "factors": "password" }), StatusCode::BAD_REQUEST),
+        ("/dev/step-up", json!({ "factor": "totp" }), StatusCode::BAD_REQUEST),
+        ("/dev/step-up", json!({ "session_token": "nope", "factor": "totp" }), StatusCode::NOT_FOUND),
     ] {
-        let response = client()
-            .post(format!("{}{path}", issuer.base_url()))
-            .json(&body)
-            .send()
-            .await?;
+        let response = client().post(format!("{}{path}", issuer.base_url())).json(&body).send().await?;
         assert_eq!(response.status(), expected, "{path} {body}");
     }
     Ok(())
@@ -976,18 +756,14 @@ async fn dev_endpoints() -> TestResult {
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_and_server_stops_on_drop() -> TestResult {
-    let issuer =
-        DevIssuer::start_with(DevIssuerConfig::default().with_secret("s3cr3t-value")).await?;
+    let issuer = DevIssuer::start_with(DevIssuerConfig::default().with_secret("s3cr3t-value")).await?;
     let session = issuer.create_session("user-test-h", vec![DevFactor::password()]);
     let shown = format!("{session:?} {issuer:?}");
     assert!(!shown.contains(&session.session_token));
     assert!(!shown.contains(&session.session_jwt));
     assert!(!shown.contains("s3cr3t-value"));
     assert!(!shown.contains(issuer.client_secret()));
-    let config = format!(
-        "{:?}",
-        DevIssuerConfig::default().with_secret("s3cr3t-value")
-    );
+    let config = format!("{:?}", DevIssuerConfig::default().with_secret("s3cr3t-value"));
     assert!(!config.contains("s3cr3t-value"));
     let builder = format!("{:?}", issuer.stytch_session());
     assert!(builder.contains("StytchJwtBuilder"));
@@ -999,9 +775,7 @@ async fn secrets_stay_out_of_debug_and_server_stops_on_drop() -> TestResult {
     assert_eq!(reqwest::get(&url).await?.status(), StatusCode::OK);
     drop(clone);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     assert!(fresh.get(&url).send().await.is_err());
 
     let other = DevIssuer::start().await?;

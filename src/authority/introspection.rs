@@ -10,7 +10,7 @@ use crate::http_client;
 use crate::profile::{ClaimProfile, OidcProfile};
 use crate::secret::Secret;
 use crate::session::TokenKind;
-use crate::verify::{now_secs, claims_from_map};
+use crate::verify::{claims_from_map, now_secs};
 
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
@@ -119,19 +119,34 @@ impl IntrospectionAuthority {
         let body = http_client::read_body(response, MAX_RESPONSE_BYTES, AuthErrorKind::AuthorityResponse).await?;
         match status.as_u16() {
             200 => {}
-            401 | 403 => return Err(AuthError::with_detail(AuthErrorKind::BadServerCredentials, format!("introspection {status}"))),
-            _ => return Err(AuthError::with_detail(AuthErrorKind::AuthorityUnavailable, format!("introspection {status}"))),
+            401 | 403 => {
+                return Err(AuthError::with_detail(
+                    AuthErrorKind::BadServerCredentials,
+                    format!("introspection {status}"),
+                ))
+            }
+            _ => {
+                return Err(AuthError::with_detail(
+                    AuthErrorKind::AuthorityUnavailable,
+                    format!("introspection {status}"),
+                ))
+            }
         }
         let mut claims: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not an introspection response"))?;
         match claims.remove("active") {
             Some(Value::Bool(true)) => {}
-            Some(Value::Bool(false)) => return Err(AuthError::with_detail(AuthErrorKind::SessionRevoked, "inactive token")),
+            Some(Value::Bool(false)) => {
+                return Err(AuthError::with_detail(AuthErrorKind::SessionRevoked, "inactive token"))
+            }
             _ => return Err(AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no boolean `active`")),
         }
         if let (Some(expected), Some(Value::String(iss))) = (&self.issuer, claims.get("iss")) {
             if iss != expected {
-                return Err(AuthError::with_detail(AuthErrorKind::AuthorityResponse, "introspection names another issuer"));
+                return Err(AuthError::with_detail(
+                    AuthErrorKind::AuthorityResponse,
+                    "introspection names another issuer",
+                ));
             }
         }
         if !claims.contains_key("iss") {

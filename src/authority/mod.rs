@@ -9,6 +9,7 @@
 //! [`IntrospectionAuthority`] (RFC 7662). Implement [`Authority`] for anything else.
 
 mod introspection;
+pub(crate) mod state;
 mod stytch;
 
 use std::fmt;

@@ -160,11 +160,8 @@ impl StytchAuthority {
             AuthorityCredential::Opaque(token) => (Some(token), None, TokenKind::Opaque),
             AuthorityCredential::Jwt(token) => (None, Some(token), TokenKind::Jwt),
         };
-        let request = AuthenticateRequest {
-            session_token,
-            session_jwt,
-            session_duration_minutes: self.session_duration_minutes,
-        };
+        let request =
+            AuthenticateRequest { session_token, session_jwt, session_duration_minutes: self.session_duration_minutes };
         let response = http_client::send(
             || {
                 self.client
@@ -180,8 +177,9 @@ impl StytchAuthority {
         if !status.is_success() {
             return Err(error_from(status, &body));
         }
-        let parsed: AuthenticateResponse = serde_json::from_slice(&body)
-            .map_err(|_| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not a Stytch authenticate response"))?;
+        let parsed: AuthenticateResponse = serde_json::from_slice(&body).map_err(|_| {
+            AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not a Stytch authenticate response")
+        })?;
         let organization = parsed.organization;
         let session = parsed
             .session

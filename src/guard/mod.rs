@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -33,9 +33,11 @@ pub use extract::{Require, RequirementSpec};
 pub use policy::RbacPolicy;
 pub use requirement::{FactorRequirement, Forbidden, Requirement, Shortfall, StepUpRequired};
 
+use crate::authority::AuthorityCredential;
 use crate::challenge::{safe_return_to, ChallengeContext, Rejection};
+use crate::credential::CredentialSource;
 use crate::error::{AuthError, AuthErrorKind};
-use crate::service::{LayerHandle, RequestCredential};
+use crate::service::{CookieUpdate, LayerHandle, LayerState, RequestCredential};
 use crate::session::{AuthState, Session};
 
 /// A tower [`Layer`] that lets a request through only when its session meets a
@@ -67,12 +69,43 @@ use crate::session::{AuthState, Session};
 #[derive(Clone, Debug)]
 pub struct Guard {
     requirement: Arc<Requirement>,
+    freshness: Option<Duration>,
+    fail_open: bool,
 }
 
 impl Guard {
     /// A guard for `requirement`.
     pub fn new(requirement: impl Into<Requirement>) -> Self {
-        Self { requirement: Arc::new(requirement.into()) }
+        Self { requirement: Arc::new(requirement.into()), freshness: None, fail_open: false }
+    }
+    /// Confirms the session with the issuer on every request before letting it
+    /// through, so a session revoked at the issuer is refused at once. Concurrent
+    /// requests of one session share one call. Needs an authority on the layer
+    /// ([`SessionLayerBuilder::with_authority`](crate::SessionLayerBuilder::with_authority)).
+    ///
+    /// The requirement is then judged on the session as the issuer returns it (with
+    /// factors added by a step-up), and renewed tokens are written to the cookies.
+    #[must_use]
+    pub fn fresh(self) -> Self {
+        self.fresh_within(Duration::ZERO)
+    }
+    /// Like [`fresh`](Self::fresh), but a confirmation at most `window` old is
+    /// enough: one issuer call per session per window, however many requests.
+    #[must_use]
+    pub fn fresh_within(mut self, window: Duration) -> Self {
+        self.freshness = Some(window);
+        self
+    }
+    /// When the issuer cannot be reached, judge the locally verified session instead
+    /// of answering `503`. A session the issuer *says* is gone is still refused.
+    ///
+    /// # ⚠️ Warning
+    /// Only for routes where serving a possibly revoked session during an issuer
+    /// outage is acceptable. Sensitive routes should fail closed (the default).
+    #[must_use]
+    pub fn fail_open(mut self) -> Self {
+        self.fail_open = true;
+        self
     }
     /// A guard that requires any valid session.
     pub fn authenticated() -> Self {
@@ -101,42 +134,143 @@ pub struct GuardService<S> {
 
 impl<S, B, ResBody> Service<Request<B>> for GuardService<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: From<Bytes>,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = GuardFuture<S::Future, ResBody>;
+    type Future = GuardFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        match check(&self.guard.requirement, request.extensions(), request.headers(), request.uri()) {
-            Ok(_) => GuardFuture { kind: GuardKind::Allowed { future: self.inner.call(request) } },
-            Err(response) => GuardFuture { kind: GuardKind::Refused { response: Some(response.map(ResBody::from)) } },
-        }
+        let local = check(&self.guard.requirement, request.extensions(), request.headers(), request.uri());
+        let Some(window) = self.guard.freshness else {
+            return match local {
+                Ok(_) => GuardFuture::allowed(self.inner.call(request)),
+                Err(response) => GuardFuture::refused(response.map(ResBody::from)),
+            };
+        };
+        // Fresh routes: anything refused locally (no session, bad token) is refused
+        // without asking the issuer. A session that falls short locally is still
+        // confirmed: the issuer may know of a step-up the token does not show yet.
+        let session = match (local, request.extensions().get::<AuthState>()) {
+            (Ok(session), _) => session,
+            (Err(_), Some(AuthState::Authenticated(session))) => session.clone(),
+            (Err(response), _) => return GuardFuture::refused(response.map(ResBody::from)),
+        };
+        let Some(LayerHandle(layer)) = request.extensions().get::<LayerHandle>().cloned() else {
+            return GuardFuture::refused(missing_layer().map(ResBody::from));
+        };
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        GuardFuture::confirming(Box::pin(confirm_then_call(layer, guard, window, session, request, inner)))
     }
 }
 
+/// The fresh-route path: confirm with the issuer, judge the confirmed session, call
+/// the route, write renewed cookies.
+async fn confirm_then_call<S, B, ResBody>(
+    layer: Arc<LayerState>,
+    guard: Guard,
+    window: Duration,
+    local_session: Session,
+    mut request: Request<B>,
+    mut inner: S,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    let arrival = Instant::now();
+    let Some(authority) = &layer.authority else {
+        return Ok(no_authority().map(ResBody::from));
+    };
+    let from_cookie =
+        request.extensions().get::<RequestCredential>().and_then(|c| c.source) == Some(CredentialSource::Cookie);
+    // The session token outlives the JWT and is what Stytch renews from.
+    let token = match layer.credentials.find(request.headers()) {
+        Ok(Some(found)) => match (found.opaque, found.jwt) {
+            (Some(token), _) => Some((token.to_owned(), true)),
+            (None, Some(jwt)) => Some((jwt.to_owned(), false)),
+            (None, None) => None,
+        },
+        _ => None,
+    };
+    let Some((token, opaque)) = token else {
+        return Ok(refuse(&layer, Rejection::Unauthenticated, &request).map(ResBody::from));
+    };
+    let credential = if opaque { AuthorityCredential::Opaque(&token) } else { AuthorityCredential::Jwt(&token) };
+    let answer = authority.confirm(&local_session, credential, window, arrival).await;
+    let (session, renewed) = match &answer.outcome {
+        Ok(confirmation) => (confirmation.session.clone(), confirmation.renewed.as_ref().filter(|_| from_cookie)),
+        Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
+            layer.forget(&local_session);
+            return Ok(refuse(&layer, Rejection::SessionEnded(error.clone()), &request).map(ResBody::from));
+        }
+        Err(error) if guard.fail_open && error.kind().is_server_fault() => {
+            tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
+            (local_session, None)
+        }
+        Err(error) => {
+            if error.kind() == AuthErrorKind::BadServerCredentials {
+                tracing::error!(%error, "the issuer refused this server's credentials");
+            }
+            return Ok(refuse(&layer, Rejection::Unavailable(error.clone()), &request).map(ResBody::from));
+        }
+    };
+    let mut response = match judge(&guard.requirement, &layer.guards, &session) {
+        None => {
+            request.extensions_mut().insert(AuthState::Authenticated(session));
+            inner.call(request).await?
+        }
+        Some(rejection) => refuse(&layer, rejection, &request).map(ResBody::from),
+    };
+    if let Some(renewed) = renewed {
+        layer.apply_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed.clone()));
+    }
+    Ok(response)
+}
+
 pin_project! {
-    /// Response future of [`GuardService`].
-    pub struct GuardFuture<F, ResBody> {
+    /// Response future of [`GuardService`]: the route's own future when the session
+    /// passed locally, a ready refusal, or (fresh routes only) a boxed confirmation
+    /// with the issuer.
+    pub struct GuardFuture<F, ResBody, E> {
         #[pin]
-        kind: GuardKind<F, ResBody>,
+        kind: GuardKind<F, ResBody, E>,
     }
 }
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 pin_project! {
     #[project = GuardKindProj]
-    enum GuardKind<F, ResBody> {
+    enum GuardKind<F, ResBody, E> {
         Allowed { #[pin] future: F },
         Refused { response: Option<Response<ResBody>> },
+        Confirming { future: BoxFuture<Result<Response<ResBody>, E>> },
     }
 }
 
-impl<F, ResBody, E> Future for GuardFuture<F, ResBody>
+impl<F, ResBody, E> GuardFuture<F, ResBody, E> {
+    fn allowed(future: F) -> Self {
+        Self { kind: GuardKind::Allowed { future } }
+    }
+    fn refused(response: Response<ResBody>) -> Self {
+        Self { kind: GuardKind::Refused { response: Some(response) } }
+    }
+    fn confirming(future: BoxFuture<Result<Response<ResBody>, E>>) -> Self {
+        Self { kind: GuardKind::Confirming { future } }
+    }
+}
+
+impl<F, ResBody, E> Future for GuardFuture<F, ResBody, E>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
@@ -150,13 +284,28 @@ where
                 // Polled after completion: a contract violation by the caller.
                 None => Poll::Pending,
             },
+            GuardKindProj::Confirming { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, ResBody> std::fmt::Debug for GuardFuture<F, ResBody> {
+impl<F, ResBody, E> std::fmt::Debug for GuardFuture<F, ResBody, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuardFuture").finish_non_exhaustive()
+    }
+}
+
+/// The rejection for a session that falls short of `requirement`, if it does.
+fn judge(requirement: &Requirement, config: &GuardConfig, session: &Session) -> Option<Rejection> {
+    let now = SystemTime::now();
+    if requirement.is_met(session, config, now) {
+        return None;
+    }
+    let shortfall = requirement.shortfall(session, config, now)?;
+    match (shortfall.forbidden, shortfall.step_up) {
+        (Some(forbidden), _) => Some(Rejection::Forbidden(forbidden)),
+        (None, Some(step_up)) => Some(Rejection::StepUp(step_up)),
+        (None, None) => None,
     }
 }
 
@@ -172,59 +321,69 @@ pub(crate) fn check(
     else {
         return Err(missing_layer());
     };
-    let config = &layer.guards;
     let rejection = match state {
-        AuthState::Authenticated(session) => {
-            let now = SystemTime::now();
-            if requirement.is_met(session, config, now) {
-                return Ok(session.clone());
-            }
-            match requirement.shortfall(session, config, now) {
-                None => return Ok(session.clone()),
-                Some(shortfall) => match (shortfall.forbidden, shortfall.step_up) {
-                    (Some(forbidden), _) => Rejection::Forbidden(forbidden),
-                    (None, Some(step_up)) => Rejection::StepUp(step_up),
-                    (None, None) => return Ok(session.clone()),
-                },
-            }
-        }
+        AuthState::Authenticated(session) => match judge(requirement, &layer.guards, session) {
+            None => return Ok(session.clone()),
+            Some(rejection) => rejection,
+        },
         AuthState::Anonymous => Rejection::Unauthenticated,
+        AuthState::Invalid(error) if error.kind() == AuthErrorKind::SessionRevoked => {
+            Rejection::SessionEnded(error.clone())
+        }
         AuthState::Invalid(error) if error.kind().is_server_fault() => Rejection::Unavailable(error.clone()),
         AuthState::Invalid(error) => Rejection::InvalidCredential(error.clone()),
     };
-    Err(refuse(&layer.realm, config, rejection, extensions, headers, uri))
+    Err(refuse_parts(layer, rejection, extensions, headers, uri))
 }
 
-/// Renders a refusal with the configured challenge and attaches the reason.
-pub(crate) fn refuse(
-    realm: &str,
-    config: &GuardConfig,
+fn refuse<B>(layer: &LayerState, rejection: Rejection, request: &Request<B>) -> Response<Bytes> {
+    refuse_parts(layer, rejection, request.extensions(), request.headers(), request.uri())
+}
+
+/// Renders a refusal with the configured challenge, attaches the reason, and clears
+/// the session cookies when the issuer ended the session.
+fn refuse_parts(
+    layer: &LayerState,
     rejection: Rejection,
     extensions: &http::Extensions,
     headers: &http::HeaderMap,
     uri: &http::Uri,
 ) -> Response<Bytes> {
+    let config = &layer.guards;
+    let source = extensions.get::<RequestCredential>().and_then(|c| c.source);
     let return_to = uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
     let context = ChallengeContext {
-        realm,
-        source: extensions.get::<RequestCredential>().and_then(|c| c.source),
+        realm: &layer.realm,
+        source,
         accept: headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
         return_to,
         login_url: config.login_url.as_deref(),
         step_up_url: config.step_up_url.as_deref(),
     };
     let mut response = config.challenge.respond(&rejection, &context);
-    let error = match &rejection {
-        Rejection::InvalidCredential(error) | Rejection::SessionEnded(error) | Rejection::Unavailable(error) => {
-            Some(error.clone())
-        }
-        _ => None,
-    };
     tracing::debug!(?rejection, "guard refused the request");
-    if let Some(error) = error {
-        response.extensions_mut().insert(error);
+    match &rejection {
+        Rejection::SessionEnded(error) => {
+            if source == Some(CredentialSource::Cookie) {
+                layer.apply_cookies(response.headers_mut(), &CookieUpdate::Clear);
+            }
+            response.extensions_mut().insert(error.clone());
+        }
+        Rejection::InvalidCredential(error) | Rejection::Unavailable(error) => {
+            response.extensions_mut().insert(error.clone());
+        }
+        _ => {}
     }
     response.extensions_mut().insert(rejection);
+    response
+}
+
+fn no_authority() -> Response<Bytes> {
+    tracing::error!("a fresh() guard needs an authority on the SessionLayer");
+    let mut response = Response::new(Bytes::from_static(
+        b"tower-stepup: this route's guard is fresh() but the SessionLayer has no authority; configure one with `with_authority`",
+    ));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
 

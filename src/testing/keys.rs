@@ -8,8 +8,8 @@ use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents,
-    UnparsedPublicKey, VerificationAlgorithm,
+    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents, UnparsedPublicKey,
+    VerificationAlgorithm,
 };
 use serde_json::{json, Value};
 
@@ -54,10 +54,7 @@ pub(crate) struct DevKey {
 
 impl fmt::Debug for DevKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DevKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("DevKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -124,25 +121,15 @@ impl DevKey {
                 (Material::Ed(pair), raw, spki, jwk)
             }
         };
-        Ok(DevKey {
-            kid,
-            alg,
-            material,
-            public_raw,
-            spki_der,
-            jwk,
-        })
+        Ok(DevKey { kid, alg, material, public_raw, spki_der, jwk })
     }
 
     /// Signs `message` with this key's own algorithm; returns the raw signature.
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
         match &self.material {
             Material::Rsa(pair) => {
-                let padding: &'static dyn sig::RsaEncoding = if self.alg == DevAlg::PS256 {
-                    &sig::RSA_PSS_SHA256
-                } else {
-                    &sig::RSA_PKCS1_SHA256
-                };
+                let padding: &'static dyn sig::RsaEncoding =
+                    if self.alg == DevAlg::PS256 { &sig::RSA_PSS_SHA256 } else { &sig::RSA_PKCS1_SHA256 };
                 let mut out = vec![0u8; pair.public_modulus_len()];
                 pair.sign(padding, &SystemRandom::new(), message, &mut out)?;
                 Ok(out)
@@ -161,9 +148,7 @@ impl DevKey {
             DevAlg::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
             DevAlg::EdDSA => &sig::ED25519,
         };
-        UnparsedPublicKey::new(algorithm, &self.public_raw)
-            .verify(message, signature)
-            .is_ok()
+        UnparsedPublicKey::new(algorithm, &self.public_raw).verify(message, signature).is_ok()
     }
 }
 
@@ -186,10 +171,7 @@ impl KeyStore {
         if signer {
             self.signers.insert(key.alg, Arc::clone(&key));
         }
-        self.keys.push(KeyEntry {
-            key: Arc::clone(&key),
-            served: true,
-        });
+        self.keys.push(KeyEntry { key: Arc::clone(&key), served: true });
         key
     }
 
@@ -200,18 +182,12 @@ impl KeyStore {
 
     /// Any key ever made with this `kid`, served or not.
     pub(crate) fn any(&self, kid: &str) -> Option<Arc<DevKey>> {
-        self.keys
-            .iter()
-            .find(|e| e.key.kid == kid)
-            .map(|e| Arc::clone(&e.key))
+        self.keys.iter().find(|e| e.key.kid == kid).map(|e| Arc::clone(&e.key))
     }
 
     /// A key with this `kid` that is currently served.
     pub(crate) fn served(&self, kid: &str) -> Option<Arc<DevKey>> {
-        self.keys
-            .iter()
-            .find(|e| e.served && e.key.kid == kid)
-            .map(|e| Arc::clone(&e.key))
+        self.keys.iter().find(|e| e.served && e.key.kid == kid).map(|e| Arc::clone(&e.key))
     }
 
     /// Stops serving `kid`. Returns whether it was served.
@@ -228,20 +204,13 @@ impl KeyStore {
 
     /// The JWKS document: every served key's public JWK, oldest first.
     pub(crate) fn jwks(&self) -> Value {
-        let keys: Vec<Value> = self
-            .keys
-            .iter()
-            .filter(|e| e.served)
-            .map(|e| e.key.jwk.clone())
-            .collect();
+        let keys: Vec<Value> = self.keys.iter().filter(|e| e.served).map(|e| e.key.jwk.clone()).collect();
         json!({ "keys": keys })
     }
 }
 
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyStore")
-            .field("keys", &self.keys.len())
-            .finish_non_exhaustive()
+        f.debug_struct("KeyStore").field("keys", &self.keys.len()).finish_non_exhaustive()
     }
 }

@@ -89,13 +89,7 @@ pub enum DevAlg {
 
 impl DevAlg {
     /// Every algorithm.
-    pub const ALL: [DevAlg; 5] = [
-        DevAlg::RS256,
-        DevAlg::PS256,
-        DevAlg::ES256,
-        DevAlg::ES384,
-        DevAlg::EdDSA,
-    ];
+    pub const ALL: [DevAlg; 5] = [DevAlg::RS256, DevAlg::PS256, DevAlg::ES256, DevAlg::ES384, DevAlg::EdDSA];
 
     /// The JOSE name (`"RS256"`, …), as written in the header `alg` and the JWK `alg`.
     pub fn as_str(self) -> &'static str {
@@ -322,11 +316,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Signs `header.claims` with `key` (always with the key's own algorithm).
-pub(crate) fn sign_compact(
-    header: &Value,
-    claims: &Value,
-    key: &DevKey,
-) -> Result<String, CryptoError> {
+pub(crate) fn sign_compact(header: &Value, claims: &Value, key: &DevKey) -> Result<String, CryptoError> {
     let header = b64url(header.to_string().as_bytes());
     let claims = b64url(claims.to_string().as_bytes());
     let message = format!("{header}.{claims}");
@@ -384,11 +374,7 @@ impl Shared {
 
     fn failure_for(&self, endpoint: Endpoint) -> Failure {
         let state = lock(&self.failure);
-        state
-            .per_endpoint
-            .get(&endpoint)
-            .copied()
-            .unwrap_or(state.all)
+        state.per_endpoint.get(&endpoint).copied().unwrap_or(state.all)
     }
 
     fn jwks(&self) -> Value {
@@ -419,10 +405,7 @@ impl Shared {
             now,
             now,
             time_add(now, self.jwt_lifetime),
-            record
-                .organization
-                .as_ref()
-                .map(|o| (o.id.as_str(), o.slug.as_str())),
+            record.organization.as_ref().map(|o| (o.id.as_str(), o.slug.as_str())),
             &record.custom_claims,
         );
         let header = serde_json::json!({ "alg": key.alg.as_str(), "kid": key.kid, "typ": "JWT" });
@@ -452,11 +435,7 @@ impl Shared {
     }
 
     /// Appends (or replaces) a factor on the live session of `token`.
-    fn add_factor(
-        &self,
-        token: &str,
-        factor: DevFactor,
-    ) -> Option<Result<DevSession, CryptoError>> {
+    fn add_factor(&self, token: &str, factor: DevFactor) -> Option<Result<DevSession, CryptoError>> {
         let now = SystemTime::now();
         let record = {
             let mut sessions = lock(&self.sessions);
@@ -465,11 +444,7 @@ impl Shared {
             if !record.is_live(now) {
                 return None;
             }
-            match record
-                .factors
-                .iter_mut()
-                .find(|f| f.factor.same_kind(&factor))
-            {
+            match record.factors.iter_mut().find(|f| f.factor.same_kind(&factor)) {
                 Some(existing) => existing.factor = factor,
                 None => record.factors.push(StoredFactor::new(factor)),
             }
@@ -548,9 +523,7 @@ impl DevIssuer {
             stytch_issuer: format!("stytch.com/{}", config.project_id),
             base_url,
             project_id: config.project_id,
-            secret: config
-                .secret
-                .unwrap_or_else(|| format!("secret-test-{}", random_token::<24>())),
+            secret: config.secret.unwrap_or_else(|| format!("secret-test-{}", random_token::<24>())),
             client_id: config.client_id,
             client_secret: config
                 .client_secret
@@ -573,17 +546,12 @@ impl DevIssuer {
                 // Resolves on shutdown() or when the last handle (the sender) is dropped.
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
                 tracing::warn!(%error, "dev issuer server stopped with an error");
             }
         });
         tracing::debug!(%addr, "dev issuer listening");
-        Ok(DevIssuer {
-            inner: Arc::new(Inner { shared, shutdown }),
-        })
+        Ok(DevIssuer { inner: Arc::new(Inner { shared, shutdown }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -628,19 +596,12 @@ impl DevIssuer {
     /// `{base}/v1/sessions/jwks/{project_id}` (the B2B path
     /// `/v1/b2b/sessions/jwks/{project_id}` serves the same keys).
     pub fn stytch_jwks_url(&self) -> String {
-        format!(
-            "{}/v1/sessions/jwks/{}",
-            self.shared().base_url,
-            self.shared().project_id
-        )
+        format!("{}/v1/sessions/jwks/{}", self.shared().base_url, self.shared().project_id)
     }
 
     /// `{base}/.well-known/openid-configuration`.
     pub fn discovery_url(&self) -> String {
-        format!(
-            "{}/.well-known/openid-configuration",
-            self.shared().base_url
-        )
+        format!("{}/.well-known/openid-configuration", self.shared().base_url)
     }
 
     /// `{base}/oauth2/introspect`.
@@ -664,11 +625,7 @@ impl DevIssuer {
     ///
     /// If the crypto library fails to generate a key.
     pub fn current_kid(&self, alg: DevAlg) -> String {
-        self.shared()
-            .signer(alg)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .kid
-            .clone()
+        self.shared().signer(alg).unwrap_or_else(|e| panic!("{e}")).kid.clone()
     }
 
     /// Makes a new key the signer for `alg`; the old one stays in the JWKS. Returns the
@@ -696,14 +653,9 @@ impl DevIssuer {
     ///
     /// If the crypto library fails to generate a key.
     pub fn add_keys(&self, alg: DevAlg, n: usize) -> Vec<String> {
-        let generated: Vec<DevKey> = (0..n)
-            .map(|_| DevKey::generate(alg).unwrap_or_else(|e| panic!("{e}")))
-            .collect();
+        let generated: Vec<DevKey> = (0..n).map(|_| DevKey::generate(alg).unwrap_or_else(|e| panic!("{e}"))).collect();
         let mut keys = lock(&self.shared().keys);
-        generated
-            .into_iter()
-            .map(|key| keys.insert(key, false).kid.clone())
-            .collect()
+        generated.into_iter().map(|key| keys.insert(key, false).kid.clone()).collect()
     }
 
     /// The `Cache-Control` header of JWKS responses (`None`: no header, the default).
@@ -723,9 +675,7 @@ impl DevIssuer {
     /// Injects `failure` into one endpoint only (overrides [`set_failure`](Self::set_failure)
     /// for that endpoint).
     pub fn set_endpoint_failure(&self, endpoint: Endpoint, failure: Failure) {
-        lock(&self.shared().failure)
-            .per_endpoint
-            .insert(endpoint, failure);
+        lock(&self.shared().failure).per_endpoint.insert(endpoint, failure);
     }
 
     /// Requests received by `endpoint` since start or the last
@@ -760,10 +710,7 @@ impl DevIssuer {
     /// If the issuer never made a key `kid`, or the crypto library fails.
     #[allow(clippy::needless_pass_by_value)] // by value: the documented public signature
     pub fn sign_raw(&self, header: Value, claims: &Value, kid: &str) -> String {
-        let key = self
-            .shared()
-            .key_any(kid)
-            .unwrap_or_else(|| panic!("dev issuer: sign_raw: no key with kid {kid:?}"));
+        let key = self.shared().key_any(kid).unwrap_or_else(|| panic!("dev issuer: sign_raw: no key with kid {kid:?}"));
         sign_compact(&header, claims, &key).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -780,9 +727,7 @@ impl DevIssuer {
     ///
     /// If the crypto library fails to sign.
     pub fn create_session(&self, user_id: &str, factors: Vec<DevFactor>) -> DevSession {
-        self.shared()
-            .create_session(user_id, factors, None)
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.shared().create_session(user_id, factors, None).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Logs a B2B member in (served by `/v1/b2b/sessions/authenticate` only).
@@ -797,13 +742,8 @@ impl DevIssuer {
         organization_slug: &str,
         factors: Vec<DevFactor>,
     ) -> DevSession {
-        let organization = Organization {
-            id: organization_id.to_owned(),
-            slug: organization_slug.to_owned(),
-        };
-        self.shared()
-            .create_session(member_id, factors, Some(organization))
-            .unwrap_or_else(|e| panic!("{e}"))
+        let organization = Organization { id: organization_id.to_owned(), slug: organization_slug.to_owned() };
+        self.shared().create_session(member_id, factors, Some(organization)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Step-up: adds `factor` to the live session of `session_token` (replacing a factor
@@ -814,9 +754,7 @@ impl DevIssuer {
     ///
     /// If the crypto library fails to sign.
     pub fn add_factor(&self, session_token: &str, factor: DevFactor) -> Option<DevSession> {
-        self.shared()
-            .add_factor(session_token, factor)
-            .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        self.shared().add_factor(session_token, factor).map(|r| r.unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Revokes a session by id. Returns whether it existed.
@@ -842,14 +780,7 @@ impl DevIssuer {
         let token = format!("ot-test-{}", random_token::<32>());
         let issued_at = spec.issued_at.unwrap_or_else(SystemTime::now);
         let expires_at = time_add(issued_at, spec.lifetime);
-        lock(&self.shared().opaque).insert(
-            token.clone(),
-            OpaqueRecord {
-                spec,
-                issued_at,
-                expires_at,
-            },
-        );
+        lock(&self.shared().opaque).insert(token.clone(), OpaqueRecord { spec, issued_at, expires_at });
         token
     }
 

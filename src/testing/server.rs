@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -73,11 +71,7 @@ fn bad_request<R: From<Response>>(message: &str) -> R {
 }
 
 fn session_not_found() -> Response {
-    stytch_error(
-        StatusCode::NOT_FOUND,
-        "session_not_found",
-        "Session could not be found.",
-    )
+    stytch_error(StatusCode::NOT_FOUND, "session_not_found", "Session could not be found.")
 }
 
 fn internal_error() -> Response {
@@ -99,14 +93,7 @@ async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
             None
         }
         Failure::Status500 => Some(internal_error()),
-        Failure::Garbage => Some(
-            (
-                StatusCode::OK,
-                [(CONTENT_TYPE, "text/plain")],
-                "<html>not json",
-            )
-                .into_response(),
-        ),
+        Failure::Garbage => Some((StatusCode::OK, [(CONTENT_TYPE, "text/plain")], "<html>not json").into_response()),
         Failure::Unavailable => Some(
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -133,12 +120,8 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// Constant-time check of Basic credentials.
 fn basic_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
     basic_credentials(headers).is_some_and(|(u, p)| {
-        let user_ok =
-            aws_lc_rs::constant_time::verify_slices_are_equal(u.as_bytes(), user.as_bytes())
-                .is_ok();
-        let password_ok =
-            aws_lc_rs::constant_time::verify_slices_are_equal(p.as_bytes(), password.as_bytes())
-                .is_ok();
+        let user_ok = aws_lc_rs::constant_time::verify_slices_are_equal(u.as_bytes(), user.as_bytes()).is_ok();
+        let password_ok = aws_lc_rs::constant_time::verify_slices_are_equal(p.as_bytes(), password.as_bytes()).is_ok();
         user_ok & password_ok
     })
 }
@@ -147,11 +130,7 @@ fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Res
     if basic_matches(headers, &shared.project_id, &shared.secret) {
         None
     } else {
-        Some(stytch_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized_credentials",
-            "Unauthorized credentials.",
-        ))
+        Some(stytch_error(StatusCode::UNAUTHORIZED, "unauthorized_credentials", "Unauthorized credentials."))
     }
 }
 
@@ -196,11 +175,7 @@ async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) ->
         return failed;
     }
     if project_id != shared.project_id {
-        return stytch_error(
-            StatusCode::NOT_FOUND,
-            "project_not_found",
-            "Project could not be found.",
-        );
+        return stytch_error(StatusCode::NOT_FOUND, "project_not_found", "Project could not be found.");
     }
     jwks_response(&shared)
 }
@@ -241,18 +216,11 @@ fn session_id_from_jwt(shared: &Shared, jwt: &str) -> Option<(String, String)> {
 }
 
 /// Resolves `session_token` / `session_jwt` (exactly one) to a session id.
-fn resolve_session(
-    shared: &Shared,
-    body: &Map<String, Value>,
-    allow_id: bool,
-) -> Result<Option<String>, Rejected> {
+fn resolve_session(shared: &Shared, body: &Map<String, Value>, allow_id: bool) -> Result<Option<String>, Rejected> {
     let token = opt_str(body, "session_token")?;
     let jwt = opt_str(body, "session_jwt")?;
     let id = if allow_id {
-        match (
-            opt_str(body, "session_id")?,
-            opt_str(body, "member_session_id")?,
-        ) {
+        match (opt_str(body, "session_id")?, opt_str(body, "member_session_id")?) {
             (Some(a), Some(b)) if a != b => {
                 return Err(bad_request("Conflicting session ids."));
             }
@@ -261,8 +229,7 @@ fn resolve_session(
     } else {
         None
     };
-    let given =
-        usize::from(token.is_some()) + usize::from(jwt.is_some()) + usize::from(id.is_some());
+    let given = usize::from(token.is_some()) + usize::from(jwt.is_some()) + usize::from(id.is_some());
     if given != 1 {
         return Err(bad_request(if allow_id {
             "Exactly one of session_id, session_token or session_jwt is required."
@@ -284,9 +251,7 @@ fn resolve_session(
                 "The session JWT could not be verified.",
             ));
         };
-        let owner_matches = lock(&shared.sessions)
-            .get_mut(&id)
-            .is_some_and(|r| r.user_id == sub);
+        let owner_matches = lock(&shared.sessions).get_mut(&id).is_some_and(|r| r.user_id == sub);
         return Ok(owner_matches.then_some(id));
     }
     Ok(None)
@@ -298,9 +263,7 @@ fn duration_minutes(body: &Map<String, Value>) -> Result<Option<u64>, Rejected> 
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(m) if (1..=MAX_SESSION_MINUTES).contains(&m) => Ok(Some(m)),
-            _ => Err(bad_request(
-                "session_duration_minutes must be an integer between 1 and 527040.",
-            )),
+            _ => Err(bad_request("session_duration_minutes must be an integer between 1 and 527040.")),
         },
     }
 }
@@ -310,9 +273,7 @@ fn custom_claims(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>
     match body.get("session_custom_claims") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => {
-            if map.keys().any(|k| {
-                RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("https://stytch.com/")
-            }) {
+            if map.keys().any(|k| RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("https://stytch.com/")) {
                 Err(stytch_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_session_custom_claims",
@@ -379,10 +340,7 @@ fn consumer_body(record: &SessionRecord, session_jwt: &str) -> Value {
 fn b2b_body(record: &SessionRecord, org: &Organization, session_jwt: &str) -> Value {
     let claim = session_claim(record);
     let member_id = &record.user_id;
-    let email = format!(
-        "dev+{}@example.com",
-        &stable_uuid(&[member_id, "addr"])[..8]
-    );
+    let email = format!("dev+{}@example.com", &stable_uuid(&[member_id, "addr"])[..8]);
     json!({
         "request_id": request_id(),
         "status_code": 200,
@@ -477,11 +435,7 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
     Json(body).into_response()
 }
 
-async fn authenticate_consumer(
-    State(shared): AppState,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn authenticate_consumer(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
     authenticate(shared, headers, body, false).await
 }
 
@@ -540,10 +494,7 @@ async fn introspect(
     }
     if !basic_matches(&headers, &shared.client_id, &shared.client_secret) {
         let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"dev-issuer\""),
-        );
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dev-issuer\""));
         return response;
     }
     let Ok(Form(form)) = form else {
@@ -564,11 +515,7 @@ async fn introspect(
         body.insert("sub".into(), Value::String(spec.subject.clone()));
         body.insert(
             "client_id".into(),
-            Value::String(
-                spec.client_id
-                    .clone()
-                    .unwrap_or_else(|| shared.client_id.clone()),
-            ),
+            Value::String(spec.client_id.clone().unwrap_or_else(|| shared.client_id.clone())),
         );
         body.insert("iss".into(), Value::String(shared.base_url.clone()));
         body.insert("iat".into(), json!(unix_secs(record.issued_at)));
@@ -602,14 +549,8 @@ async fn introspect(
     if let Some(Value::Object(mut claims)) = shared.verify_compact(token) {
         let now_secs = unix_secs(now);
         let iss_ok = claims.get("iss").and_then(Value::as_str) == Some(shared.base_url.as_str());
-        let exp_ok = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .is_some_and(|exp| now_secs < exp);
-        let nbf_ok = claims
-            .get("nbf")
-            .and_then(Value::as_i64)
-            .is_none_or(|nbf| nbf <= now_secs);
+        let exp_ok = claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| now_secs < exp);
+        let nbf_ok = claims.get("nbf").and_then(Value::as_i64).is_none_or(|nbf| nbf <= now_secs);
         if iss_ok && exp_ok && nbf_ok {
             claims.insert("active".into(), Value::Bool(true));
             claims.insert("token_type".into(), Value::String("Bearer".into()));
@@ -622,9 +563,7 @@ async fn introspect(
 // ---------------------------------------------------------------- dev conveniences
 
 fn dev_error<R: From<Response>>(status: StatusCode, message: &str) -> R {
-    (status, Json(json!({ "error": message })))
-        .into_response()
-        .into()
+    (status, Json(json!({ "error": message }))).into_response().into()
 }
 
 fn parse_factor(name: &str) -> Result<DevFactor, Rejected> {
@@ -654,14 +593,8 @@ async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
                 .collect::<Result<Vec<_>, _>>()?,
             Some(_) => return Err(bad_request("factors must be an array of strings.")),
         };
-        let organization = match (
-            opt_str(&body, "organization_id")?,
-            opt_str(&body, "organization_slug")?,
-        ) {
-            (Some(id), slug) => Some(Organization {
-                id: id.to_owned(),
-                slug: slug.unwrap_or(id).to_owned(),
-            }),
+        let organization = match (opt_str(&body, "organization_id")?, opt_str(&body, "organization_slug")?) {
+            (Some(id), slug) => Some(Organization { id: id.to_owned(), slug: slug.unwrap_or(id).to_owned() }),
             (None, _) => None,
         };
         Ok::<_, Rejected>((user_id.to_owned(), factors, organization))
@@ -682,12 +615,10 @@ async fn dev_step_up(State(shared): AppState, body: Bytes) -> Response {
         Err(response) => return *response,
     };
     let parsed = (|| {
-        let token = opt_str(&body, "session_token")?
-            .ok_or_else(|| bad_request::<Rejected>("session_token is required."))?;
-        let factor = parse_factor(
-            opt_str(&body, "factor")?
-                .ok_or_else(|| bad_request::<Rejected>("factor is required."))?,
-        )?;
+        let token =
+            opt_str(&body, "session_token")?.ok_or_else(|| bad_request::<Rejected>("session_token is required."))?;
+        let factor =
+            parse_factor(opt_str(&body, "factor")?.ok_or_else(|| bad_request::<Rejected>("factor is required."))?)?;
         Ok::<_, Rejected>((token.to_owned(), factor))
     })();
     let (token, factor) = match parsed {

@@ -77,15 +77,9 @@ impl SessionRecord {
     ) -> Self {
         let now = SystemTime::now();
         let (session_id, roles) = if organization.is_some() {
-            (
-                format!("member-session-test-{}", random_uuid()),
-                vec![String::from("stytch_member")],
-            )
+            (format!("member-session-test-{}", random_uuid()), vec![String::from("stytch_member")])
         } else {
-            (
-                format!("session-test-{}", random_uuid()),
-                vec![String::from("stytch_user")],
-            )
+            (format!("session-test-{}", random_uuid()), vec![String::from("stytch_user")])
         };
         SessionRecord {
             session_id,
@@ -116,16 +110,13 @@ pub(crate) struct SessionStore {
 
 impl fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionStore")
-            .field("sessions", &self.by_id.len())
-            .finish_non_exhaustive()
+        f.debug_struct("SessionStore").field("sessions", &self.by_id.len()).finish_non_exhaustive()
     }
 }
 
 impl SessionStore {
     pub(crate) fn insert(&mut self, record: SessionRecord) {
-        self.by_token
-            .insert(record.token.clone(), record.session_id.clone());
+        self.by_token.insert(record.token.clone(), record.session_id.clone());
         self.by_id.insert(record.session_id.clone(), record);
     }
 

@@ -127,10 +127,9 @@ fn factor_object(factor: &DevFactor, user_id: &str) -> Option<(String, Value)> {
     let email_address = format!("dev+{}@example.com", &stable_uuid(&[user_id, "addr"])[..8]);
     let method = factor.delivery_method.as_str();
     let object = match method {
-        "email" | "knowledge" | "embedded" => (
-            String::from("email_factor"),
-            json!({ "email_id": email_id, "email_address": email_address }),
-        ),
+        "email" | "knowledge" | "embedded" => {
+            (String::from("email_factor"), json!({ "email_id": email_id, "email_address": email_address }))
+        }
         "sms" | "whatsapp" => (
             String::from("phone_number_factor"),
             json!({
@@ -171,22 +170,10 @@ pub(crate) fn factor_json(stored: &StoredFactor, user_id: &str) -> Value {
     let f = &stored.factor;
     let mut obj = Map::new();
     obj.insert("type".into(), Value::String(f.kind.clone()));
-    obj.insert(
-        "delivery_method".into(),
-        Value::String(f.delivery_method.clone()),
-    );
-    obj.insert(
-        "last_authenticated_at".into(),
-        Value::String(rfc3339(f.last_authenticated_at)),
-    );
-    obj.insert(
-        "created_at".into(),
-        Value::String(rfc3339(stored.created_at)),
-    );
-    obj.insert(
-        "updated_at".into(),
-        Value::String(rfc3339(f.last_authenticated_at)),
-    );
+    obj.insert("delivery_method".into(), Value::String(f.delivery_method.clone()));
+    obj.insert("last_authenticated_at".into(), Value::String(rfc3339(f.last_authenticated_at)));
+    obj.insert("created_at".into(), Value::String(rfc3339(stored.created_at)));
+    obj.insert("updated_at".into(), Value::String(rfc3339(f.last_authenticated_at)));
     if let Some((name, value)) = factor_object(f, user_id) {
         obj.insert(name, value);
     }
@@ -211,22 +198,14 @@ pub(crate) fn session_attributes() -> Value {
 
 impl SessionClaim<'_> {
     pub(crate) fn factors_json(&self) -> Value {
-        Value::Array(
-            self.factors
-                .iter()
-                .map(|f| factor_json(f, self.subject))
-                .collect(),
-        )
+        Value::Array(self.factors.iter().map(|f| factor_json(f, self.subject)).collect())
     }
 
     pub(crate) fn to_json(&self) -> Value {
         let mut obj = Map::new();
         obj.insert("id".into(), Value::String(self.session_id.to_owned()));
         obj.insert("started_at".into(), Value::String(rfc3339(self.started_at)));
-        obj.insert(
-            "last_accessed_at".into(),
-            Value::String(rfc3339(self.last_accessed_at)),
-        );
+        obj.insert("last_accessed_at".into(), Value::String(rfc3339(self.last_accessed_at)));
         if let Some(expires_at) = self.expires_at {
             obj.insert("expires_at".into(), Value::String(rfc3339(expires_at)));
         }
@@ -263,10 +242,7 @@ pub(crate) fn stytch_claims(
     obj.insert("exp".into(), json!(unix_secs(expires)));
     obj.insert(SESSION_CLAIM.into(), claim.to_json());
     if let Some((organization_id, slug)) = organization {
-        obj.insert(
-            ORGANIZATION_CLAIM.into(),
-            json!({ "organization_id": organization_id, "slug": slug }),
-        );
+        obj.insert(ORGANIZATION_CLAIM.into(), json!({ "organization_id": organization_id, "slug": slug }));
     }
     for (k, v) in custom {
         obj.insert(k.clone(), v.clone());
@@ -296,9 +272,10 @@ impl HeaderChoice {
     /// Signs `claims` with the chosen key, writing the header.
     fn sign(&self, issuer: &DevIssuer, default_typ: &str, claims: &Value) -> String {
         let key = match &self.signed_by {
-            Some(kid) => issuer.shared().key_any(kid).unwrap_or_else(|| {
-                panic!("dev issuer: signed_by({kid:?}): no key with this kid was ever made")
-            }),
+            Some(kid) => issuer
+                .shared()
+                .key_any(kid)
+                .unwrap_or_else(|| panic!("dev issuer: signed_by({kid:?}): no key with this kid was ever made")),
             None => issuer
                 .shared()
                 .signer(self.alg.unwrap_or(issuer.shared().default_alg))
@@ -306,10 +283,7 @@ impl HeaderChoice {
         };
         let mut header = Map::new();
         header.insert("alg".into(), Value::String(key.alg.as_str().to_owned()));
-        header.insert(
-            "kid".into(),
-            Value::String(self.kid.clone().unwrap_or_else(|| key.kid.clone())),
-        );
+        header.insert("kid".into(), Value::String(self.kid.clone().unwrap_or_else(|| key.kid.clone())));
         let typ = match &self.typ {
             Typ::Default => Some(default_typ.to_owned()),
             Typ::Omit => None,
@@ -528,19 +502,11 @@ impl<'a> StytchJwtBuilder<'a> {
         let expires_at = if self.without_expires_at {
             None
         } else {
-            Some(
-                self.expires_at
-                    .unwrap_or_else(|| time_add(started_at, shared.session_lifetime)),
-            )
+            Some(self.expires_at.unwrap_or_else(|| time_add(started_at, shared.session_lifetime)))
         };
         let b2b = self.b2b.is_some();
-        let subject = self.subject.unwrap_or_else(|| {
-            String::from(if b2b {
-                DEFAULT_MEMBER_ID
-            } else {
-                DEFAULT_SUBJECT
-            })
-        });
+        let subject =
+            self.subject.unwrap_or_else(|| String::from(if b2b { DEFAULT_MEMBER_ID } else { DEFAULT_SUBJECT }));
         let session_id = self.session_id.unwrap_or_else(|| {
             if b2b {
                 format!("member-session-test-{}", random_uuid())
@@ -548,19 +514,10 @@ impl<'a> StytchJwtBuilder<'a> {
                 format!("session-test-{}", random_uuid())
             }
         });
-        let factors: Vec<StoredFactor> = self
-            .factors
-            .unwrap_or_else(|| vec![DevFactor::magic_link()])
-            .into_iter()
-            .map(StoredFactor::new)
-            .collect();
-        let mut roles = self.roles.unwrap_or_else(|| {
-            vec![String::from(if b2b {
-                "stytch_member"
-            } else {
-                "stytch_user"
-            })]
-        });
+        let factors: Vec<StoredFactor> =
+            self.factors.unwrap_or_else(|| vec![DevFactor::magic_link()]).into_iter().map(StoredFactor::new).collect();
+        let mut roles =
+            self.roles.unwrap_or_else(|| vec![String::from(if b2b { "stytch_member" } else { "stytch_user" })]);
         roles.extend(self.extra_roles);
         let claim = SessionClaim {
             session_id: &session_id,
@@ -572,9 +529,7 @@ impl<'a> StytchJwtBuilder<'a> {
             roles: &roles,
         };
         let audience = json!([self.audience.unwrap_or_else(|| shared.project_id.clone())]);
-        let issuer = self
-            .issuer_claim
-            .unwrap_or_else(|| shared.stytch_issuer.clone());
+        let issuer = self.issuer_claim.unwrap_or_else(|| shared.stytch_issuer.clone());
         let claims = stytch_claims(
             &issuer,
             audience,
@@ -785,37 +740,16 @@ impl<'a> AccessTokenBuilder<'a> {
         let iat = self.issued_at.unwrap_or_else(SystemTime::now);
         let exp = time_add(iat, self.lifetime.unwrap_or(shared.jwt_lifetime));
         let mut obj = Map::new();
-        obj.insert(
-            "iss".into(),
-            Value::String(self.issuer_claim.unwrap_or_else(|| shared.base_url.clone())),
-        );
-        obj.insert(
-            "sub".into(),
-            Value::String(
-                self.subject
-                    .unwrap_or_else(|| String::from(DEFAULT_SUBJECT)),
-            ),
-        );
-        obj.insert(
-            "aud".into(),
-            Value::String(
-                self.audience
-                    .unwrap_or_else(|| String::from(DEFAULT_AUDIENCE)),
-            ),
-        );
-        obj.insert(
-            "client_id".into(),
-            Value::String(self.client_id.unwrap_or_else(|| shared.client_id.clone())),
-        );
+        obj.insert("iss".into(), Value::String(self.issuer_claim.unwrap_or_else(|| shared.base_url.clone())));
+        obj.insert("sub".into(), Value::String(self.subject.unwrap_or_else(|| String::from(DEFAULT_SUBJECT))));
+        obj.insert("aud".into(), Value::String(self.audience.unwrap_or_else(|| String::from(DEFAULT_AUDIENCE))));
+        obj.insert("client_id".into(), Value::String(self.client_id.unwrap_or_else(|| shared.client_id.clone())));
         obj.insert("iat".into(), json!(unix_secs(iat)));
         if let Some(nbf) = self.not_before {
             obj.insert("nbf".into(), json!(unix_secs(nbf)));
         }
         obj.insert("exp".into(), json!(unix_secs(exp)));
-        obj.insert(
-            "jti".into(),
-            Value::String(self.jti.unwrap_or_else(random_uuid)),
-        );
+        obj.insert("jti".into(), Value::String(self.jti.unwrap_or_else(random_uuid)));
         if let Some(scope) = self.scope {
             obj.insert("scope".into(), Value::String(scope));
         }

@@ -31,13 +31,7 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
         while filled < N {
             let mut hasher = Sha256::new();
             hasher.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-            hasher.update(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-                    .to_le_bytes(),
-            );
+            hasher.update(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_le_bytes());
             let digest = hasher.finalize();
             let take = (N - filled).min(digest.len());
             buf[filled..filled + take].copy_from_slice(&digest[..take]);
@@ -63,14 +57,7 @@ fn uuid_from(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let h = hex(&bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// A fresh random UUID string.
@@ -128,10 +115,7 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(86_400)),
-            "1970-01-02T00:00:00Z"
-        );
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(86_400)), "1970-01-02T00:00:00Z");
         assert_eq!(random_uuid().len(), 36);
         assert_eq!(stable_uuid(&["a", "b"]), stable_uuid(&["a", "b"]));
         assert_ne!(stable_uuid(&["ab", ""]), stable_uuid(&["a", "b"]));
