@@ -92,10 +92,4 @@ impl SessionCache {
             }
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
-    }
 }

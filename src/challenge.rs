@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::credential::CredentialSource;
 use crate::error::AuthError;
 use crate::guard::{Forbidden, StepUpRequired};
+use crate::session::FactorKind;
 
 /// Why a guard refused a request. Attached to the response extensions of every
 /// refusal (together with the [`AuthError`], when there is one), so apps can log or
@@ -146,7 +147,7 @@ impl Challenge for DefaultChallenge {
                 let acr_values = step_up.acr_values.join(" ");
                 let max_age = step_up.max_age.map(|d| d.as_secs());
                 if let (true, Some(url)) = (context.is_browser(), context.step_up_url) {
-                    let factors = step_up.factors.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+                    let factors = step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>().join(",");
                     let max_age_text = max_age.map(|s| s.to_string()).unwrap_or_default();
                     let mut params = vec![("return_to", context.return_to)];
                     if !acr_values.is_empty() {
@@ -172,7 +173,7 @@ impl Challenge for DefaultChallenge {
                 let extra = json!({
                     "acr_values": step_up.acr_values,
                     "max_age": max_age,
-                    "factors": step_up.factors.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                    "factors": step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>(),
                 });
                 let mut response = problem(
                     context,

@@ -219,7 +219,8 @@ mod tests {
     #[test]
     fn bad_inputs_have_precise_kinds() {
         let config = CredentialConfig::default();
-        let cases: [(&[(&http::HeaderName, &[u8])], AuthErrorKind); 6] = [
+        type Case<'a> = (&'a [(&'a http::HeaderName, &'a [u8])], AuthErrorKind);
+        let cases: [Case<'_>; 6] = [
             (
                 &[(&AUTHORIZATION, b"Bearer a"), (&AUTHORIZATION, b"Bearer b")],
                 AuthErrorKind::MultipleAuthorizationHeaders,

@@ -72,14 +72,14 @@ impl StytchProject {
     /// Uses another API base URL (a proxy, or a local test issuer). Tokens keep the
     /// `stytch.com/{project_id}` issuer.
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.base_url = normalize_base("Stytch base URL", base_url.into())?;
+        self.base_url = normalize_base("Stytch base URL", &base_url.into())?;
         Ok(self)
     }
 
     /// Uses a custom API domain: the base URL becomes the domain, and tokens issued
     /// under it (`iss` = the domain's base URL) are accepted too.
     pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.base_url = normalize_base("Stytch custom domain", base_url.into())?;
+        self.base_url = normalize_base("Stytch custom domain", &base_url.into())?;
         if !self.issuers.contains(&self.base_url) {
             self.issuers.push(self.base_url.clone());
         }
@@ -134,7 +134,7 @@ impl StytchProject {
     }
 }
 
-fn normalize_base(name: &'static str, url: String) -> Result<String, ConfigError> {
+fn normalize_base(name: &'static str, url: &str) -> Result<String, ConfigError> {
     let trimmed = url.trim_end_matches('/').to_owned();
     crate::http_client::check_url(name, &trimmed, false)?;
     Ok(trimmed)

@@ -281,6 +281,8 @@ pub(crate) fn claims_from_map(mut claims: Map<String, Value>, now: u64) -> Resul
 fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
     match claims.remove(name) {
         None => Ok(None),
+        // Checked finite and non-negative first; fractions of a second are dropped.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Some(Value::Number(n)) => n
             .as_u64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))

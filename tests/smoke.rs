@@ -27,7 +27,9 @@ async fn stytch_session_end_to_end() {
         .route("/me", get(|s: Session| async move { s.subject().to_owned() }))
         .route(
             "/transfer",
-            get(|| async { "sent" }).route_layer(Guard::new(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300))).fresh()),
+            get(|| async { "sent" }).route_layer(
+                Guard::new(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300))).fresh(),
+            ),
         )
         .layer(layer);
     let base = serve(app).await;
