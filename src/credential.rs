@@ -218,8 +218,8 @@ mod tests {
 
     #[test]
     fn bad_inputs_have_precise_kinds() {
-        let config = CredentialConfig::default();
         type Case<'a> = (&'a [(&'a http::HeaderName, &'a [u8])], AuthErrorKind);
+        let config = CredentialConfig::default();
         let cases: [Case<'_>; 6] = [
             (
                 &[(&AUTHORIZATION, b"Bearer a"), (&AUTHORIZATION, b"Bearer b")],
