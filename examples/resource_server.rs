@@ -1,0 +1,139 @@
+//! A protected API configured only from the environment: the black-box contract
+//! tower-stepup's acceptance checks drive. Keep it stable.
+//!
+//! ```text
+//! STEPUP_ISSUER=https://login.example.com STEPUP_AUDIENCE=api \
+//! STEPUP_DISCOVERY_URL=https://login.example.com cargo run --example resource_server
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `STEPUP_LISTEN` | address to listen on | `127.0.0.1:3000` |
+//! | `STEPUP_JWKS_URL` | JWKS URL (or use `STEPUP_DISCOVERY_URL`) | — |
+//! | `STEPUP_DISCOVERY_URL` | issuer URL, or its `/.well-known/openid-configuration` | — |
+//! | `STEPUP_ISSUER` | accepted `iss` (required) | — |
+//! | `STEPUP_AUDIENCE` | accepted `aud` (required) | — |
+//! | `STEPUP_TYP` | `jwt`, `at+jwt` or `any` | `any` |
+//! | `STEPUP_ACR_LEVELS` | `acr` levels, weakest first, comma separated | `pwd,mfa` |
+//! | `STEPUP_MAX_AGE` | seconds for `/recent` | `300` |
+//! | `STEPUP_INTROSPECTION_URL`, `STEPUP_CLIENT_ID`, `STEPUP_CLIENT_SECRET` | RFC 7662 authority | — |
+//! | `STEPUP_STYTCH_PROJECT_ID`, `STEPUP_STYTCH_SECRET`, `STEPUP_STYTCH_BASE_URL` | Stytch authority | — |
+//!
+//! Credentials: `Authorization: Bearer …`, else the `stytch_session_jwt` /
+//! `stytch_session` cookies; claims read with the OIDC profile.
+//!
+//! Routes:
+//! - `GET /public` → `200` always.
+//! - `GET /me` → `200` `{"sub", "session_id", "factors": [{"type", "delivery_method", "last_authenticated_at"}]}`, else `401`.
+//! - `GET /mfa` → `acr` at least `mfa`.
+//! - `GET /recent` → `auth_time` within `STEPUP_MAX_AGE` seconds.
+//! - `GET /admin` → role or scope `admin`.
+//! - `GET /sensitive` → `acr` at least the top level, confirmed with the issuer
+//!   (`fresh()`); needs an authority.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use time::format_description::well_known::Rfc3339;
+use tower_stepup::{
+    GuardConfig, IntrospectionAuthority, KeySource, OidcProfile, Requirement, Session, SessionLayer, StytchAuthority,
+    StytchProject, TypPolicy,
+};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &str) -> Result<String, String> {
+    env(name).ok_or_else(|| format!("{name} is required"))
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("resource_server: {error}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let listen = env("STEPUP_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let issuer = required("STEPUP_ISSUER")?;
+    let audience = required("STEPUP_AUDIENCE")?;
+    let source = match (env("STEPUP_JWKS_URL"), env("STEPUP_DISCOVERY_URL")) {
+        (Some(url), _) => KeySource::url(url),
+        (None, Some(url)) => {
+            KeySource::discovery(url.trim_end_matches("/.well-known/openid-configuration").trim_end_matches('/'))
+        }
+        (None, None) => return Err("set STEPUP_JWKS_URL or STEPUP_DISCOVERY_URL".into()),
+    };
+    let typ = match env("STEPUP_TYP").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("any") => TypPolicy::Any,
+        Some("jwt") => TypPolicy::Jwt,
+        Some("at+jwt") => TypPolicy::AccessToken,
+        Some(other) => return Err(format!("STEPUP_TYP must be jwt, at+jwt or any, not {other:?}").into()),
+    };
+    let levels: Vec<String> = env("STEPUP_ACR_LEVELS")
+        .unwrap_or_else(|| "pwd,mfa".to_owned())
+        .split(',')
+        .map(|level| level.trim().to_owned())
+        .filter(|level| !level.is_empty())
+        .collect();
+    let top_level = levels.last().cloned().ok_or("STEPUP_ACR_LEVELS is empty")?;
+    let max_age: u64 = env("STEPUP_MAX_AGE").map_or(Ok(300), |v| v.parse()).map_err(|_| "STEPUP_MAX_AGE must be seconds")?;
+
+    let mut builder = SessionLayer::builder(source)
+        .with_issuer(issuer)
+        .with_audience(audience)
+        .with_typ(typ)
+        .with_profile(OidcProfile::new())
+        .with_guard_config(GuardConfig::default().with_acr_levels(levels));
+    if let Some(url) = env("STEPUP_INTROSPECTION_URL") {
+        let authority = IntrospectionAuthority::new(&url, required("STEPUP_CLIENT_ID")?, required("STEPUP_CLIENT_SECRET")?)?;
+        builder = builder.with_authority(authority);
+    } else if let Some(project_id) = env("STEPUP_STYTCH_PROJECT_ID") {
+        let mut project = StytchProject::consumer(project_id)?.with_secret(required("STEPUP_STYTCH_SECRET")?);
+        if let Some(base) = env("STEPUP_STYTCH_BASE_URL") {
+            project = project.with_base_url(base)?;
+        }
+        builder = builder.with_authority(StytchAuthority::new(&project)?);
+    }
+    let sessions = builder.build().await?;
+
+    let admin = Requirement::role("admin").or(Requirement::scope("admin"));
+    let app = Router::new()
+        .route("/public", get(|| async { "public\n" }))
+        .route("/me", get(me))
+        .route("/mfa", get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least("mfa"))))
+        .route("/recent", get(me).route_layer(tower_stepup::Guard::new(Requirement::max_age(Duration::from_secs(max_age)))))
+        .route("/admin", get(me).route_layer(tower_stepup::Guard::new(admin)))
+        .route("/sensitive", get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least(top_level)).fresh()))
+        .layer(sessions);
+
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("resource_server listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn me(session: Session) -> Json<serde_json::Value> {
+    let factors: Vec<_> = session
+        .factors()
+        .iter()
+        .map(|factor| {
+            serde_json::json!({
+                "type": factor.kind.as_str(),
+                "delivery_method": factor.delivery_method,
+                "last_authenticated_at": factor
+                    .last_authenticated_at
+                    .and_then(|at| time::OffsetDateTime::from(at).format(&Rfc3339).ok()),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "sub": session.subject(),
+        "session_id": session.session_id(),
+        "factors": factors,
+    }))
+}
