@@ -33,9 +33,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::env::var("STEPUP_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
 
     let issuer = DevIssuer::start().await?;
-    let project = StytchProject::consumer(issuer.project_id())?
-        .with_base_url(issuer.base_url())?
-        .with_secret(issuer.secret());
+    let project =
+        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?.with_secret(issuer.secret());
     let authority = StytchAuthority::new(&project)?;
 
     let guards = GuardConfig::default()
@@ -56,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/public", get(|| async { "public: no session needed\n" }))
         .route("/me", get(me))
-        .route("/settings", get(|| async { "settings: you recently used an MFA factor\n" }).route_layer(Guard::new(any_mfa)))
+        .route(
+            "/settings",
+            get(|| async { "settings: you recently used an MFA factor\n" }).route_layer(Guard::new(any_mfa)),
+        )
         .route("/transfer", get(|| async { "transfer: sent\n" }).route_layer(Guard::new(strong).fresh()))
         .route(
             "/logout",

@@ -81,7 +81,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|level| !level.is_empty())
         .collect();
     let top_level = levels.last().cloned().ok_or("STEPUP_ACR_LEVELS is empty")?;
-    let max_age: u64 = env("STEPUP_MAX_AGE").map_or(Ok(300), |v| v.parse()).map_err(|_| "STEPUP_MAX_AGE must be seconds")?;
+    let max_age: u64 =
+        env("STEPUP_MAX_AGE").map_or(Ok(300), |v| v.parse()).map_err(|_| "STEPUP_MAX_AGE must be seconds")?;
 
     let mut builder = SessionLayer::builder(source)
         .with_issuer(issuer)
@@ -90,7 +91,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_profile(OidcProfile::new())
         .with_guard_config(GuardConfig::default().with_acr_levels(levels));
     if let Some(url) = env("STEPUP_INTROSPECTION_URL") {
-        let authority = IntrospectionAuthority::new(&url, required("STEPUP_CLIENT_ID")?, required("STEPUP_CLIENT_SECRET")?)?;
+        let authority =
+            IntrospectionAuthority::new(&url, required("STEPUP_CLIENT_ID")?, required("STEPUP_CLIENT_SECRET")?)?;
         builder = builder.with_authority(authority);
     } else if let Some(project_id) = env("STEPUP_STYTCH_PROJECT_ID") {
         let mut project = StytchProject::consumer(project_id)?.with_secret(required("STEPUP_STYTCH_SECRET")?);
@@ -106,9 +108,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/public", get(|| async { "public\n" }))
         .route("/me", get(me))
         .route("/mfa", get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least("mfa"))))
-        .route("/recent", get(me).route_layer(tower_stepup::Guard::new(Requirement::max_age(Duration::from_secs(max_age)))))
+        .route(
+            "/recent",
+            get(me).route_layer(tower_stepup::Guard::new(Requirement::max_age(Duration::from_secs(max_age)))),
+        )
         .route("/admin", get(me).route_layer(tower_stepup::Guard::new(admin)))
-        .route("/sensitive", get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least(top_level)).fresh()))
+        .route(
+            "/sensitive",
+            get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least(top_level)).fresh()),
+        )
         .layer(sessions);
 
     let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -62,6 +62,11 @@ mod verify;
 #[cfg(feature = "dev-issuer")]
 pub mod testing;
 
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, RenewedTokens,
     StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT,

@@ -14,7 +14,11 @@ fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile dir");
     let binary = profile_dir.join("examples").join(format!("resource_server{}", std::env::consts::EXE_SUFFIX));
-    assert!(binary.exists(), "{} is missing: run the suite with `cargo test`, which builds the examples", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: run the suite with `cargo test`, which builds the examples",
+        binary.display()
+    );
     binary
 }
 
