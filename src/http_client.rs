@@ -77,19 +77,44 @@ pub(crate) fn transport_error(error: &reqwest::Error, kind: AuthErrorKind) -> Au
     }
 }
 
-/// Sends a request built by `make`, retrying up to `retries` times only when the
-/// connection could not be established (the request never reached the server, so a
-/// retry cannot apply a non-idempotent call twice).
-pub(crate) async fn send(
-    make: impl Fn() -> reqwest::RequestBuilder,
-    retries: u32,
-) -> Result<reqwest::Response, AuthError> {
-    let mut attempt = 0;
-    loop {
-        match make().send().await {
-            Ok(response) => return Ok(response),
-            Err(error) if error.is_connect() && attempt < retries => attempt += 1,
-            Err(error) => return Err(transport_error(&error, AuthErrorKind::AuthorityUnavailable)),
+/// The HTTP side of an authority: a pooled client with its timeout, and the retry
+/// policy for calls to the issuer's API.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerClient {
+    client: reqwest::Client,
+    max_retries: u32,
+}
+
+impl IssuerClient {
+    pub(crate) fn new(timeout: Duration) -> Result<Self, ConfigError> {
+        Ok(Self { client: build_client(timeout)?, max_retries: 0 })
+    }
+
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
+        }
+        Ok(Self { client: build_client(timeout)?, ..self })
+    }
+
+    pub(crate) fn with_max_retries(self, max_retries: u32) -> Self {
+        Self { max_retries, ..self }
+    }
+
+    /// Sends a request built by `make`, retrying only when the connection could not
+    /// be established (the request never reached the server, so a retry cannot apply
+    /// a non-idempotent call twice).
+    pub(crate) async fn send(
+        &self,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AuthError> {
+        let mut attempt = 0;
+        loop {
+            match make(&self.client).send().await {
+                Ok(response) => return Ok(response),
+                Err(error) if error.is_connect() && attempt < self.max_retries => attempt += 1,
+                Err(error) => return Err(transport_error(&error, AuthErrorKind::AuthorityUnavailable)),
+            }
         }
     }
 }

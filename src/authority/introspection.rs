@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{AuthorityCredential, AuthorityFuture, Confirmation, DEFAULT_AUTHORITY_TIMEOUT};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::http_client;
+use crate::http_client::{self, IssuerClient};
 use crate::profile::{ClaimProfile, OidcProfile};
 use crate::secret::Secret;
 use crate::session::TokenKind;
@@ -30,14 +30,13 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct IntrospectionAuthority {
-    client: reqwest::Client,
+    http: IssuerClient,
     url: reqwest::Url,
     client_id: String,
     client_secret: Secret,
     issuer: Option<String>,
     audience: Option<String>,
     profile: OidcProfile,
-    max_retries: u32,
 }
 
 impl std::fmt::Debug for IntrospectionAuthority {
@@ -53,14 +52,13 @@ impl IntrospectionAuthority {
     /// An authority for the endpoint `url`, as client `client_id`.
     pub fn new(url: &str, client_id: impl Into<String>, client_secret: impl Into<String>) -> Result<Self, ConfigError> {
         Ok(Self {
-            client: http_client::build_client(DEFAULT_AUTHORITY_TIMEOUT)?,
+            http: IssuerClient::new(DEFAULT_AUTHORITY_TIMEOUT)?,
             url: http_client::check_url("introspection URL", url, false)?,
             client_id: client_id.into(),
             client_secret: Secret::new(client_secret),
             issuer: None,
             audience: None,
             profile: OidcProfile::new(),
-            max_retries: 0,
         })
     }
     /// Requires `iss` in responses to equal this (when present), and uses it as the
@@ -78,16 +76,13 @@ impl IntrospectionAuthority {
     }
     /// Timeout of each call (default 2 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
-        if timeout.is_zero() {
-            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
-        }
-        self.client = http_client::build_client(timeout)?;
+        self.http = self.http.with_timeout(timeout)?;
         Ok(self)
     }
     /// Retries when the connection could not be made (default 0).
     #[must_use]
     pub fn with_max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
+        self.http = self.http.with_max_retries(retries);
         self
     }
     /// How response claims become a session (default [`OidcProfile::new`]).
@@ -104,17 +99,16 @@ impl IntrospectionAuthority {
         http_client::percent_encode(&mut user, &self.client_id);
         let mut password = String::new();
         http_client::percent_encode(&mut password, self.client_secret.expose());
-        let response = http_client::send(
-            || {
-                self.client
+        let response = self
+            .http
+            .send(|client| {
+                client
                     .post(self.url.clone())
                     .basic_auth(&user, Some(&password))
                     .header(http::header::ACCEPT, "application/json")
                     .form(&form)
-            },
-            self.max_retries,
-        )
-        .await?;
+            })
+            .await?;
         let status = response.status();
         let body = http_client::read_body(response, MAX_RESPONSE_BYTES, AuthErrorKind::AuthorityResponse).await?;
         match status.as_u16() {

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{AuthorityCredential, AuthorityFuture, Confirmation, RenewedTokens, DEFAULT_AUTHORITY_TIMEOUT};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::http_client;
-use crate::profile::{parse_rfc3339, stytch_factor};
+use crate::http_client::{self, IssuerClient};
+use crate::profile::{parse_rfc3339, StytchSessionObject};
 use crate::secret::Secret;
 use crate::session::{Organization, Session, TokenKind};
 use crate::stytch::StytchProject;
@@ -35,7 +35,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// ```
 #[derive(Debug, Clone)]
 pub struct StytchAuthority {
-    client: reqwest::Client,
+    http: IssuerClient,
     authenticate_url: String,
     revoke_url: String,
     project_id: String,
@@ -43,7 +43,6 @@ pub struct StytchAuthority {
     secret: Secret,
     b2b: bool,
     session_duration_minutes: Option<u64>,
-    max_retries: u32,
 }
 
 #[derive(Serialize)]
@@ -58,28 +57,11 @@ struct AuthenticateRequest<'a> {
 
 #[derive(Deserialize)]
 struct AuthenticateResponse {
-    session: Option<StytchSession>,
-    member_session: Option<StytchSession>,
+    session: Option<StytchSessionObject>,
+    member_session: Option<StytchSessionObject>,
     session_jwt: Option<String>,
     session_token: Option<String>,
     organization: Option<StytchOrganization>,
-}
-
-#[derive(Deserialize)]
-struct StytchSession {
-    session_id: String,
-    user_id: Option<String>,
-    member_id: Option<String>,
-    organization_id: Option<String>,
-    started_at: Option<String>,
-    last_accessed_at: Option<String>,
-    expires_at: Option<String>,
-    #[serde(default)]
-    authentication_factors: Vec<Value>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    custom_claims: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -100,7 +82,7 @@ impl StytchAuthority {
     pub fn new(project: &StytchProject) -> Result<Self, ConfigError> {
         let secret = project.secret().cloned().ok_or(ConfigError::Missing("Stytch project secret"))?;
         Ok(Self {
-            client: http_client::build_client(DEFAULT_AUTHORITY_TIMEOUT)?,
+            http: IssuerClient::new(DEFAULT_AUTHORITY_TIMEOUT)?,
             authenticate_url: project.authenticate_url(),
             revoke_url: project.revoke_url(),
             project_id: project.project_id().to_owned(),
@@ -108,16 +90,12 @@ impl StytchAuthority {
             secret,
             b2b: project.is_b2b(),
             session_duration_minutes: None,
-            max_retries: 0,
         })
     }
 
     /// Timeout of each call (default 2 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
-        if timeout.is_zero() {
-            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
-        }
-        self.client = http_client::build_client(timeout)?;
+        self.http = self.http.with_timeout(timeout)?;
         Ok(self)
     }
 
@@ -133,7 +111,7 @@ impl StytchAuthority {
     /// request never reached Stytch, so retrying cannot apply it twice). Default 0.
     #[must_use]
     pub fn with_max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
+        self.http = self.http.with_max_retries(retries);
         self
     }
 
@@ -141,11 +119,12 @@ impl StytchAuthority {
     /// logout.
     pub async fn revoke(&self, session_id: &str) -> Result<(), AuthError> {
         let body = serde_json::json!({ "session_id": session_id });
-        let response = http_client::send(
-            || self.client.post(&self.revoke_url).basic_auth(&self.project_id, Some(self.secret.expose())).json(&body),
-            self.max_retries,
-        )
-        .await?;
+        let response = self
+            .http
+            .send(|client| {
+                client.post(&self.revoke_url).basic_auth(&self.project_id, Some(self.secret.expose())).json(&body)
+            })
+            .await?;
         let status = response.status();
         let body = http_client::read_body(response, MAX_RESPONSE_BYTES, AuthErrorKind::AuthorityResponse).await?;
         if status.is_success() {
@@ -162,16 +141,15 @@ impl StytchAuthority {
         };
         let request =
             AuthenticateRequest { session_token, session_jwt, session_duration_minutes: self.session_duration_minutes };
-        let response = http_client::send(
-            || {
-                self.client
+        let response = self
+            .http
+            .send(|client| {
+                client
                     .post(&self.authenticate_url)
                     .basic_auth(&self.project_id, Some(self.secret.expose()))
                     .json(&request)
-            },
-            self.max_retries,
-        )
-        .await?;
+            })
+            .await?;
         let status = response.status();
         let body = http_client::read_body(response, MAX_RESPONSE_BYTES, AuthErrorKind::AuthorityResponse).await?;
         if !status.is_success() {
@@ -193,39 +171,28 @@ impl StytchAuthority {
 
     fn session(
         &self,
-        raw: StytchSession,
+        mut raw: StytchSessionObject,
         organization: Option<StytchOrganization>,
         kind: TokenKind,
     ) -> Result<Session, AuthError> {
         let subject = raw
             .user_id
-            .or(raw.member_id)
+            .take()
+            .or(raw.member_id.take())
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no user or member id"))?;
-        let factors = raw.authentication_factors.into_iter().map(stytch_factor).collect::<Result<Vec<_>, _>>()?;
-        let mut builder = Session::builder(subject, self.issuer.clone())
-            .session_id(raw.session_id)
-            .audience(vec![self.project_id.clone()])
-            .factors(factors)
-            .roles(raw.roles)
-            .token_kind(kind);
-        for (value, set) in [
-            (&raw.started_at, crate::session::SessionBuilder::started_at as fn(_, _) -> _),
-            (&raw.last_accessed_at, crate::session::SessionBuilder::last_accessed_at),
-            (&raw.expires_at, crate::session::SessionBuilder::session_expires_at),
-        ] {
-            if let Some(value) = value {
-                builder = set(builder, parse_rfc3339(value)?);
-            }
-        }
-        let organization = match (organization, raw.organization_id) {
+        let organization = match (organization, raw.organization_id.take()) {
             (Some(org), _) => Some(Organization { id: org.organization_id, slug: org.organization_slug }),
             (None, Some(id)) => Some(Organization::new(id)),
             (None, None) => None,
         };
+        let custom_claims = raw.custom_claims.take().filter(Value::is_object);
+        let mut builder = raw.apply(
+            Session::builder(subject, self.issuer.clone()).audience(vec![self.project_id.clone()]).token_kind(kind),
+        )?;
         if let Some(organization) = organization.filter(|_| self.b2b) {
             builder = builder.organization(organization);
         }
-        if let Some(claims) = raw.custom_claims.filter(Value::is_object) {
+        if let Some(claims) = custom_claims {
             builder = builder.claims(claims);
         }
         Ok(builder.build())

@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 
 pub use oidc::OidcProfile;
 pub use stytch::StytchProfile;
-#[allow(unused_imports)] // used by the authority (issue 4)
-pub(crate) use stytch::{parse_rfc3339, stytch_factor};
+pub(crate) use stytch::{parse_rfc3339, StytchSessionObject};
 
 use crate::error::{AuthError, AuthErrorKind};
 use crate::session::Session;

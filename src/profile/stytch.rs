@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{ClaimProfile, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::session::{Factor, FactorKind, Organization, Session};
+use crate::session::{Factor, FactorKind, Organization, Session, SessionBuilder};
 
 const SESSION_CLAIM: &str = "https://stytch.com/session";
 const ORGANIZATION_CLAIM: &str = "https://stytch.com/organization";
@@ -40,16 +40,42 @@ impl StytchProfile {
     }
 }
 
+/// A Stytch session object: the `https://stytch.com/session` claim of a session JWT
+/// (`id`) and the `session` / `member_session` of an API response (`session_id`,
+/// owner ids, custom claims) share this shape.
 #[derive(Deserialize)]
-struct SessionClaim {
+pub(crate) struct StytchSessionObject {
+    #[serde(alias = "session_id")]
     id: String,
+    pub(crate) user_id: Option<String>,
+    pub(crate) member_id: Option<String>,
+    pub(crate) organization_id: Option<String>,
     started_at: Option<String>,
     last_accessed_at: Option<String>,
-    expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
     #[serde(default)]
     authentication_factors: Vec<Value>,
     #[serde(default)]
     roles: Vec<String>,
+    pub(crate) custom_claims: Option<Value>,
+}
+
+impl StytchSessionObject {
+    /// Sets the session id, factors, roles and times on `builder`.
+    pub(crate) fn apply(self, mut builder: SessionBuilder) -> Result<SessionBuilder, AuthError> {
+        let factors = self.authentication_factors.into_iter().map(stytch_factor).collect::<Result<Vec<_>, _>>()?;
+        builder = builder.session_id(self.id).factors(factors).roles(self.roles);
+        if let Some(at) = optional_time(self.started_at.as_deref())? {
+            builder = builder.started_at(at);
+        }
+        if let Some(at) = optional_time(self.last_accessed_at.as_deref())? {
+            builder = builder.last_accessed_at(at);
+        }
+        if let Some(at) = optional_time(self.expires_at.as_deref())? {
+            builder = builder.session_expires_at(at);
+        }
+        Ok(builder)
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,7 +90,7 @@ impl ClaimProfile for StytchProfile {
             .other
             .remove(SESSION_CLAIM)
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, SESSION_CLAIM))?;
-        let session: SessionClaim = serde_json::from_value(raw)
+        let session: StytchSessionObject = serde_json::from_value(raw)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, SESSION_CLAIM))?;
         let organization = claims
             .other
@@ -75,17 +101,12 @@ impl ClaimProfile for StytchProfile {
                     .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, ORGANIZATION_CLAIM))
             })
             .transpose()?;
-        let factors = session.authentication_factors.into_iter().map(stytch_factor).collect::<Result<Vec<_>, _>>()?;
-
-        let mut builder = claims.session_builder().session_id(session.id).factors(factors).roles(session.roles);
-        if let Some(at) = optional_time(session.started_at.as_deref())? {
-            builder = builder.started_at(at);
+        let mut builder = claims.session_builder();
+        if session.expires_at.is_none() {
+            // Older tokens lack `expires_at`: the JWT's `exp` is the best bound known.
+            builder = builder.session_expires_at(claims.expires_at);
         }
-        if let Some(at) = optional_time(session.last_accessed_at.as_deref())? {
-            builder = builder.last_accessed_at(at);
-        }
-        builder =
-            builder.session_expires_at(optional_time(session.expires_at.as_deref())?.unwrap_or(claims.expires_at));
+        builder = session.apply(builder)?;
         if let Some(organization) = organization {
             builder = builder.organization(organization);
         }
