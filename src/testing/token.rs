@@ -296,6 +296,50 @@ impl HeaderChoice {
     }
 }
 
+/// Generates the header setters shared by both token builders.
+macro_rules! header_setters {
+    ($typ_default:literal) => {
+        /// Signs with the current signer of `alg` (created on first use if the issuer
+        /// has no key of that algorithm yet).
+        pub fn alg(mut self, alg: DevAlg) -> Self {
+            self.header.alg = Some(alg);
+            self
+        }
+
+        /// Signs with this exact key (also a rotated or removed one); header `alg` and
+        /// `kid` follow the key. Takes precedence over [`alg`](Self::alg).
+        pub fn signed_by(mut self, kid: impl Into<String>) -> Self {
+            self.header.signed_by = Some(kid.into());
+            self
+        }
+
+        /// Overrides the header `kid` only; the signing key does not change.
+        pub fn kid(mut self, kid: impl Into<String>) -> Self {
+            self.header.kid = Some(kid.into());
+            self
+        }
+
+        #[doc = concat!("Header `typ` (default `", $typ_default, "`); `None` omits it.")]
+        pub fn typ(mut self, typ: Option<&str>) -> Self {
+            self.header.typ = typ.map_or(Typ::Omit, |t| Typ::Set(t.to_owned()));
+            self
+        }
+    };
+}
+
+/// Generates `with`-style setters that store `Some(value.into())` in a field.
+macro_rules! option_setters {
+    ($($(#[$doc:meta])* $name:ident => $field:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+                self.$field = Some(value.into());
+                self
+            }
+        )*
+    };
+}
+
 /// Mints a Stytch session JWT; see [`DevIssuer::stytch_session`].
 ///
 /// Defaults: subject [`DEFAULT_SUBJECT`], a random session id not backed by any stored
@@ -357,18 +401,6 @@ impl<'a> StytchJwtBuilder<'a> {
         }
     }
 
-    /// `sub`: the user id (member id for B2B).
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
-
-    /// The session id (`https://stytch.com/session` → `id`).
-    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
-        self.session_id = Some(session_id.into());
-        self
-    }
-
     /// Adds an authentication factor (repeatable). The first call replaces the default
     /// `magic_link` factor.
     pub fn factor(mut self, factor: DevFactor) -> Self {
@@ -412,79 +444,34 @@ impl<'a> StytchJwtBuilder<'a> {
         self
     }
 
-    /// `iat` (default now). Also the default `nbf` and session `started_at`.
-    pub fn issued_at(mut self, at: SystemTime) -> Self {
-        self.issued_at = Some(at);
-        self
-    }
-
-    /// `exp` = `iat` + `lifetime`. Use an old `issued_at` to make an expired token.
-    pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = Some(lifetime);
-        self
-    }
-
-    /// `nbf` (default `iat`).
-    pub fn not_before(mut self, at: SystemTime) -> Self {
-        self.not_before = Some(at);
-        self
-    }
-
-    /// `iss` (default `stytch.com/{project_id}`).
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer_claim = Some(issuer.into());
-        self
-    }
-
-    /// `aud` = `[audience]` (default `[project_id]`).
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// Session `started_at` (default `iat`).
-    pub fn session_started_at(mut self, at: SystemTime) -> Self {
-        self.started_at = Some(at);
-        self
-    }
-
-    /// Session `expires_at` (default `started_at` + the configured session lifetime).
-    pub fn session_expires_at(mut self, at: SystemTime) -> Self {
-        self.expires_at = Some(at);
-        self
-    }
-
     /// Omits the session's `expires_at`, like tokens from older Stytch versions.
     pub fn without_expires_at(mut self) -> Self {
         self.without_expires_at = true;
         self
     }
 
-    /// Signs with the current signer of `alg` (created on first use if the issuer has
-    /// no key of that algorithm yet).
-    pub fn alg(mut self, alg: DevAlg) -> Self {
-        self.header.alg = Some(alg);
-        self
+    option_setters! {
+        /// `sub`: the user id (member id for B2B).
+        subject => subject: String,
+        /// The session id (`https://stytch.com/session` → `id`).
+        session_id => session_id: String,
+        /// `iat` (default now). Also the default `nbf` and session `started_at`.
+        issued_at => issued_at: SystemTime,
+        /// `exp` = `iat` + `lifetime`. Use an old `issued_at` to make an expired token.
+        lifetime => lifetime: Duration,
+        /// `nbf` (default `iat`).
+        not_before => not_before: SystemTime,
+        /// `iss` (default `stytch.com/{project_id}`).
+        issuer => issuer_claim: String,
+        /// `aud` = `[audience]` (default `[project_id]`).
+        audience => audience: String,
+        /// Session `started_at` (default `iat`).
+        session_started_at => started_at: SystemTime,
+        /// Session `expires_at` (default `started_at` + the configured session lifetime).
+        session_expires_at => expires_at: SystemTime,
     }
 
-    /// Signs with this exact key (also a rotated or removed one); header `alg` and
-    /// `kid` follow the key. Takes precedence over [`alg`](Self::alg).
-    pub fn signed_by(mut self, kid: impl Into<String>) -> Self {
-        self.header.signed_by = Some(kid.into());
-        self
-    }
-
-    /// Overrides the header `kid` only; the signing key does not change.
-    pub fn kid(mut self, kid: impl Into<String>) -> Self {
-        self.header.kid = Some(kid.into());
-        self
-    }
-
-    /// Header `typ` (default `JWT`); `None` omits it.
-    pub fn typ(mut self, typ: Option<&str>) -> Self {
-        self.header.typ = typ.map_or(Typ::Omit, |t| Typ::Set(t.to_owned()));
-        self
-    }
+    header_setters!("JWT");
 
     /// Signs and returns the compact JWT.
     ///
@@ -604,52 +591,9 @@ impl<'a> AccessTokenBuilder<'a> {
         }
     }
 
-    /// `sub`.
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
-
-    /// `aud` as a single string (default `api://default`). Use
-    /// [`custom_claim`](Self::custom_claim) for an array.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// `client_id` (default the issuer's [`client_id`](DevIssuer::client_id)).
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// `scope`, space separated, e.g. `"read write"`.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// `acr`.
-    pub fn acr(mut self, acr: impl Into<String>) -> Self {
-        self.acr = Some(acr.into());
-        self
-    }
-
     /// `amr`, e.g. `&["pwd", "otp"]`.
     pub fn amr(mut self, amr: &[&str]) -> Self {
         self.amr = Some(amr.iter().map(|s| (*s).to_owned()).collect());
-        self
-    }
-
-    /// `auth_time`.
-    pub fn auth_time(mut self, at: SystemTime) -> Self {
-        self.auth_time = Some(at);
-        self
-    }
-
-    /// `sid` (session id).
-    pub fn sid(mut self, sid: impl Into<String>) -> Self {
-        self.sid = Some(sid.into());
         self
     }
 
@@ -675,59 +619,35 @@ impl<'a> AccessTokenBuilder<'a> {
         self
     }
 
-    /// `iat` (default now).
-    pub fn issued_at(mut self, at: SystemTime) -> Self {
-        self.issued_at = Some(at);
-        self
+    option_setters! {
+        /// `sub`.
+        subject => subject: String,
+        /// `aud` as a single string (default `api://default`). Use
+        /// [`custom_claim`](Self::custom_claim) for an array.
+        audience => audience: String,
+        /// `client_id` (default the issuer's [`client_id`](DevIssuer::client_id)).
+        client_id => client_id: String,
+        /// `scope`, space separated, e.g. `"read write"`.
+        scope => scope: String,
+        /// `acr`.
+        acr => acr: String,
+        /// `auth_time`.
+        auth_time => auth_time: SystemTime,
+        /// `sid` (session id).
+        sid => sid: String,
+        /// `iat` (default now).
+        issued_at => issued_at: SystemTime,
+        /// `exp` = `iat` + `lifetime` (default 5 minutes).
+        lifetime => lifetime: Duration,
+        /// `nbf` (omitted by default).
+        not_before => not_before: SystemTime,
+        /// `iss` (default the issuer's base URL).
+        issuer => issuer_claim: String,
+        /// `jti` (default random).
+        jti => jti: String,
     }
 
-    /// `exp` = `iat` + `lifetime` (default 5 minutes).
-    pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = Some(lifetime);
-        self
-    }
-
-    /// `nbf` (omitted by default).
-    pub fn not_before(mut self, at: SystemTime) -> Self {
-        self.not_before = Some(at);
-        self
-    }
-
-    /// `iss` (default the issuer's base URL).
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer_claim = Some(issuer.into());
-        self
-    }
-
-    /// `jti` (default random).
-    pub fn jti(mut self, jti: impl Into<String>) -> Self {
-        self.jti = Some(jti.into());
-        self
-    }
-
-    /// Signs with the current signer of `alg` (created on first use if needed).
-    pub fn alg(mut self, alg: DevAlg) -> Self {
-        self.header.alg = Some(alg);
-        self
-    }
-
-    /// Signs with this exact key (also a rotated or removed one).
-    pub fn signed_by(mut self, kid: impl Into<String>) -> Self {
-        self.header.signed_by = Some(kid.into());
-        self
-    }
-
-    /// Overrides the header `kid` only; the signing key does not change.
-    pub fn kid(mut self, kid: impl Into<String>) -> Self {
-        self.header.kid = Some(kid.into());
-        self
-    }
-
-    /// Header `typ` (default `at+jwt`); `None` omits it.
-    pub fn typ(mut self, typ: Option<&str>) -> Self {
-        self.header.typ = typ.map_or(Typ::Omit, |t| Typ::Set(t.to_owned()));
-        self
-    }
+    header_setters!("at+jwt");
 
     /// Signs and returns the compact JWT.
     ///
