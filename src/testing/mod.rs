@@ -57,7 +57,7 @@ pub use self::token::{AccessTokenBuilder, DevFactor, StytchJwtBuilder};
 
 use self::keys::{CryptoError, DevKey, KeyStore};
 use self::session::{OpaqueRecord, Organization, SessionRecord, SessionStore};
-use self::token::{stytch_claims, SessionClaim, StoredFactor};
+use self::token::{stytch_claims, StoredFactor};
 use self::util::{b64url, b64url_decode, random_token, time_add};
 
 /// Default Stytch project id of a dev issuer.
@@ -389,15 +389,7 @@ impl Shared {
     fn session_jwt(&self, record: &SessionRecord) -> Result<String, CryptoError> {
         let key = self.signer(self.default_alg)?;
         let now = SystemTime::now();
-        let claim = SessionClaim {
-            session_id: &record.session_id,
-            subject: &record.user_id,
-            started_at: record.started_at,
-            last_accessed_at: record.last_accessed_at,
-            expires_at: Some(record.expires_at),
-            factors: &record.factors,
-            roles: &record.roles,
-        };
+        let claim = server::session_claim(record);
         let claims = stytch_claims(
             &self.stytch_issuer,
             Value::Array(vec![Value::String(self.project_id.clone())]),

@@ -287,7 +287,7 @@ fn custom_claims(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>
     }
 }
 
-fn session_claim(record: &SessionRecord) -> SessionClaim<'_> {
+pub(super) fn session_claim(record: &SessionRecord) -> SessionClaim<'_> {
     SessionClaim {
         session_id: &record.session_id,
         subject: &record.user_id,
@@ -377,16 +377,27 @@ fn b2b_body(record: &SessionRecord, org: &Organization, session_jwt: &str) -> Va
     })
 }
 
+/// The common start of the Stytch session endpoints: failure mode, project
+/// credentials, JSON object body.
+async fn session_api_request(
+    shared: &Shared,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Map<String, Value>, Response> {
+    if let Some(failed) = gate(shared, endpoint).await {
+        return Err(failed);
+    }
+    if let Some(denied) = check_project_credentials(shared, headers) {
+        return Err(denied);
+    }
+    json_object(body).map_err(|response| *response)
+}
+
 async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b: bool) -> Response {
-    if let Some(failed) = gate(&shared, Endpoint::SessionsAuthenticate).await {
-        return failed;
-    }
-    if let Some(denied) = check_project_credentials(&shared, &headers) {
-        return denied;
-    }
-    let body = match json_object(&body) {
+    let body = match session_api_request(&shared, Endpoint::SessionsAuthenticate, &headers, &body).await {
         Ok(body) => body,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
     let parsed = (|| {
         let minutes = duration_minutes(&body)?;
@@ -444,15 +455,9 @@ async fn authenticate_b2b(State(shared): AppState, headers: HeaderMap, body: Byt
 }
 
 async fn revoke(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(failed) = gate(&shared, Endpoint::SessionsRevoke).await {
-        return failed;
-    }
-    if let Some(denied) = check_project_credentials(&shared, &headers) {
-        return denied;
-    }
-    let body = match json_object(&body) {
+    let body = match session_api_request(&shared, Endpoint::SessionsRevoke, &headers, &body).await {
         Ok(body) => body,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
     let id = match resolve_session(&shared, &body, true) {
         Ok(Some(id)) => id,
