@@ -31,13 +31,12 @@ pub(crate) struct LayerState {
     pub(crate) cookies: CookieAttributes,
 }
 
-/// Lets guards and extractors reach the layer that authenticated the request.
+/// Lets guards and extractors reach the layer that authenticated the request, and
+/// know where its credential came from. One extension, not two: every insert is an
+/// allocation on the hot path.
 #[derive(Clone)]
-pub(crate) struct LayerHandle(pub(crate) Arc<LayerState>);
-
-/// What the credential of a request is, as far as the request needs to know later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RequestCredential {
+pub(crate) struct LayerHandle {
+    pub(crate) layer: Arc<LayerState>,
     pub(crate) source: Option<CredentialSource>,
 }
 
@@ -217,8 +216,7 @@ where
         let source = credential.as_ref().ok().and_then(|c| c.map(|c| c.source));
         let resolution = self.state.resolve(credential);
         let extensions = request.extensions_mut();
-        extensions.insert(LayerHandle(self.state.clone()));
-        extensions.insert(RequestCredential { source });
+        extensions.insert(LayerHandle { layer: self.state.clone(), source });
         if let Resolution::Done(state) = resolution {
             extensions.insert(state);
             return ResponseFuture::ready(self.inner.call(request));

@@ -30,6 +30,7 @@ pub(crate) struct AuthorityState {
     opaque: moka::future::Cache<TokenHash, Arc<Answer>>,
     denied: moka::sync::Cache<Arc<str>, SystemTime>,
     any_denied: AtomicBool,
+    opaque_ttl: Duration,
 }
 
 struct UntilJwtExpiry;
@@ -59,6 +60,7 @@ impl AuthorityState {
                 .build(),
             denied: moka::sync::Cache::builder().max_capacity(MAX_ENTRIES).expire_after(UntilJwtExpiry).build(),
             any_denied: AtomicBool::new(false),
+            opaque_ttl,
         }
     }
 
@@ -114,10 +116,12 @@ impl AuthorityState {
     }
 
     /// Remembers that the issuer ended this session, until its tokens would have
-    /// expired anyway.
+    /// expired anyway: its JWT's `exp`, and at least as long as a cached answer about
+    /// its opaque token may live.
     pub(crate) fn deny(&self, session: &Session, leeway: Duration) {
         let Some(id) = session.session_id() else { return };
-        let until = session.expires_at().unwrap_or_else(SystemTime::now) + leeway;
+        let opaque_bound = SystemTime::now() + self.opaque_ttl;
+        let until = session.expires_at().map_or(opaque_bound, |exp| exp.max(opaque_bound)) + leeway;
         self.denied.insert(Arc::from(id), until);
         self.any_denied.store(true, Ordering::Release);
     }

@@ -37,7 +37,7 @@ use crate::authority::AuthorityCredential;
 use crate::challenge::{safe_return_to, ChallengeContext, Rejection};
 use crate::credential::CredentialSource;
 use crate::error::{AuthError, AuthErrorKind};
-use crate::service::{CookieUpdate, LayerHandle, LayerState, RequestCredential};
+use crate::service::{CookieUpdate, LayerHandle, LayerState};
 use crate::session::{AuthState, Session};
 
 /// A tower [`Layer`] that lets a request through only when its session meets a
@@ -163,7 +163,7 @@ where
             (Err(_), Some(AuthState::Authenticated(session))) => session.clone(),
             (Err(response), _) => return GuardFuture::refused(response.map(ResBody::from)),
         };
-        let Some(LayerHandle(layer)) = request.extensions().get::<LayerHandle>().cloned() else {
+        let Some(LayerHandle { layer, .. }) = request.extensions().get::<LayerHandle>().cloned() else {
             return GuardFuture::refused(missing_layer().map(ResBody::from));
         };
         let clone = self.inner.clone();
@@ -192,7 +192,7 @@ where
         return Ok(no_authority().map(ResBody::from));
     };
     let from_cookie =
-        request.extensions().get::<RequestCredential>().and_then(|c| c.source) == Some(CredentialSource::Cookie);
+        request.extensions().get::<LayerHandle>().and_then(|h| h.source) == Some(CredentialSource::Cookie);
     // The session token outlives the JWT and is what Stytch renews from.
     let token = match layer.credentials.find(request.headers()) {
         Ok(Some(found)) => match (found.opaque, found.jwt) {
@@ -317,7 +317,8 @@ pub(crate) fn check(
     headers: &http::HeaderMap,
     uri: &http::Uri,
 ) -> Result<Session, Response<Bytes>> {
-    let (Some(LayerHandle(layer)), Some(state)) = (extensions.get::<LayerHandle>(), extensions.get::<AuthState>())
+    let (Some(LayerHandle { layer, .. }), Some(state)) =
+        (extensions.get::<LayerHandle>(), extensions.get::<AuthState>())
     else {
         return Err(missing_layer());
     };
@@ -350,7 +351,7 @@ fn refuse_parts(
     uri: &http::Uri,
 ) -> Response<Bytes> {
     let config = &layer.guards;
-    let source = extensions.get::<RequestCredential>().and_then(|c| c.source);
+    let source = extensions.get::<LayerHandle>().and_then(|h| h.source);
     let return_to = uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
     let context = ChallengeContext {
         realm: &layer.realm,
