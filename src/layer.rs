@@ -87,6 +87,7 @@ impl SessionLayer {
             guards: GuardConfig::default(),
             authority: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
+            opaque_shape: None,
             cookies: CookieAttributes::default(),
         }
     }
@@ -103,6 +104,7 @@ impl SessionLayer {
         for issuer in project.issuers() {
             builder = builder.with_issuer(issuer.clone());
         }
+        builder.opaque_shape = Some(is_stytch_session_token);
         if project.secret().is_some() {
             builder.authority = Some(StytchAuthority::new(project).map(|a| Arc::new(a) as Arc<dyn Authority>));
         }
@@ -124,6 +126,11 @@ impl SessionLayer {
     }
 }
 
+/// Stytch session tokens: 44 characters of base64url.
+fn is_stytch_session_token(token: &str) -> bool {
+    token.len() == 44 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Builds a [`SessionLayer`]. Consuming `with_*` methods; secure defaults.
 #[must_use]
 pub struct SessionLayerBuilder {
@@ -142,6 +149,7 @@ pub struct SessionLayerBuilder {
     guards: GuardConfig,
     authority: Option<Result<Arc<dyn Authority>, ConfigError>>,
     opaque_ttl: Duration,
+    opaque_shape: Option<fn(&str) -> bool>,
     cookies: CookieAttributes,
 }
 
@@ -249,6 +257,14 @@ impl SessionLayerBuilder {
         self.opaque_ttl = ttl;
         self
     }
+    /// A local check of opaque tokens before they are sent to the issuer, so that
+    /// garbage never becomes an issuer call (the Stytch preset checks the shape of
+    /// Stytch session tokens). Tokens failing it are rejected as
+    /// [`Malformed`](crate::AuthErrorKind::Malformed).
+    pub fn with_opaque_token_check(mut self, check: fn(&str) -> bool) -> Self {
+        self.opaque_shape = Some(check);
+        self
+    }
     /// Attributes of the cookies written when the issuer renews or ends a session.
     pub fn with_cookie_attributes(mut self, attributes: CookieAttributes) -> Self {
         self.cookies = attributes;
@@ -273,6 +289,7 @@ impl SessionLayerBuilder {
         }
         crate::verify::ensure_crypto_provider();
         let authority = self.authority.transpose()?.map(|authority| AuthorityState::new(authority, self.opaque_ttl));
+        let opaque_shape = self.opaque_shape.unwrap_or(|_| true);
         let keys = KeyStore::new(self.source, self.jwks.clone())?;
         let first_refresh = if self.eager && keys.is_remote() {
             keys.load().await.map_err(ConfigError::KeySet)?
@@ -299,8 +316,22 @@ impl SessionLayerBuilder {
             realm: self.realm,
             guards: self.guards,
             authority,
+            opaque_shape,
             cookies: self.cookies,
         };
         Ok(SessionLayer { state: Arc::new(state) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stytch_session_token_shape() {
+        assert!(is_stytch_session_token("mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q"));
+        assert!(!is_stytch_session_token("short"));
+        assert!(!is_stytch_session_token("mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q="));
+        assert!(!is_stytch_session_token("mZAYn5aLEqKUlZ+Ad9U/fWr38GaAQ1oFAhT8ds245v7Q"));
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct LayerState {
     pub(crate) realm: String,
     pub(crate) guards: crate::guard::GuardConfig,
     pub(crate) authority: Option<AuthorityState>,
+    /// Local check of opaque tokens before they may become issuer calls.
+    pub(crate) opaque_shape: fn(&str) -> bool,
     pub(crate) cookies: CookieAttributes,
 }
 
@@ -68,7 +70,7 @@ impl LayerState {
         };
         let Some(jwt) = credential.jwt else {
             return match (credential.opaque, &self.authority) {
-                (Some(token), Some(_)) => Resolution::NeedsAuthority(token.to_owned()),
+                (Some(token), Some(_)) => self.ask_about(token),
                 _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
             };
         };
@@ -87,13 +89,23 @@ impl LayerState {
             // be alive; the issuer renews the JWT.
             Err(error) if error.kind() == AuthErrorKind::Expired && self.authority.is_some() => {
                 match credential.opaque {
-                    Some(token) if credential.source == CredentialSource::Cookie => {
-                        Resolution::NeedsAuthority(token.to_owned())
-                    }
+                    Some(token) if credential.source == CredentialSource::Cookie => self.ask_about(token),
                     _ => Resolution::Done(AuthState::Invalid(error)),
                 }
             }
             Err(error) => Resolution::Done(AuthState::Invalid(error)),
+        }
+    }
+
+    /// Sends an opaque token to the issuer, unless it fails the local shape check.
+    fn ask_about(&self, token: &str) -> Resolution {
+        if (self.opaque_shape)(token) {
+            Resolution::NeedsAuthority(token.to_owned())
+        } else {
+            Resolution::Done(AuthState::Invalid(AuthError::with_detail(
+                AuthErrorKind::Malformed,
+                "not a session token of this issuer",
+            )))
         }
     }
 
