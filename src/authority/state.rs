@@ -28,6 +28,7 @@ pub(crate) struct AuthorityState {
     authority: Arc<dyn Authority>,
     confirmations: moka::future::Cache<ConfirmKey, Arc<Answer>>,
     opaque: moka::future::Cache<TokenHash, Arc<Answer>>,
+    opaque_ttl: Duration,
     denied: moka::sync::Cache<Arc<str>, SystemTime>,
     any_denied: AtomicBool,
 }
@@ -57,6 +58,7 @@ impl AuthorityState {
                 .max_capacity(MAX_ENTRIES)
                 .time_to_live(opaque_ttl.max(Duration::from_millis(1)))
                 .build(),
+            opaque_ttl,
             denied: moka::sync::Cache::builder().max_capacity(MAX_ENTRIES).expire_after(UntilJwtExpiry).build(),
             any_denied: AtomicBool::new(false),
         }
@@ -85,9 +87,14 @@ impl AuthorityState {
             self.confirmations.invalidate(&key).await;
         }
         let answer = self.confirmations.get_with(key.clone(), self.ask(credential)).await;
-        if answer.outcome.is_err() {
+        if let Err(error) = &answer.outcome {
             // Failures are not reused by later requests: they ask again.
             self.confirmations.invalidate(&key).await;
+            // An opaque token the issuer just refused must not stay "alive" in the
+            // opaque-token cache (routes without a fresh guard read that one).
+            if let (AuthorityCredential::Opaque(token), AuthErrorKind::SessionRevoked) = (credential, error.kind()) {
+                self.opaque.insert(token_hash(token), answer.clone()).await;
+            }
         }
         answer
     }
@@ -117,7 +124,9 @@ impl AuthorityState {
     /// expired anyway.
     pub(crate) fn deny(&self, session: &Session, leeway: Duration) {
         let Some(id) = session.session_id() else { return };
-        let until = session.expires_at().unwrap_or_else(SystemTime::now) + leeway;
+        // Also outlive any "alive" answer still in the opaque-token cache.
+        let cached = SystemTime::now() + self.opaque_ttl;
+        let until = session.expires_at().map_or(cached, |at| at.max(cached)) + leeway;
         self.denied.insert(Arc::from(id), until);
         self.any_denied.store(true, Ordering::Release);
     }

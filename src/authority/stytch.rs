@@ -67,6 +67,8 @@ struct AuthenticateResponse {
 
 #[derive(Deserialize)]
 struct StytchSession {
+    // B2B `member_session` objects name it `member_session_id`.
+    #[serde(alias = "member_session_id")]
     session_id: String,
     user_id: Option<String>,
     member_id: Option<String>,
