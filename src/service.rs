@@ -173,6 +173,17 @@ impl LayerState {
         }
     }
 
+    /// Whether `headers` already set one of the session cookies.
+    fn sets_session_cookie(&self, headers: &http::HeaderMap) -> bool {
+        let names = [&self.credentials.jwt_cookie, &self.credentials.token_cookie];
+        headers.get_all(http::header::SET_COOKIE).iter().any(|value| {
+            let value = value.as_bytes();
+            names.into_iter().flatten().any(|name| {
+                value.strip_prefix(name.as_bytes()).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+            })
+        })
+    }
+
     fn remember(&self, hash: crate::cache::TokenHash, verified: Verified, token_len: usize) -> Session {
         let session = verified.session.clone();
         if let Some(cache) = &self.cache {
@@ -246,7 +257,10 @@ where
             };
             request.extensions_mut().insert(auth);
             let mut response = inner.call(request).await?;
-            if let Some(update) = update {
+            // A guard, extractor or handler that wrote the session cookies itself
+            // (cleared after a revocation, renewed from a newer confirmation, a
+            // logout) knows better than this earlier answer: keep theirs.
+            if let Some(update) = update.filter(|_| !state.sets_session_cookie(response.headers())) {
                 state.apply_cookies(response.headers_mut(), &update);
             }
             Ok(response)

@@ -87,9 +87,14 @@ impl AuthorityState {
             self.confirmations.invalidate(&key).await;
         }
         let answer = self.confirmations.get_with(key.clone(), self.ask(credential)).await;
-        if answer.outcome.is_err() {
+        if let Err(error) = &answer.outcome {
             // Failures are not reused by later requests: they ask again.
             self.confirmations.invalidate(&key).await;
+            // An opaque token the issuer just refused must not stay "alive" in the
+            // opaque-token cache (routes without a fresh guard read that one).
+            if let (AuthorityCredential::Opaque(token), AuthErrorKind::SessionRevoked) = (credential, error.kind()) {
+                self.opaque.insert(token_hash(token), answer.clone()).await;
+            }
         }
         answer
     }

@@ -45,7 +45,9 @@ impl StytchProfile {
 /// owner ids, custom claims) share this shape.
 #[derive(Deserialize)]
 pub(crate) struct StytchSessionObject {
-    #[serde(alias = "session_id")]
+    // The JWT claim says `id`; API responses `session_id`, or `member_session_id`
+    // for B2B member sessions.
+    #[serde(alias = "session_id", alias = "member_session_id")]
     id: String,
     pub(crate) user_id: Option<String>,
     pub(crate) member_id: Option<String>,
