@@ -41,13 +41,11 @@ impl TypPolicy {
     /// Whether a token with this `typ` header passes. Media types compare
     /// case-insensitively, with an optional `application/` prefix (RFC 7515 §4.1.9).
     pub fn accepts(self, typ: Option<&str>) -> bool {
-        let normalized = typ.map(|t| {
-            let lower_prefix = t.len() >= 12 && t[..12].eq_ignore_ascii_case("application/");
-            if lower_prefix {
-                &t[12..]
-            } else {
-                t
-            }
+        // `get` rather than slicing: `typ` is attacker-controlled and may put a
+        // multi-byte character across byte 12.
+        let normalized = typ.map(|t| match (t.get(..12), t.get(12..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
+            _ => t,
         });
         match self {
             Self::Any => true,
@@ -111,6 +109,12 @@ pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The latest NumericDate accepted (9999-12-31T23:59:59Z). Later values cannot be
+/// turned into a `SystemTime` on every platform (the addition would panic), and no
+/// real token carries them.
+pub(crate) const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// Callers keep `secs` at most [`MAX_NUMERIC_DATE`].
 pub(crate) fn secs_to_time(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
@@ -277,7 +281,8 @@ pub(crate) fn claims_from_map(mut claims: Map<String, Value>, now: u64) -> Resul
     })
 }
 
-/// A NumericDate claim: a non-negative JSON number (fractions are truncated).
+/// A NumericDate claim: a non-negative JSON number (fractions are truncated), at
+/// most [`MAX_NUMERIC_DATE`].
 fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
     match claims.remove(name) {
         None => Ok(None),
@@ -286,6 +291,7 @@ fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<O
         Some(Value::Number(n)) => n
             .as_u64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            .filter(|secs| *secs <= MAX_NUMERIC_DATE)
             .map(Some)
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
         Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{ClaimProfile, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::session::{Factor, FactorKind, Session};
-use crate::verify::secs_to_time;
+use crate::verify::{secs_to_time, MAX_NUMERIC_DATE};
 
 /// Reads standard claims: `acr`, `amr` (also mapped to [`Factor`]s, authenticated at
 /// `auth_time`), `auth_time`, `scope` (space separated) or `scp` (array), `sid`,
@@ -77,7 +77,9 @@ impl ClaimProfile for OidcProfile {
         let auth_time = match claims.other.remove("auth_time") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(secs_to_time(
-                n.as_u64().ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time"))?,
+                n.as_u64()
+                    .filter(|secs| *secs <= MAX_NUMERIC_DATE)
+                    .ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time"))?,
             )),
             Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time")),
         };
