@@ -154,6 +154,21 @@ impl CredentialConfig {
     }
 }
 
+/// Whether the request has more than one `Authorization` header or one with the
+/// `Bearer` scheme, readable or not.
+pub(crate) fn has_bearer_header(headers: &HeaderMap) -> bool {
+    let mut authorization = headers.get_all(AUTHORIZATION).iter();
+    match (authorization.next(), authorization.next()) {
+        (Some(_), Some(_)) => true,
+        (Some(value), None) => {
+            let bytes = value.as_bytes();
+            let scheme = bytes.iter().position(|&b| b == b' ').map_or(bytes, |space| &bytes[..space]);
+            scheme.eq_ignore_ascii_case(b"bearer")
+        }
+        _ => false,
+    }
+}
+
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_token68(token: &[u8]) -> bool {
     let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);

@@ -214,7 +214,11 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let credential = self.state.credentials.find(request.headers());
-        let source = credential.as_ref().ok().and_then(|c| c.map(|c| c.source));
+        let source = match &credential {
+            Ok(found) => found.map(|c| c.source),
+            // An unreadable bearer header is still a bearer client (never redirected).
+            Err(_) => crate::credential::has_bearer_header(request.headers()).then_some(CredentialSource::Bearer),
+        };
         let resolution = self.state.resolve(credential);
         let extensions = request.extensions_mut();
         extensions.insert(LayerHandle(self.state.clone()));
