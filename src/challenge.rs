@@ -200,6 +200,7 @@ impl Challenge for DefaultChallenge {
                     "scopes": forbidden.scopes,
                     "roles": forbidden.roles,
                     "permissions": forbidden.permissions,
+                    "predicates": forbidden.predicates,
                 });
                 let mut response =
                     problem(context, StatusCode::FORBIDDEN, "forbidden", "insufficient_scope", description, extra);

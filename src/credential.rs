@@ -67,20 +67,37 @@ impl CredentialConfig {
     /// An `Authorization` header with another scheme (`Basic …`) is not ours: it is
     /// ignored and cookies are looked at, so apps can mix schemes on other routes.
     pub(crate) fn find<'a>(&self, headers: &'a HeaderMap) -> Result<Option<Credential<'a>>, AuthError> {
+        self.locate(headers).1
+    }
+
+    /// Like [`find`](Self::find), and also where the credential was, even when it
+    /// could not be read: an unreadable bearer header is still a bearer client
+    /// (which must never be redirected like a browser).
+    pub(crate) fn locate<'a>(
+        &self,
+        headers: &'a HeaderMap,
+    ) -> (Option<CredentialSource>, Result<Option<Credential<'a>>, AuthError>) {
         let mut authorization = headers.get_all(AUTHORIZATION).iter();
         if let Some(value) = authorization.next() {
             if authorization.next().is_some() {
-                return Err(AuthErrorKind::MultipleAuthorizationHeaders.into());
+                return (Some(CredentialSource::Bearer), Err(AuthErrorKind::MultipleAuthorizationHeaders.into()));
             }
-            if let Some(token) = self.bearer_token(value.as_bytes())? {
-                return Ok(Some(if looks_like_jwt(token) {
-                    Credential { source: CredentialSource::Bearer, jwt: Some(token), opaque: None }
-                } else {
-                    Credential { source: CredentialSource::Bearer, jwt: None, opaque: Some(token) }
-                }));
+            match self.bearer_token(value.as_bytes()) {
+                Ok(None) => {}
+                Ok(Some(token)) => {
+                    let (jwt, opaque) = if looks_like_jwt(token) { (Some(token), None) } else { (None, Some(token)) };
+                    let credential = Credential { source: CredentialSource::Bearer, jwt, opaque };
+                    return (Some(CredentialSource::Bearer), Ok(Some(credential)));
+                }
+                Err(error) => return (Some(CredentialSource::Bearer), Err(error)),
             }
         }
-        self.cookies(headers)
+        let found = self.cookies(headers);
+        let source = match &found {
+            Ok(credential) => credential.map(|c| c.source),
+            Err(_) => Some(CredentialSource::Cookie),
+        };
+        (source, found)
     }
 
     fn bearer_token<'a>(&self, value: &'a [u8]) -> Result<Option<&'a str>, AuthError> {

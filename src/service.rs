@@ -235,8 +235,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let credential = self.state.credentials.find(request.headers());
-        let source = credential.as_ref().ok().and_then(|c| c.map(|c| c.source));
+        let (source, credential) = self.state.credentials.locate(request.headers());
         let resolution = self.state.resolve(credential);
         let extensions = request.extensions_mut();
         extensions.insert(LayerHandle { layer: self.state.clone(), source });

@@ -305,7 +305,8 @@ fn judge(requirement: &Requirement, config: &GuardConfig, session: &Session) -> 
     match (shortfall.forbidden, shortfall.step_up) {
         (Some(forbidden), _) => Some(Rejection::Forbidden(forbidden)),
         (None, Some(step_up)) => Some(Rejection::StepUp(step_up)),
-        (None, None) => None,
+        // Unmet, yet nothing to ask for (e.g. an empty `any`): fail closed.
+        (None, None) => Some(Rejection::Forbidden(Forbidden::default())),
     }
 }
 
@@ -352,6 +353,9 @@ fn refuse_parts(
 ) -> Response<Bytes> {
     let config = &layer.guards;
     let source = extensions.get::<LayerHandle>().and_then(|h| h.source);
+    // Inside `Router::nest` the URI lost its prefix; come back to the full path.
+    #[cfg(feature = "axum")]
+    let uri = extensions.get::<axum::extract::OriginalUri>().map_or(uri, |original| &original.0);
     let return_to = uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
     let context = ChallengeContext {
         realm: &layer.realm,

@@ -18,7 +18,9 @@ const ORGANIZATION_CLAIM: &str = "https://stytch.com/organization";
 /// are the remaining top-level claims.
 ///
 /// Unknown factor types and delivery methods are kept as sent, never rejected.
-/// A token without `expires_at` (older tokens) falls back to `exp`.
+/// A token without `expires_at` (older tokens) falls back to `exp`. Stytch sends no
+/// `auth_time`; the session's [`auth_time`](Session::auth_time) is the most recent
+/// factor's `last_authenticated_at`, so `max_age` requirements work on both dialects.
 ///
 /// # Example
 ///
@@ -66,6 +68,11 @@ impl StytchSessionObject {
     /// Sets the session id, factors, roles and times on `builder`.
     pub(crate) fn apply(self, mut builder: SessionBuilder) -> Result<SessionBuilder, AuthError> {
         let factors = self.authentication_factors.into_iter().map(stytch_factor).collect::<Result<Vec<_>, _>>()?;
+        // Stytch sends no `auth_time`: the user last authenticated when their most
+        // recent factor did, which is what `max_age` requirements mean.
+        if let Some(at) = factors.iter().filter_map(|f| f.last_authenticated_at).max() {
+            builder = builder.auth_time(at);
+        }
         builder = builder.session_id(self.id).factors(factors).roles(self.roles);
         if let Some(at) = optional_time(self.started_at.as_deref())? {
             builder = builder.started_at(at);
@@ -139,4 +146,41 @@ pub(crate) fn stytch_factor(raw: Value) -> Result<Factor, AuthError> {
         Some(_) => return Err(invalid()),
     };
     Ok(Factor { kind, delivery_method, last_authenticated_at, details: raw })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn auth_time_is_the_most_recent_factor() {
+        let claims = VerifiedClaims {
+            issuer: "stytch.com/project-test-1".into(),
+            subject: "user-1".into(),
+            audience: vec!["project-test-1".into()],
+            issued_at: None,
+            expires_at: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+            not_before: None,
+            jwt_id: None,
+            other: serde_json::json!({
+                SESSION_CLAIM: {
+                    "id": "session-1",
+                    "authentication_factors": [
+                        {"type": "password", "delivery_method": "knowledge", "last_authenticated_at": "2026-01-01T10:00:00Z"},
+                        {"type": "totp", "delivery_method": "authenticator_app", "last_authenticated_at": "2026-01-01T10:05:00Z"},
+                        {"type": "brand_new_factor", "delivery_method": "telepathy"}
+                    ]
+                }
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        };
+        let session = StytchProfile::new().session(claims).unwrap();
+        assert_eq!(session.auth_time(), Some(parse_rfc3339("2026-01-01T10:05:00Z").unwrap()));
+        assert_eq!(session.factors()[2].kind, FactorKind::Other("brand_new_factor".into()));
+        assert_eq!(session.session_expires_at(), Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));
+    }
 }
