@@ -81,6 +81,13 @@ impl SessionCache {
         self.entries.insert(hash, CachedSession { verified, weight });
     }
 
+    /// `(entries, weighted size)`, after pending maintenance (benchmarks only).
+    #[cfg(feature = "__bench")]
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+
     /// Forgets every cached verification of one session (it was revoked).
     pub(crate) fn evict_session(&self, session_id: &str) {
         let session_id = session_id.to_owned();

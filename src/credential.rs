@@ -85,7 +85,7 @@ impl CredentialConfig {
             match self.bearer_token(value.as_bytes()) {
                 Ok(None) => {}
                 Ok(Some(token)) => {
-                    let (jwt, opaque) = if looks_like_jwt(token) { (Some(token), None) } else { (None, Some(token)) };
+                    let (jwt, opaque) = if token.jwt { (Some(token.text), None) } else { (None, Some(token.text)) };
                     let credential = Credential { source: CredentialSource::Bearer, jwt, opaque };
                     return (Some(CredentialSource::Bearer), Ok(Some(credential)));
                 }
@@ -100,7 +100,7 @@ impl CredentialConfig {
         (source, found)
     }
 
-    fn bearer_token<'a>(&self, value: &'a [u8]) -> Result<Option<&'a str>, AuthError> {
+    fn bearer_token<'a>(&self, value: &'a [u8]) -> Result<Option<Checked<'a>>, AuthError> {
         let Some(space) = value.iter().position(|&b| b == b' ') else {
             // A bare scheme ("Bearer") or a bare token: neither is a usable bearer header.
             return if value.eq_ignore_ascii_case(b"bearer") {
@@ -125,8 +125,8 @@ impl CredentialConfig {
         if self.jwt_cookie.is_none() && self.token_cookie.is_none() {
             return Ok(None);
         }
-        let mut jwt = None;
-        let mut opaque = None;
+        let mut jwt: Option<Checked<'a>> = None;
+        let mut opaque: Option<Checked<'a>> = None;
         for value in headers.get_all(COOKIE) {
             // A Cookie header that is not UTF-8 cannot hold our tokens; other cookies
             // in it are not our business.
@@ -152,47 +152,86 @@ impl CredentialConfig {
                 *slot = Some(self.check_token(raw.as_bytes())?);
             }
         }
-        if let Some(token) = jwt {
-            if !looks_like_jwt(token) {
-                return Err(AuthError::with_detail(AuthErrorKind::Malformed, "session JWT cookie is not a JWT"));
-            }
+        if jwt.is_some_and(|token| !token.jwt) {
+            return Err(AuthError::with_detail(AuthErrorKind::Malformed, "session JWT cookie is not a JWT"));
         }
+        let (jwt, opaque) = (jwt.map(|t| t.text), opaque.map(|t| t.text));
         Ok((jwt.is_some() || opaque.is_some()).then_some(Credential { source: CredentialSource::Cookie, jwt, opaque }))
     }
 
-    fn check_token<'a>(&self, token: &'a [u8]) -> Result<&'a str, AuthError> {
+    /// Size and character checks, and whether the token has the shape of a JWT, in
+    /// one pass over its bytes (this runs on every request).
+    fn check_token<'a>(&self, token: &'a [u8]) -> Result<Checked<'a>, AuthError> {
         if token.len() > self.max_token_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
-        if !is_token68(token) {
+        let (token68, jwt_charset) = scan(token);
+        if !token68 {
             return Err(AuthErrorKind::InvalidCharacters.into());
         }
-        std::str::from_utf8(token).map_err(|_| AuthErrorKind::InvalidCharacters.into())
+        let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
+        Ok(Checked { text, jwt: jwt_charset && jwt_segments(text) })
     }
+}
+
+/// A token that passed [`CredentialConfig::check_token`].
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    text: &'a str,
+    /// Three non-empty base64url segments.
+    jwt: bool,
+}
+
+/// One pass over a token: (`b64token` of RFC 6750, only base64url characters and dots).
+// `&`/`|` on booleans on purpose: no branch per byte, so the loop vectorizes.
+#[allow(clippy::needless_bitwise_bool)]
+fn scan(token: &[u8]) -> (bool, bool) {
+    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let (mut url, mut token68) = (true, true);
+    for chunk in token[..body_end].chunks(64) {
+        // Folded without early exit so that it compiles to SIMD.
+        let (chunk_url, chunk_token68) = chunk.iter().fold((true, true), |(url, token68), &b| {
+            let b_url = is_base64url(b) | (b == b'.');
+            (url & b_url, token68 & (b_url | (b == b'~') | (b == b'+') | (b == b'/')))
+        });
+        url &= chunk_url;
+        token68 &= chunk_token68;
+        if !token68 {
+            break;
+        }
+    }
+    // Padding `=` is not part of a JWT.
+    (body_end > 0 && token68, body_end == token.len() && url)
+}
+
+/// Three non-empty segments, given a text of base64url characters and dots. The
+/// searches use memchr.
+fn jwt_segments(text: &str) -> bool {
+    let (Some(first), Some(last)) = (text.find('.'), text.rfind('.')) else {
+        return false;
+    };
+    first > 0 && last > first + 1 && last + 1 < text.len() && !text[first + 1..last].contains('.')
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+#[cfg(test)]
 fn is_token68(token: &[u8]) -> bool {
-    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    body_end > 0
-        && token[..body_end]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    scan(token).0
 }
 
 /// Three non-empty base64url segments (the signature may not be empty either).
-pub(crate) fn looks_like_jwt(token: &str) -> bool {
-    let mut segments = 0;
-    for segment in token.split('.') {
-        segments += 1;
-        if segments > 3
-            || segment.is_empty()
-            || !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return false;
-        }
-    }
-    segments == 3
+#[cfg(test)]
+fn looks_like_jwt(token: &str) -> bool {
+    let (_, url) = scan(token.as_bytes());
+    url && jwt_segments(token)
+}
+
+/// `ALPHA / DIGIT / "-" / "_"`, without branches.
+#[inline]
+#[allow(clippy::needless_bitwise_bool)]
+fn is_base64url(b: u8) -> bool {
+    let folded = b | 0x20;
+    (folded.wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'-') | (b == b'_')
 }
 
 #[cfg(test)]
@@ -271,5 +310,62 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt("a..c"));
         assert!(!looks_like_jwt("a.b+.c"));
+        assert!(!looks_like_jwt(".b.c"));
+        assert!(!looks_like_jwt("a.b."));
+        assert!(!looks_like_jwt(""));
+        assert!(!looks_like_jwt("a.b=.c"));
+    }
+
+    /// The byte-at-a-time definitions the vectorized checks must agree with.
+    fn reference_jwt(token: &str) -> bool {
+        let mut segments = 0;
+        for segment in token.split('.') {
+            segments += 1;
+            if segments > 3
+                || segment.is_empty()
+                || !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return false;
+            }
+        }
+        segments == 3
+    }
+
+    fn reference_token68(token: &[u8]) -> bool {
+        let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+        body_end > 0
+            && token[..body_end]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    }
+
+    #[test]
+    fn vectorized_checks_match_the_reference() {
+        let alphabet: &[u8] = b"aZ09-_.+=/~ @[`{\x80\xc3";
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+        // Every string of up to 4 bytes over the alphabet.
+        let mut frontier: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let next: Vec<Vec<u8>> =
+                frontier.iter().flat_map(|s| alphabet.iter().map(move |&b| [s.as_slice(), &[b]].concat())).collect();
+            inputs.extend(next.iter().cloned());
+            frontier = next;
+        }
+        // Long tokens with one odd byte at every position across the 64-byte chunks.
+        let long = format!("{}.{}.{}", "h".repeat(70), "p".repeat(140), "s".repeat(90));
+        for position in 0..long.len() {
+            for &odd in b".=+ \x80" {
+                let mut bytes = long.clone().into_bytes();
+                bytes[position] = odd;
+                inputs.push(bytes);
+            }
+        }
+        inputs.push(long.into_bytes());
+        for input in &inputs {
+            assert_eq!(is_token68(input), reference_token68(input), "{input:?}");
+            if let Ok(text) = std::str::from_utf8(input) {
+                assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
+            }
+        }
     }
 }

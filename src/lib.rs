@@ -67,6 +67,89 @@ pub mod testing;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// Thin wrappers around internals for the micro-benchmarks in `benches/` (hidden
+/// feature `__bench`). Not a public API: no semver guarantee, may change any time.
+#[cfg(feature = "__bench")]
+#[doc(hidden)]
+pub mod __bench {
+    use bytes::Bytes;
+    use http::{HeaderMap, Response};
+
+    use crate::challenge::{Challenge, ChallengeContext, Rejection};
+    use crate::credential::{CredentialConfig, CredentialSource};
+    use crate::service::Resolution;
+    use crate::session::AuthState;
+    use crate::SessionLayer;
+
+    /// Credential extraction with the default configuration (bearer, Stytch cookies).
+    #[derive(Debug, Default)]
+    pub struct Extractor(CredentialConfig);
+
+    impl Extractor {
+        /// The JWT (else the opaque token) of a request; `None` when anonymous or
+        /// malformed.
+        pub fn find<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+            let credential = self.0.find(headers).ok()??;
+            credential.jwt.or(credential.opaque)
+        }
+    }
+
+    /// The synchronous part of the layer without the tower service around it:
+    /// extraction, cache lookup, verification. `None` when the request would need
+    /// the network (unknown `kid`, opaque token).
+    pub fn resolve(layer: &SessionLayer, headers: &HeaderMap) -> Option<AuthState> {
+        match layer.state.resolve(layer.state.credentials.find(headers)) {
+            Resolution::Done(state) => Some(state),
+            Resolution::NeedsKeys(_) | Resolution::NeedsAuthority(_) => None,
+        }
+    }
+
+    /// Renders `rejection` with `challenge`, as a guard does.
+    pub fn render(
+        challenge: &dyn Challenge,
+        rejection: &Rejection,
+        bearer: bool,
+        accept: Option<&str>,
+        return_to: &str,
+        login_url: Option<&str>,
+        step_up_url: Option<&str>,
+    ) -> Response<Bytes> {
+        let source = Some(if bearer { CredentialSource::Bearer } else { CredentialSource::Cookie });
+        let context = ChallengeContext { realm: "api", source, accept, return_to, login_url, step_up_url };
+        challenge.respond(rejection, &context)
+    }
+
+    /// A parsed key set, for lookup costs.
+    #[derive(Debug)]
+    pub struct KeyLookup(crate::jwks::KeySet);
+
+    impl KeyLookup {
+        /// Parses a JWKS document with the default algorithm allow-list.
+        pub fn parse(jwks: &str) -> Self {
+            let algorithms = crate::JwksConfig::default().algorithms;
+            Self(crate::jwks::KeySet::parse(jwks.as_bytes(), &algorithms, 1_000).expect("a valid JWKS"))
+        }
+        /// Number of usable keys.
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+        /// Whether the set is empty.
+        pub fn is_empty(&self) -> bool {
+            self.0.len() == 0
+        }
+        /// Whether a key `kid` for `algorithm` is found.
+        pub fn find(&self, kid: &str, algorithm: crate::Algorithm) -> bool {
+            self.0.find(Some(kid), algorithm).is_some()
+        }
+    }
+
+    /// `(entries, weighted size)` of the layer's verified-session cache, after its
+    /// pending maintenance ran; `None` when the cache is disabled.
+    pub fn cache_stats(layer: &SessionLayer) -> Option<(u64, u64)> {
+        layer.state.cache.as_ref().map(crate::cache::SessionCache::stats)
+    }
+}
+
 pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, RenewedTokens,
     StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT,

@@ -74,9 +74,10 @@ impl LayerState {
                 _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
             };
         };
-        let hash = token_hash(jwt);
-        if let Some(cache) = &self.cache {
-            if let Some(verified) = cache.get(&hash, &self.verifier.time) {
+        // Hashed only when there is a cache to look in (a kilobyte of SHA-256 per request).
+        let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+        if let (Some(cache), Some(hash)) = (&self.cache, &hash) {
+            if let Some(verified) = cache.get(hash, &self.verifier.time) {
                 return Resolution::Done(self.admit(&verified.session));
             }
         }
@@ -127,7 +128,9 @@ impl LayerState {
             return AuthState::Invalid(AuthError::new(kind));
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Ok(verified) => self.admit(&self.remember(token_hash(jwt), verified, jwt.len())),
+            Ok(verified) => {
+                self.admit(&self.remember(self.cache.as_ref().map(|_| token_hash(jwt)), verified, jwt.len()))
+            }
             Err(error) => AuthState::Invalid(error),
         }
     }
@@ -184,9 +187,9 @@ impl LayerState {
         })
     }
 
-    fn remember(&self, hash: crate::cache::TokenHash, verified: Verified, token_len: usize) -> Session {
+    fn remember(&self, hash: Option<crate::cache::TokenHash>, verified: Verified, token_len: usize) -> Session {
         let session = verified.session.clone();
-        if let Some(cache) = &self.cache {
+        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
             cache.insert(hash, Arc::new(verified), token_len);
         }
         session

@@ -1,0 +1,211 @@
+//! Servers and helpers for `benches/load.sh`. Everything listens on loopback only.
+//!
+//! ```text
+//! stepup-bench-server issuer DIR COUNT            start a DevIssuer, write its JWKS URL, iss, aud
+//!                                                 and tokens into DIR, then serve the JWKS
+//! stepup-bench-server serve ADDR KIND JWKS ISS AUD KIND: bare | stepup | stepup-nocache
+//! stepup-bench-server flood COOLDOWN_MS REQUESTS  unknown-kid flood against a layer, counting
+//!                                                 the issuer's JWKS fetches
+//! stepup-bench-server report RESULTS              tables and ratios from load.sh's results
+//! ```
+
+use std::io::{BufWriter, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint};
+use tower_stepup::{JwksConfig, KeySource, Session, SessionLayer};
+
+mod report;
+
+/// Upper bound on the issuer's life, whatever happens to the script.
+const ISSUER_MAX_LIFETIME: Duration = Duration::from_secs(4 * 3600);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["issuer", dir, count] => runtime().block_on(issuer(Path::new(dir), count.parse().expect("COUNT"))),
+        ["serve", addr, kind, jwks, iss, aud] => runtime().block_on(serve(addr, kind, jwks, iss, aud)),
+        ["flood", cooldown_ms, requests] => runtime().block_on(flood(
+            Duration::from_millis(cooldown_ms.parse().expect("COOLDOWN_MS")),
+            requests.parse().expect("REQUESTS"),
+        )),
+        ["report", results] => report::print(Path::new(results)),
+        _ => {
+            eprintln!("usage: see the top of benches/load-server/src/main.rs");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A multi-thread runtime; env `WORKERS` sets the worker count (default: one per core).
+fn runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().expect("tokio runtime")
+}
+
+fn write(path: PathBuf, text: &str) {
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Starts the issuer, writes `jwks_url`, `iss`, `aud`, `rs256.token`, `es256.token` and
+/// `sessions.txt` (COUNT distinct ES256 session JWTs, one per line), `small-sessions.txt`
+/// (up to 100 000 minimal ones), then `ready`, and
+/// serves until killed (at most [`ISSUER_MAX_LIFETIME`]).
+async fn issuer(dir: &Path, count: usize) {
+    let config = DevIssuerConfig::new()
+        .with_algs(&[DevAlg::RS256, DevAlg::ES256, DevAlg::EdDSA])
+        // Long enough for the whole run: the cache and the peer must not see expiry.
+        .with_jwt_lifetime(Duration::from_secs(3 * 3600));
+    let issuer = DevIssuer::start_with(config).await.expect("dev issuer");
+    std::fs::create_dir_all(dir).expect("DIR");
+    write(dir.join("jwks_url"), &issuer.stytch_jwks_url());
+    write(dir.join("iss"), &issuer.stytch_issuer());
+    write(dir.join("aud"), issuer.project_id());
+    write(dir.join("rs256.token"), &issuer.stytch_session().alg(DevAlg::RS256).mint());
+    write(dir.join("es256.token"), &issuer.stytch_session().alg(DevAlg::ES256).mint());
+
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let per_thread = count.div_ceil(threads);
+    let parts: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let issuer = &issuer;
+                scope.spawn(move || {
+                    let range = (t * per_thread)..((t + 1) * per_thread).min(count);
+                    range
+                        .map(|i| {
+                            issuer
+                                .stytch_session()
+                                .alg(DevAlg::ES256)
+                                .subject(format!("user-test-{i:08}-0000-4000-8000-000000000000"))
+                                .mint()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("minting thread")).collect()
+    });
+    let mut out = BufWriter::new(std::fs::File::create(dir.join("sessions.txt")).expect("sessions.txt"));
+    for token in parts.iter().flatten() {
+        writeln!(out, "{token}").expect("write sessions.txt");
+    }
+    out.flush().expect("flush sessions.txt");
+    let average = parts.iter().flatten().map(String::len).sum::<usize>() / count.max(1);
+    eprintln!("minted {count} ES256 session JWTs (average {average} bytes) in {:.1?}", started.elapsed());
+    // The smallest plausible session JWTs (no factor, no role): the cache's size
+    // estimate must hold for them too.
+    let small: Vec<String> = (0..count.min(100_000))
+        .map(|i| {
+            issuer
+                .stytch_session()
+                .alg(DevAlg::ES256)
+                .subject(format!("user-test-{i:08}-0000-4000-8000-000000000000"))
+                .without_factors()
+                .roles(Vec::<String>::new())
+                .mint()
+        })
+        .collect();
+    write(dir.join("small-sessions.txt"), &(small.join("\n") + "\n"));
+    eprintln!("minted {} small ES256 session JWTs ({} bytes)", small.len(), small.first().map_or(0, String::len));
+    write(dir.join("ready"), "");
+    tokio::time::sleep(ISSUER_MAX_LIFETIME).await;
+}
+
+async fn hello(_session: Session) -> &'static str {
+    "Hello, World!"
+}
+
+async fn serve(addr: &str, kind: &str, jwks: &str, iss: &str, aud: &str) {
+    let addr: SocketAddr = addr.parse().expect("ADDR");
+    assert!(addr.ip().is_loopback(), "benchmarks listen on loopback only");
+    let builder = || SessionLayer::builder(KeySource::url(jwks)).with_issuer(iss).with_audience(aud);
+    let app = match kind {
+        "bare" => Router::new().route("/", get(|| async { "Hello, World!" })),
+        "stepup" => Router::new().route("/", get(hello)).layer(builder().build().await.expect("layer")),
+        "stepup-nocache" => Router::new()
+            .route("/", get(hello))
+            .layer(builder().with_session_cache_bytes(0).build().await.expect("layer")),
+        other => panic!("unknown server kind {other:?}"),
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    println!("listening on {addr} ({kind})");
+    axum::serve(listener, app).await.expect("serve");
+}
+
+/// `REQUESTS` requests, 64 at a time, each with a different `kid` the issuer does not
+/// serve, against a layer whose unknown-kid cooldown is `cooldown`. Prints the JWKS
+/// fetches the issuer counted.
+async fn flood(cooldown: Duration, requests: usize) {
+    const CONCURRENCY: usize = 64;
+    let issuer = DevIssuer::start().await.expect("dev issuer");
+    // 50 keys in the set: the lookup of an unknown kid misses in a realistic JWKS.
+    issuer.add_keys(DevAlg::EdDSA, 47);
+    let layer = SessionLayer::builder(KeySource::url(issuer.stytch_jwks_url()))
+        .with_issuer(issuer.stytch_issuer())
+        .with_audience(issuer.project_id())
+        .with_jwks_config(JwksConfig::default().with_unknown_kid_cooldown(cooldown))
+        .build()
+        .await
+        .expect("layer");
+    let app = Router::new().route("/", get(hello)).layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..requests)
+            .map(|i| issuer.stytch_session().alg(DevAlg::EdDSA).kid(format!("unknown-kid-{i:06}")).mint())
+            .collect(),
+    );
+    let good = issuer.stytch_session().alg(DevAlg::EdDSA).mint();
+    let client = reqwest::Client::new();
+    issuer.reset_counts();
+    let next = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, base, tokens, next, refused) =
+                (client.clone(), base.clone(), tokens.clone(), next.clone(), refused.clone());
+            tokio::spawn(async move {
+                // Each worker takes the next index until all REQUESTS are sent.
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(token) = tokens.get(i) else { break };
+                    let response = client.get(&base).bearer_auth(token).send().await.expect("request");
+                    if response.status() == 401 {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let fetches = issuer.request_count(Endpoint::Jwks);
+    // A valid token still works right after the flood.
+    let status = client.get(&base).bearer_auth(&good).send().await.expect("request").status();
+    let windows = elapsed.as_secs_f64() / cooldown.as_secs_f64();
+    println!(
+        "FLOOD\tcooldown_ms={}\trequests={requests}\trefused_401={}\telapsed_s={:.2}\tjwks_fetches={fetches}\tcooldown_windows={:.1}\tvalid_token_after={}",
+        cooldown.as_millis(),
+        refused.load(Ordering::Relaxed),
+        elapsed.as_secs_f64(),
+        windows,
+        status.as_u16(),
+    );
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Load benchmark of tower-stepup on loopback, in one run:
+#   bare axum hello-world | the same app behind tower-stepup (hot, cold, many sessions)
+#   | the same app behind jwt-authorizer 0.15 (benches/peer, axum 0.7)
+# alternating A/B/A/B, then growth (1 … 1 000 000 distinct sessions), cache memory,
+# and an unknown-kid flood. See BENCHMARKS.md for the method.
+#
+# Knobs (environment):
+#   DURATION=10      seconds per measured run        WARMUP=2     seconds of warm-up per run
+#   ROUNDS=2         A/B rounds                      CONNECTIONS=32  wrk connections
+#   WRK_THREADS=1    wrk threads                     WORKERS=1    server tokio worker threads
+#   SERVER_CPUS=1    taskset CPU list of the server  WRK_CPUS=0   taskset CPU list of wrk
+#                    (set both empty to not pin)
+#   GROWTH="1 1000 100000 1000000"  distinct-session counts   GROWTH_FILL=$DURATION
+#   SKIP_GROWTH=1 / SKIP_MEMORY=1 / SKIP_FLOOD=1   skip a part
+#   PORT=18431       server port on 127.0.0.1         OUT=target/load-report.md
+#   CARGO_TARGET_DIR defaults to <repo>/target
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+WORKERS=${WORKERS:-1}
+SERVER_CPUS=${SERVER_CPUS-1}
+WRK_CPUS=${WRK_CPUS-0}
+GROWTH=${GROWTH:-1 1000 100000 1000000}
+GROWTH_FILL=${GROWTH_FILL:-$DURATION}
+PORT=${PORT:-18431}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${OUT:-$CARGO_TARGET_DIR/load-report.md}
+ADDR=127.0.0.1:$PORT
+
+log() { printf '[load] %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  log "installing wrk (Debian package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+command -v taskset >/dev/null || { SERVER_CPUS=""; WRK_CPUS=""; log "no taskset: not pinning"; }
+# pinned CPUS CMD…: CMD, under taskset when CPUS is set (prints the argv, one per line)
+pinned() { local cpus=$1; shift; if [ -n "$cpus" ]; then printf '%s\n' taskset -c "$cpus" "$@"; else printf '%s\n' "$@"; fi; }
+
+log "building (release): load-server and peer"
+cargo build --release --quiet --manifest-path "$ROOT/benches/load-server/Cargo.toml"
+cargo build --release --quiet --manifest-path "$ROOT/benches/peer/Cargo.toml"
+SERVER_BIN=$CARGO_TARGET_DIR/release/stepup-bench-server
+MEMORY_BIN=$CARGO_TARGET_DIR/release/stepup-bench-memory
+PEER_BIN=$CARGO_TARGET_DIR/release/stepup-bench-peer
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- issuer: JWKS + tokens ---------------------------------------------------------
+MAX_SESSIONS=100000
+for n in $GROWTH; do [ "$n" -gt "$MAX_SESSIONS" ] && MAX_SESSIONS=$n; done
+log "starting the dev issuer and minting $MAX_SESSIONS ES256 session JWTs"
+"$SERVER_BIN" issuer "$WORK" "$MAX_SESSIONS" >"$WORK/issuer.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 2400); do [ -e "$WORK/ready" ] && break; sleep 0.5; done
+[ -e "$WORK/ready" ] || { cat "$WORK/issuer.log"; log "issuer not ready"; exit 1; }
+cat "$WORK/issuer.log" >&2
+JWKS=$(cat "$WORK/jwks_url"); ISS=$(cat "$WORK/iss"); AUD=$(cat "$WORK/aud")
+RS256=$(cat "$WORK/rs256.token"); ES256=$(cat "$WORK/es256.token")
+SESSIONS=$WORK/sessions.txt
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+TICKS=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+SERVER_PID=""
+start_server() { # kind: bare | stepup | stepup-nocache | peer
+  local kind=$1
+  local cmd
+  if [ "$kind" = peer ]; then
+    mapfile -t cmd < <(pinned "$SERVER_CPUS" "$PEER_BIN" "$ADDR" "$JWKS" "$ISS" "$AUD")
+  else
+    mapfile -t cmd < <(pinned "$SERVER_CPUS" "$SERVER_BIN" serve "$ADDR" "$kind" "$JWKS" "$ISS" "$AUD")
+  fi
+  env WORKERS="$WORKERS" "${cmd[@]}" >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 1 300); do
+    grep -q listening "$WORK/server.log" 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$WORK/server.log" >&2; log "server $kind did not start"; exit 1
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
+
+# wrk_run SECONDS [env assignments…]: prints "requests seconds p50 p99 non2xx errors"
+wrk_run() {
+  local seconds=$1; shift
+  local cmd
+  mapfile -t cmd < <(pinned "$WRK_CPUS" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${seconds}s" --timeout 10s \
+    -s "$ROOT/benches/wrk-tokens.lua" "http://$ADDR/")
+  env "$@" "${cmd[@]}" | awk -F'\t' '$1 == "WRK" {print $2, $3, $4, $5, $6, $7}'
+}
+
+# run SECTION ROUND CONFIG KIND FILL_SECONDS [env assignments for wrk…]
+run() {
+  local section=$1 round=$2 config=$3 kind=$4 fill=$5; shift 5
+  start_server "$kind"
+  [ "$fill" -gt 0 ] && wrk_run "$fill" "$@" >/dev/null
+  local before; before=$(cpu_ticks "$SERVER_PID")
+  local result; result=$(wrk_run "$DURATION" "$@")
+  local after rss; after=$(cpu_ticks "$SERVER_PID"); rss=$(rss_kib "$SERVER_PID")
+  stop_server
+  read -r requests seconds p50 p99 non2xx errors <<<"$result"
+  local rps cpu util
+  rps=$(awk -v r="$requests" -v s="$seconds" 'BEGIN {printf "%.1f", r / s}')
+  cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" -v r="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / r}')
+  util=$(awk -v t=$((after - before)) -v hz="$TICKS" -v s="$seconds" 'BEGIN {printf "%.0f", t / hz / s * 100}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$section" "$round" "$config" "$rps" "$p50" "$p99" "$non2xx" "$errors" "$cpu" "$rss" "$requests" >>"$RESULTS"
+  log "$(printf '%-7s r%s %-20s %9s req/s  p50 %6s µs  p99 %7s µs  server CPU %5s µs/req (%s%% of a core)  RSS %s KiB  non-2xx %s  errors %s' \
+    "$section" "$round" "$config" "$rps" "$p50" "$p99" "$cpu" "$util" "$rss" "$non2xx" "$errors")"
+}
+
+# --- A/B rounds ----------------------------------------------------------------------
+log "A/B: $ROUNDS rounds × ${DURATION}s (+${WARMUP}s warm-up), $CONNECTIONS connections, server CPUs '${SERVER_CPUS}', wrk CPUs '${WRK_CPUS}'"
+for round in $(seq 1 "$ROUNDS"); do
+  # The bare app gets the same request (token included) and ignores it.
+  run ab "$round" bare bare "$WARMUP" TOKEN="$RS256"
+  run ab "$round" stepup-hot-rs256 stepup "$WARMUP" TOKEN="$RS256"
+  run ab "$round" peer-rs256 peer "$WARMUP" TOKEN="$RS256"
+  run ab "$round" stepup-hot-es256 stepup "$WARMUP" TOKEN="$ES256"
+  run ab "$round" peer-es256 peer "$WARMUP" TOKEN="$ES256"
+  run ab "$round" stepup-cold-rs256 stepup-nocache "$WARMUP" TOKEN="$RS256"
+  run ab "$round" stepup-cold-es256 stepup-nocache "$WARMUP" TOKEN="$ES256"
+  run ab "$round" stepup-many-100k stepup "$WARMUP" TOKENS_FILE="$SESSIONS" COUNT=100000
+  run ab "$round" peer-many-100k peer "$WARMUP" TOKENS_FILE="$SESSIONS" COUNT=100000
+done
+
+# --- growth ----------------------------------------------------------------------------
+if [ -z "${SKIP_GROWTH:-}" ]; then
+  log "growth: ${GROWTH} distinct ES256 sessions, default cache budget (${GROWTH_FILL}s fill, then ${DURATION}s measured)"
+  for n in $GROWTH; do
+    run growth 1 "sessions-$n" stepup "$GROWTH_FILL" TOKENS_FILE="$SESSIONS" COUNT="$n"
+  done
+fi
+
+# --- report ----------------------------------------------------------------------------
+{
+  echo "# Load benchmark report"
+  echo
+  echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); $(rustc --version)"
+  echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- ${ROUNDS} rounds × ${DURATION}s per config (+${WARMUP}s warm-up), wrk -t${WRK_THREADS} -c${CONNECTIONS}, server CPUs '${SERVER_CPUS}' with ${WORKERS} worker(s), wrk CPUs '${WRK_CPUS}'"
+  "$SERVER_BIN" report "$RESULTS"
+  if [ -z "${SKIP_MEMORY:-}" ]; then
+    echo
+    echo "## Cache memory (in process, counting allocator)"
+    echo
+    echo '```'
+    # shellcheck disable=SC2086
+    "$MEMORY_BIN" "$JWKS" "$ISS" "$AUD" "$SESSIONS" $GROWTH
+    echo "# smallest session JWTs (no factor, no role):"
+    "$MEMORY_BIN" "$JWKS" "$ISS" "$AUD" "$WORK/small-sessions.txt" 100000
+    echo '```'
+  fi
+  if [ -z "${SKIP_FLOOD:-}" ]; then
+    echo
+    echo "## Unknown-kid flood (10 000 requests, 64 concurrent, JWKS of 50 keys)"
+    echo
+    echo '```'
+    "$SERVER_BIN" flood 30000 10000
+    "$SERVER_BIN" flood 250 10000
+    echo '```'
+  fi
+  echo
+  echo "## Raw runs"
+  echo
+  echo '```'
+  echo -e "section\tround\tconfig\treq/s\tp50_us\tp99_us\tnon2xx\terrors\tcpu_us_per_req\trss_kib\trequests"
+  cat "$RESULTS"
+  echo '```'
+} >"$OUT"
+cat "$OUT"
+log "report written to $OUT"

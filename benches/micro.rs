@@ -1,0 +1,323 @@
+//! Micro-benchmarks of the hot and cold paths (criterion). Run with `cargo bench`.
+//!
+//! Tokens and keys come from a real [`DevIssuer`] started on loopback inside the
+//! bench; the layers fetch its JWKS over HTTP (`KeySource::url`) like in production.
+//! The baseline of every cold verification is raw `jsonwebtoken::decode` with the
+//! same key, measured in the same run.
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use futures_util::FutureExt as _;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use tower::{Service, ServiceExt as _};
+use tower_stepup::__bench::{self as internals, Extractor, KeyLookup};
+use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig};
+use tower_stepup::{
+    AuthState, DefaultChallenge, FactorKind, GuardConfig, KeySource, Rejection, Requirement, Session, SessionLayer,
+    SessionService,
+};
+
+/// Everything the benches share: one issuer (kept alive by the runtime) and tokens.
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    issuer: DevIssuer,
+}
+
+impl Fixture {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let issuer = runtime
+            .block_on(DevIssuer::start_with(DevIssuerConfig::new().with_algs(&DevAlg::ALL)))
+            .expect("dev issuer");
+        Self { runtime, issuer }
+    }
+
+    /// A layer on the issuer's Stytch JWKS URL; `cache_bytes` 0 disables the cache.
+    fn layer(&self, cache_bytes: Option<u64>) -> SessionLayer {
+        let mut builder = SessionLayer::builder(KeySource::url(self.issuer.stytch_jwks_url()))
+            .with_issuer(self.issuer.stytch_issuer())
+            .with_audience(self.issuer.project_id());
+        if let Some(bytes) = cache_bytes {
+            builder = builder.with_session_cache_bytes(bytes);
+        }
+        self.runtime.block_on(builder.build()).expect("layer")
+    }
+
+    /// A typical Stytch session JWT: email OTP + TOTP, two roles.
+    fn token(&self, alg: DevAlg) -> String {
+        self.issuer
+            .stytch_session()
+            .alg(alg)
+            .factor(DevFactor::email_otp())
+            .factor(DevFactor::totp())
+            .roles(["stytch_member", "editor"])
+            .mint()
+    }
+
+    fn jwks_json(&self) -> String {
+        let url = self.issuer.stytch_jwks_url();
+        self.runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
+
+/// The registered claims only (jwt-authorizer's default claims type).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // deserialized, never read
+struct Registered {
+    iss: String,
+    sub: String,
+    exp: u64,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+}
+
+/// A no-op inner service that answers 200 only for an authenticated request.
+#[derive(Clone)]
+struct Inner;
+
+impl Service<Request<()>> for Inner {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<()>) -> Self::Future {
+        let ok = matches!(request.extensions().get::<AuthState>(), Some(AuthState::Authenticated(_)));
+        let mut response = Response::new(());
+        if !ok {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        std::future::ready(Ok(response))
+    }
+}
+
+fn bearer_request(token: &str) -> Request<()> {
+    Request::builder().uri("/").header(header::AUTHORIZATION, format!("Bearer {token}")).body(()).unwrap()
+}
+
+/// One request through the service, as axum drives it (clone, ready, call). The
+/// future of a cache hit is ready at once, so no executor is needed.
+fn oneshot<S>(service: &S, request: Request<()>) -> Response<()>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+{
+    service.clone().oneshot(request).now_or_never().expect("completes without waiting").unwrap()
+}
+
+fn extraction(c: &mut Criterion, fixture: &Fixture) {
+    let token = fixture.token(DevAlg::RS256);
+    let extractor = Extractor::default();
+    let mut bearer = HeaderMap::new();
+    bearer.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    bearer.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let mut cookies = HeaderMap::new();
+    cookies.insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!(
+            "_ga=GA1.1.123456789.1700000000; theme=dark; stytch_session=mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q; stytch_session_jwt={token}; csrf=abcdef0123456789"
+        ))
+        .unwrap(),
+    );
+    cookies.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+    let anonymous = HeaderMap::new();
+    assert_eq!(extractor.find(&bearer), Some(token.as_str()));
+    assert_eq!(extractor.find(&cookies), Some(token.as_str()));
+
+    let mut group = c.benchmark_group("extract");
+    group.bench_function("bearer", |b| b.iter(|| extractor.find(black_box(&bearer)).map(str::len)));
+    group.bench_function("cookies", |b| b.iter(|| extractor.find(black_box(&cookies)).map(str::len)));
+    group.bench_function("none", |b| b.iter(|| extractor.find(black_box(&anonymous)).map(str::len)));
+    group.finish();
+}
+
+fn hot(c: &mut Criterion, fixture: &Fixture) {
+    let layer = fixture.layer(None);
+    let token = fixture.token(DevAlg::RS256);
+    let service: SessionService<Inner> = tower::Layer::layer(&layer, Inner);
+    // Warm the cache, and check the fixture authenticates.
+    assert_eq!(oneshot(&service, bearer_request(&token)).status(), StatusCode::OK);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    assert!(matches!(internals::resolve(&layer, &headers), Some(AuthState::Authenticated(_))));
+
+    let mut group = c.benchmark_group("hot");
+    // The floor: building the request and calling the no-op inner service alone.
+    group.bench_function("baseline_inner_only", |b| {
+        b.iter_batched(|| bearer_request(&token), |request| oneshot(&Inner, request), BatchSize::SmallInput);
+    });
+    group.bench_function("service_oneshot_cache_hit", |b| {
+        b.iter_batched(|| bearer_request(&token), |request| oneshot(&service, request), BatchSize::SmallInput);
+    });
+    group.bench_function("resolve_cache_hit", |b| b.iter(|| internals::resolve(&layer, black_box(&headers))));
+    group.finish();
+}
+
+fn cold(c: &mut Criterion, fixture: &Fixture) {
+    let layer = fixture.layer(Some(0));
+    let service: SessionService<Inner> = tower::Layer::layer(&layer, Inner);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&fixture.jwks_json()).unwrap();
+
+    let mut group = c.benchmark_group("cold");
+    for alg in DevAlg::ALL {
+        let token = fixture.token(alg);
+        let kid = fixture.issuer.current_kid(alg);
+        let jwk = jwks.find(&kid).expect("the signer is served");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(alg.algorithm());
+        validation.set_issuer(&[fixture.issuer.stytch_issuer()]);
+        validation.set_audience(&[fixture.issuer.project_id()]);
+        validation.leeway = 30;
+        let decode = || jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation);
+        decode().expect("raw decode accepts the token");
+        // What jwt-authorizer decodes by default: the registered claims only.
+        let decode_registered = || jsonwebtoken::decode::<Registered>(black_box(&token), &key, &validation);
+        decode_registered().expect("raw decode accepts the token");
+        assert_eq!(oneshot(&service, bearer_request(&token)).status(), StatusCode::OK);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+
+        group.bench_function(format!("{alg}/jsonwebtoken_decode"), |b| b.iter(decode));
+        group.bench_function(format!("{alg}/jsonwebtoken_decode_registered_only"), |b| b.iter(decode_registered));
+        group.bench_function(format!("{alg}/resolve_no_cache"), |b| {
+            b.iter(|| internals::resolve(&layer, black_box(&headers)));
+        });
+        group.bench_function(format!("{alg}/service_oneshot_no_cache"), |b| {
+            b.iter_batched(|| bearer_request(&token), |request| oneshot(&service, request), BatchSize::SmallInput);
+        });
+    }
+    group.finish();
+}
+
+fn session(fixture: &Fixture, layer: &SessionLayer) -> Session {
+    let mut headers = HeaderMap::new();
+    let token = fixture.token(DevAlg::ES256);
+    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    match internals::resolve(layer, &headers) {
+        Some(AuthState::Authenticated(session)) => session,
+        _ => panic!("the fixture token must verify"),
+    }
+}
+
+fn guards(c: &mut Criterion, fixture: &Fixture) {
+    let layer = fixture.layer(Some(0));
+    let session = session(fixture, &layer);
+    let config = GuardConfig::default();
+    let five_minutes = Duration::from_secs(300);
+    let authenticated = Requirement::authenticated();
+    let totp = Requirement::factor(FactorKind::Totp).within(five_minutes);
+    let composite = Requirement::any([
+        Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(600)),
+        Requirement::factor(FactorKind::Totp).within(five_minutes),
+    ])
+    .and(Requirement::role("editor"));
+    let secure = Requirement::secure_session();
+    let unmet = Requirement::factor(FactorKind::WebAuthn).within(five_minutes);
+    for requirement in [&authenticated, &totp, &composite, &secure] {
+        assert!(requirement.is_met(&session, &config, SystemTime::now()), "{requirement:?}");
+    }
+    assert!(!unmet.is_met(&session, &config, SystemTime::now()));
+
+    let mut group = c.benchmark_group("guard_is_met");
+    for (name, requirement) in
+        [("authenticated", &authenticated), ("totp_within_5m", &totp), ("any_of_two_factors_and_role", &composite)]
+    {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(requirement).is_met(black_box(&session), &config, SystemTime::now()));
+        });
+    }
+    group.bench_function("secure_session", |b| {
+        b.iter(|| black_box(&secure).is_met(black_box(&session), &config, SystemTime::now()));
+    });
+    group.bench_function("unmet_webauthn_shortfall", |b| {
+        b.iter(|| black_box(&unmet).shortfall(black_box(&session), &config, SystemTime::now()));
+    });
+    group.finish();
+}
+
+fn challenges(c: &mut Criterion, fixture: &Fixture) {
+    let layer = fixture.layer(Some(0));
+    let session = session(fixture, &layer);
+    let config = GuardConfig::default();
+    let requirement = Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(300));
+    let step_up = requirement.shortfall(&session, &config, SystemTime::now()).unwrap().step_up.unwrap();
+    let step_up = Rejection::StepUp(step_up);
+    let challenge = DefaultChallenge;
+
+    let mut group = c.benchmark_group("challenge");
+    group.bench_function("unauthenticated_bearer", |b| {
+        b.iter(|| internals::render(&challenge, &Rejection::Unauthenticated, true, None, "/", None, None));
+    });
+    group.bench_function("step_up_bearer_problem_json", |b| {
+        b.iter(|| {
+            internals::render(&challenge, black_box(&step_up), true, Some("application/json"), "/transfer", None, None)
+        });
+    });
+    group.bench_function("step_up_browser_redirect", |b| {
+        b.iter(|| {
+            internals::render(
+                &challenge,
+                black_box(&step_up),
+                false,
+                Some("text/html,application/xhtml+xml"),
+                "/transfer?amount=10",
+                Some("/login"),
+                Some("/step-up"),
+            )
+        });
+    });
+    group.finish();
+}
+
+fn key_lookup(c: &mut Criterion, fixture: &Fixture) {
+    // 100 keys in all; subsets of 1, 10, 50 and 100 keys, looking up the last one.
+    let served: serde_json::Value = serde_json::from_str(&fixture.jwks_json()).unwrap();
+    let have = served["keys"].as_array().map_or(0, Vec::len);
+    fixture.issuer.add_keys(DevAlg::EdDSA, 100usize.saturating_sub(have));
+    let jwks: serde_json::Value = serde_json::from_str(&fixture.jwks_json()).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(keys.len() >= 100);
+    let mut group = c.benchmark_group("jwks_lookup");
+    for size in [1usize, 10, 50, 100] {
+        let subset = &keys[keys.len() - size..];
+        let set = KeyLookup::parse(&serde_json::json!({ "keys": subset }).to_string());
+        assert_eq!(set.len(), size);
+        let last = subset.last().unwrap();
+        let kid = last["kid"].as_str().unwrap().to_owned();
+        let alg: tower_stepup::Algorithm = last["alg"].as_str().unwrap().parse().unwrap();
+        assert!(set.find(&kid, alg));
+        group.bench_function(format!("{size}_keys"), |b| b.iter(|| set.find(black_box(&kid), alg)));
+        group.bench_function(format!("{size}_keys_unknown_kid"), |b| {
+            b.iter(|| set.find(black_box("no-such-kid-0000000000000000"), alg));
+        });
+    }
+    group.finish();
+}
+
+fn all(c: &mut Criterion) {
+    let fixture = Fixture::start();
+    extraction(c, &fixture);
+    hot(c, &fixture);
+    cold(c, &fixture);
+    guards(c, &fixture);
+    challenges(c, &fixture);
+    key_lookup(c, &fixture);
+}
+
+criterion_group! {
+    name = benches;
+    // Modest times: the whole `cargo bench` stays within a few minutes.
+    config = Criterion::default()
+        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(40);
+    targets = all
+}
+criterion_main!(benches);
