@@ -6,6 +6,9 @@
 //! `reqwest`; a few also drive the router in-process (`oneshot`) to read the typed
 //! `AuthError` a refusal carries in its extensions.
 
+mod common;
+
+use common::serve;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -31,13 +34,6 @@ const SHORT_WINDOW: Duration = Duration::from_millis(300);
 const MAX_POLLS: usize = 500;
 
 // ------------------------------------------------------------------ helpers
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
 
 fn project(issuer: &DevIssuer) -> StytchProject {
     StytchProject::consumer(issuer.project_id())

@@ -6,6 +6,9 @@
 #![cfg(feature = "dev-issuer")]
 #![allow(clippy::too_many_lines)]
 
+mod common;
+
+use common::serve;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -73,13 +76,6 @@ fn forbidden_header(scope: Option<&str>) -> String {
         params.push(("scope", scope));
     }
     bearer(&params)
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
 }
 
 fn client() -> reqwest::Client {

@@ -2,6 +2,9 @@
 //! endpoint, eager and lazy start, discovery, `Cache-Control`, limits and key filtering.
 #![allow(clippy::too_many_lines)]
 
+mod common;
+
+use common::{hmac_sha256, serve};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +13,6 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 use tower_stepup::{
@@ -27,13 +29,6 @@ async fn issuer_with(algs: &[DevAlg]) -> DevIssuer {
 /// An issuer with an Ed25519 signer only: quick to start.
 async fn quick_issuer() -> DevIssuer {
     issuer_with(&[DevAlg::EdDSA]).await
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
 }
 
 /// Serves a JSON document (that the test may change) at `path`: a hand-made JWKS or
@@ -617,15 +612,6 @@ async fn key_count_and_body_size_limits() {
 }
 
 // ------------------------------------------------------------------ key filtering
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut block = if key.len() > 64 { Sha256::digest(key).to_vec() } else { key.to_vec() };
-    block.resize(64, 0);
-    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&ipad).chain_update(message).finalize();
-    Sha256::new().chain_update(&opad).chain_update(inner).finalize().to_vec()
-}
 
 #[tokio::test]
 async fn only_asymmetric_signature_keys_are_used() {

@@ -1,18 +1,14 @@
 //! End-to-end smoke test: dev issuer → layer → guard → handler, over real HTTP.
 
+mod common;
+
+use common::serve;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use tower_stepup::testing::{DevFactor, DevIssuer};
 use tower_stepup::{FactorKind, Guard, Requirement, Session, SessionLayer, StytchProject};
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
 
 #[tokio::test]
 async fn stytch_session_end_to_end() {

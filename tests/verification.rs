@@ -3,6 +3,9 @@
 //! issuer and an axum app over real HTTP.
 #![allow(clippy::too_many_lines)]
 
+mod common;
+
+use common::{hmac_sha256, serve};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +17,6 @@ use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION, COOKIE, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID};
 use tower_stepup::{
     AuthState, ConfigError, KeySource, OidcProfile, Session, SessionLayer, SessionLayerBuilder, SessionRejection,
@@ -27,13 +29,6 @@ async fn start_issuer() -> DevIssuer {
     // Every algorithm has its key from the start, so the layer's first JWKS fetch
     // already holds them all (no unknown-kid refresh needed).
     DevIssuer::start_with(DevIssuerConfig::default().with_algs(&DevAlg::ALL)).await.expect("dev issuer starts")
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
 }
 
 fn secs(at: Option<SystemTime>) -> Option<u64> {
@@ -393,15 +388,6 @@ fn resign(
 /// A compact JWT from raw parts (no signing).
 fn assemble(header: &Value, claims: &Value, signature: &str) -> String {
     format!("{}.{}.{signature}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()))
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut block = if key.len() > 64 { Sha256::digest(key).to_vec() } else { key.to_vec() };
-    block.resize(64, 0);
-    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&ipad).chain_update(message).finalize();
-    Sha256::new().chain_update(&opad).chain_update(inner).finalize().to_vec()
 }
 
 /// The classic key-confusion attack: HS256 keyed with the RSA public key bytes.
