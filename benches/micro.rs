@@ -156,7 +156,12 @@ fn hot(c: &mut Criterion, fixture: &Fixture) {
     group.bench_function("service_oneshot_cache_hit", |b| {
         b.iter_batched(|| bearer_request(&token), |request| oneshot(&service, request), BatchSize::SmallInput);
     });
+    assert!(matches!(internals::resolve_cached_bearer(&layer, &headers), Some(AuthState::Authenticated(_))));
+    // Validate-then-look-up (the path for cookies) vs look-up-on-raw-bytes (bearer).
     group.bench_function("resolve_cache_hit", |b| b.iter(|| internals::resolve(&layer, black_box(&headers))));
+    group.bench_function("resolve_cached_bearer_raw", |b| {
+        b.iter(|| internals::resolve_cached_bearer(&layer, black_box(&headers)))
+    });
     group.finish();
 }
 

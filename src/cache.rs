@@ -33,7 +33,11 @@ pub(crate) const DEFAULT_CACHE_BYTES: u64 = 48 * 1024 * 1024;
 pub(crate) type TokenHash = [u8; 32];
 
 pub(crate) fn token_hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+    token_bytes_hash(token.as_bytes())
+}
+
+pub(crate) fn token_bytes_hash(token: &[u8]) -> TokenHash {
+    Sha256::digest(token).into()
 }
 
 #[derive(Clone)]

@@ -101,24 +101,23 @@ impl CredentialConfig {
     }
 
     fn bearer_token<'a>(&self, value: &'a [u8]) -> Result<Option<Checked<'a>>, AuthError> {
-        let Some(space) = value.iter().position(|&b| b == b' ') else {
-            // A bare scheme ("Bearer") or a bare token: neither is a usable bearer header.
-            return if value.eq_ignore_ascii_case(b"bearer") {
-                Err(AuthError::with_detail(AuthErrorKind::MalformedHeader, "no token after Bearer"))
-            } else {
-                Ok(None)
-            };
-        };
-        let (scheme, rest) = value.split_at(space);
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
-            return Ok(None);
+        match bearer_bytes(value)? {
+            Some(token) => self.check_token(token).map(Some),
+            None => Ok(None),
         }
-        // RFC 9110 allows one or more spaces between scheme and credentials.
-        let token = rest.trim_ascii();
-        if token.is_empty() {
-            return Err(AuthError::with_detail(AuthErrorKind::MalformedHeader, "no token after Bearer"));
+    }
+
+    /// The bytes of the one `Bearer` token of a request, not yet validated; `None`
+    /// for anything else (no or several `Authorization` headers, another scheme, a
+    /// malformed header, a token over the size limit). For cache lookups only: a
+    /// cache hit proves these exact bytes were validated before.
+    pub(crate) fn unvalidated_bearer<'a>(&self, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+        let mut authorization = headers.get_all(AUTHORIZATION).iter();
+        let value = authorization.next()?;
+        if authorization.next().is_some() {
+            return None;
         }
-        self.check_token(token).map(Some)
+        bearer_bytes(value.as_bytes()).ok().flatten().filter(|token| token.len() <= self.max_token_len)
     }
 
     fn cookies<'a>(&self, headers: &'a HeaderMap) -> Result<Option<Credential<'a>>, AuthError> {
@@ -211,6 +210,28 @@ fn jwt_segments(text: &str) -> bool {
         return false;
     };
     first > 0 && last > first + 1 && last + 1 < text.len() && !text[first + 1..last].contains('.')
+}
+
+/// The token of a `Bearer` header value; `Ok(None)` for another scheme.
+fn bearer_bytes(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        // A bare scheme ("Bearer") or a bare token: neither is a usable bearer header.
+        return if value.eq_ignore_ascii_case(b"bearer") {
+            Err(AuthError::with_detail(AuthErrorKind::MalformedHeader, "no token after Bearer"))
+        } else {
+            Ok(None)
+        };
+    };
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    // RFC 9110 allows one or more spaces between scheme and credentials.
+    let token = rest.trim_ascii();
+    if token.is_empty() {
+        return Err(AuthError::with_detail(AuthErrorKind::MalformedHeader, "no token after Bearer"));
+    }
+    Ok(Some(token))
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

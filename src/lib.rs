@@ -104,6 +104,12 @@ pub mod __bench {
         }
     }
 
+    /// The bearer hot path of the service: a cache lookup on the raw header bytes,
+    /// before any validation. `None` on a miss.
+    pub fn resolve_cached_bearer(layer: &SessionLayer, headers: &HeaderMap) -> Option<AuthState> {
+        layer.state.cached_bearer(headers)
+    }
+
     /// Renders `rejection` with `challenge`, as a guard does.
     pub fn render(
         challenge: &dyn Challenge,

@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::authority::state::AuthorityState;
 use crate::authority::RenewedTokens;
-use crate::cache::{token_hash, SessionCache};
+use crate::cache::{token_bytes_hash, token_hash, SessionCache};
 use crate::cookies::CookieAttributes;
 use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
@@ -96,6 +96,16 @@ impl LayerState {
             }
             Err(error) => Resolution::Done(AuthState::Invalid(error)),
         }
+    }
+
+    /// The hot path for API clients: a bearer token seen before is found in the
+    /// cache from its raw header bytes, before any parsing or validation (only
+    /// validated tokens are ever cached, so a hit proves these bytes were validated).
+    pub(crate) fn cached_bearer(&self, headers: &http::HeaderMap) -> Option<AuthState> {
+        let cache = self.cache.as_ref()?;
+        let token = self.credentials.unvalidated_bearer(headers)?;
+        let verified = cache.get(&token_bytes_hash(token), &self.verifier.time)?;
+        Some(self.admit(&verified.session))
     }
 
     /// Sends an opaque token to the issuer, unless it fails the local shape check.
@@ -238,8 +248,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let (source, credential) = self.state.credentials.locate(request.headers());
-        let resolution = self.state.resolve(credential);
+        let (source, resolution) = match self.state.cached_bearer(request.headers()) {
+            Some(state) => (Some(CredentialSource::Bearer), Resolution::Done(state)),
+            None => {
+                let (source, credential) = self.state.credentials.locate(request.headers());
+                (source, self.state.resolve(credential))
+            }
+        };
         let extensions = request.extensions_mut();
         extensions.insert(LayerHandle { layer: self.state.clone(), source });
         if let Resolution::Done(state) = resolution {
