@@ -160,7 +160,7 @@ fn hot(c: &mut Criterion, fixture: &Fixture) {
     // Validate-then-look-up (the path for cookies) vs look-up-on-raw-bytes (bearer).
     group.bench_function("resolve_cache_hit", |b| b.iter(|| internals::resolve(&layer, black_box(&headers))));
     group.bench_function("resolve_cached_bearer_raw", |b| {
-        b.iter(|| internals::resolve_cached_bearer(&layer, black_box(&headers)))
+        b.iter(|| internals::resolve_cached_bearer(&layer, black_box(&headers)));
     });
     group.finish();
 }
