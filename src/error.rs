@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 /// Why a request could not be authenticated.
 ///
@@ -25,6 +26,7 @@ use std::fmt;
 pub struct AuthError {
     kind: AuthErrorKind,
     detail: Option<Cow<'static, str>>,
+    retry_after: Option<Duration>,
 }
 
 /// The kind of an [`AuthError`].
@@ -87,6 +89,9 @@ pub enum AuthErrorKind {
     AuthorityResponse,
     /// An opaque token was presented but no authority is configured to check it.
     OpaqueTokenUnsupported,
+    /// Checking this credential would need a call to the issuer, and the layer's
+    /// budget of such calls is spent for now: try again later.
+    IssuerBusy,
     /// The request passed through a guard but no [`SessionLayer`](crate::SessionLayer)
     /// ran before it.
     MissingLayer,
@@ -122,6 +127,7 @@ impl AuthErrorKind {
             Self::AuthorityTimeout => "the issuer did not answer in time",
             Self::AuthorityResponse => "the issuer sent an unexpected answer",
             Self::OpaqueTokenUnsupported => "opaque tokens are not accepted here",
+            Self::IssuerBusy => "too many sessions to check with the issuer right now",
             Self::MissingLayer => "the session layer is not installed",
         }
     }
@@ -138,6 +144,7 @@ impl AuthErrorKind {
                 | Self::AuthorityUnavailable
                 | Self::AuthorityTimeout
                 | Self::AuthorityResponse
+                | Self::IssuerBusy
                 | Self::MissingLayer
         )
     }
@@ -152,14 +159,21 @@ impl AuthErrorKind {
 impl AuthError {
     /// An error of the given kind.
     pub const fn new(kind: AuthErrorKind) -> Self {
-        Self { kind, detail: None }
+        Self { kind, detail: None, retry_after: None }
     }
 
     /// An error of the given kind with a detail for logs (e.g. which claim).
     ///
     /// The detail must never contain token text or secrets.
     pub fn with_detail(kind: AuthErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, detail: Some(detail.into()) }
+        Self { kind, detail: Some(detail.into()), retry_after: None }
+    }
+
+    /// Tells the client when trying again may succeed (the `Retry-After` of a `503`).
+    #[must_use]
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     /// What went wrong.
@@ -170,6 +184,11 @@ impl AuthError {
     /// The detail, if any (which claim, which status code, …). Never token text.
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
+    }
+
+    /// When trying again may succeed, for server-side faults that know it.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -195,6 +214,9 @@ impl fmt::Debug for AuthError {
         debug.field("kind", &self.kind);
         if let Some(detail) = &self.detail {
             debug.field("detail", detail);
+        }
+        if let Some(after) = &self.retry_after {
+            debug.field("retry_after", after);
         }
         debug.finish()
     }
