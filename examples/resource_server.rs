@@ -18,9 +18,13 @@
 //! | `STEPUP_MAX_AGE` | seconds for `/recent` | `300` |
 //! | `STEPUP_INTROSPECTION_URL`, `STEPUP_CLIENT_ID`, `STEPUP_CLIENT_SECRET` | RFC 7662 authority | — |
 //! | `STEPUP_STYTCH_PROJECT_ID`, `STEPUP_STYTCH_SECRET`, `STEPUP_STYTCH_BASE_URL` | Stytch authority | — |
+//! | `STEPUP_PROFILE` | `oidc` (OIDC / RFC 9068 claims) or `stytch` (Stytch session JWTs: session id, factors) | `oidc` |
+//! | `RUST_LOG` | log filter (`tracing`, to stderr): JWKS and issuer failures show at `warn`/`error` | `info` |
 //!
 //! Credentials: `Authorization: Bearer …`, else the `stytch_session_jwt` /
-//! `stytch_session` cookies; claims read with the OIDC profile.
+//! `stytch_session` cookies; claims read with the profile `STEPUP_PROFILE` names. With
+//! `STEPUP_PROFILE=stytch` and `STEPUP_STYTCH_*` set, `STEPUP_JWKS_URL` still names the
+//! JWKS.
 //!
 //! Routes:
 //! - `GET /public` → `200` always.
@@ -30,6 +34,8 @@
 //! - `GET /admin` → role or scope `admin`.
 //! - `GET /sensitive` → `acr` at least the top level, confirmed with the issuer
 //!   (`fresh()`); needs an authority.
+//! - `GET /fresh` → any session, confirmed with the issuer (`fresh()`); needs an
+//!   authority.
 
 use std::time::Duration;
 
@@ -37,8 +43,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
-    GuardConfig, IntrospectionAuthority, KeySource, OidcProfile, Requirement, Session, SessionLayer, StytchAuthority,
-    StytchProject, TypPolicy,
+    Guard, GuardConfig, IntrospectionAuthority, KeySource, OidcProfile, Requirement, Session, SessionLayer,
+    StytchAuthority, StytchProfile, StytchProject, TypPolicy,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -51,6 +57,14 @@ fn required(name: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stderr: the first line on stdout is the listening address.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(error) = run().await {
         eprintln!("resource_server: {error}");
         std::process::exit(2);
@@ -84,12 +98,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let max_age: u64 =
         env("STEPUP_MAX_AGE").map_or(Ok(300), |v| v.parse()).map_err(|_| "STEPUP_MAX_AGE must be seconds")?;
 
-    let mut builder = SessionLayer::builder(source)
+    let builder = SessionLayer::builder(source)
         .with_issuer(issuer)
         .with_audience(audience)
         .with_typ(typ)
-        .with_profile(OidcProfile::new())
         .with_guard_config(GuardConfig::default().with_acr_levels(levels));
+    let mut builder = match env("STEPUP_PROFILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("oidc") => builder.with_profile(OidcProfile::new()),
+        Some("stytch") => builder.with_profile(StytchProfile::new()),
+        Some(other) => return Err(format!("STEPUP_PROFILE must be oidc or stytch, not {other:?}").into()),
+    };
     if let Some(url) = env("STEPUP_INTROSPECTION_URL") {
         let authority =
             IntrospectionAuthority::new(&url, required("STEPUP_CLIENT_ID")?, required("STEPUP_CLIENT_SECRET")?)?;
@@ -107,16 +125,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/public", get(|| async { "public\n" }))
         .route("/me", get(me))
-        .route("/mfa", get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least("mfa"))))
-        .route(
-            "/recent",
-            get(me).route_layer(tower_stepup::Guard::new(Requirement::max_age(Duration::from_secs(max_age)))),
-        )
-        .route("/admin", get(me).route_layer(tower_stepup::Guard::new(admin)))
-        .route(
-            "/sensitive",
-            get(me).route_layer(tower_stepup::Guard::new(Requirement::acr_at_least(top_level)).fresh()),
-        )
+        .route("/mfa", get(me).route_layer(Guard::new(Requirement::acr_at_least("mfa"))))
+        .route("/recent", get(me).route_layer(Guard::new(Requirement::max_age(Duration::from_secs(max_age)))))
+        .route("/admin", get(me).route_layer(Guard::new(admin)))
+        .route("/sensitive", get(me).route_layer(Guard::new(Requirement::acr_at_least(top_level)).fresh()))
+        .route("/fresh", get(me).route_layer(Guard::authenticated().fresh()))
         .layer(sessions);
 
     let listener = tokio::net::TcpListener::bind(&listen).await?;

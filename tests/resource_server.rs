@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tower_stepup::testing::{DevIssuer, DEFAULT_AUDIENCE};
+use tower_stepup::testing::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 fn example_binary() -> PathBuf {
     // target/<profile>/deps/resource_server-<hash> → target/<profile>/examples/resource_server
@@ -23,23 +23,33 @@ fn example_binary() -> PathBuf {
 }
 
 struct Server {
-    _child: Child,
+    child: Child,
     url: String,
 }
 
+/// The OIDC configuration every test starts from; `extra` adds or overrides.
+fn oidc_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
+    vec![
+        ("STEPUP_JWKS_URL", issuer.jwks_url()),
+        ("STEPUP_ISSUER", issuer.issuer()),
+        ("STEPUP_AUDIENCE", DEFAULT_AUDIENCE.to_owned()),
+        ("STEPUP_TYP", "at+jwt".to_owned()),
+    ]
+}
+
 async fn start(issuer: &DevIssuer, extra: &[(&str, String)]) -> Server {
+    start_with(oidc_env(issuer).iter().chain(extra), Stdio::inherit()).await
+}
+
+async fn start_with<'a>(vars: impl IntoIterator<Item = &'a (&'a str, String)>, stderr: Stdio) -> Server {
     let mut command = Command::new(example_binary());
     command
         .env_clear()
         .env("STEPUP_LISTEN", "127.0.0.1:0")
-        .env("STEPUP_JWKS_URL", issuer.jwks_url())
-        .env("STEPUP_ISSUER", issuer.issuer())
-        .env("STEPUP_AUDIENCE", DEFAULT_AUDIENCE)
-        .env("STEPUP_TYP", "at+jwt")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true);
-    for (name, value) in extra {
+    for (name, value) in vars {
         command.env(name, value);
     }
     let mut child = command.spawn().expect("spawn resource_server");
@@ -52,7 +62,7 @@ async fn start(issuer: &DevIssuer, extra: &[(&str, String)]) -> Server {
         .expect("resource_server exited before listening");
     let url = line.rsplit(' ').next().expect("listening line").to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
-    Server { _child: child, url }
+    Server { child, url }
 }
 
 #[tokio::test]
@@ -121,4 +131,85 @@ async fn misconfiguration_is_a_clear_error_not_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("STEPUP_ISSUER is required"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn fresh_route_confirms_with_the_issuer() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let introspection = [
+        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
+        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
+        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
+    ];
+    let server = start(&issuer, &introspection).await;
+    let client = reqwest::Client::new();
+    let token = issuer.access_token().subject("alice").mint();
+    let before = issuer.request_count(Endpoint::Introspect);
+    let fresh = client.get(format!("{}/fresh", server.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(issuer.request_count(Endpoint::Introspect), before + 1, "/fresh asks the issuer");
+    let anonymous = client.get(format!("{}/fresh", server.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn stytch_profile_reads_session_jwts_and_fresh_sees_revocation() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let vars = [
+        ("STEPUP_PROFILE", "stytch".to_owned()),
+        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
+        ("STEPUP_ISSUER", issuer.stytch_issuer()),
+        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
+        ("STEPUP_TYP", "jwt".to_owned()),
+        ("STEPUP_STYTCH_PROJECT_ID", issuer.project_id().to_owned()),
+        ("STEPUP_STYTCH_SECRET", issuer.secret().to_owned()),
+        ("STEPUP_STYTCH_BASE_URL", issuer.base_url()),
+    ];
+    let server = start_with(&vars, Stdio::inherit()).await;
+    let client = reqwest::Client::new();
+    let session = issuer.create_session("user-1", vec![DevFactor::email_otp(), DevFactor::totp()]);
+    let me = client.get(format!("{}/me", server.url)).bearer_auth(&session.session_jwt).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let body: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(body["sub"], "user-1");
+    assert_eq!(body["session_id"], session.session_id.as_str());
+    let kinds: Vec<&str> = body["factors"].as_array().unwrap().iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds.len(), 2, "{body}");
+
+    let fresh = |jwt: String| client.get(format!("{}/fresh", server.url)).bearer_auth(jwt).send();
+    assert_eq!(fresh(session.session_jwt.clone()).await.unwrap().status(), 200);
+    assert!(issuer.revoke_session(&session.session_id));
+    assert_eq!(fresh(session.session_jwt.clone()).await.unwrap().status(), 401);
+    // Learned on the fresh route: refused on local routes from now on.
+    let me = client.get(format!("{}/me", server.url)).bearer_auth(&session.session_jwt).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+}
+
+#[tokio::test]
+async fn issuer_failures_are_logged() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let introspection = [
+        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
+        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
+        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let vars: Vec<_> = oidc_env(&issuer).into_iter().chain(introspection).collect();
+    let mut server = start_with(&vars, Stdio::piped()).await;
+    let client = reqwest::Client::new();
+    issuer.set_endpoint_failure(Endpoint::Introspect, Failure::Status500);
+    let token = issuer.access_token().subject("alice").mint();
+    let fresh = client.get(format!("{}/fresh", server.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(fresh.status(), 503);
+    issuer.set_endpoint_failure(Endpoint::Jwks, Failure::Unavailable);
+    let unknown_key = issuer.access_token().kid("not-published").mint();
+    let status = client.get(format!("{}/me", server.url)).bearer_auth(&unknown_key).send().await.unwrap().status();
+    assert_eq!(status, 503);
+    server.child.start_kill().unwrap();
+    let output = server.child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WARN") || stderr.contains("ERROR"), "no warning logged: {stderr}");
+    assert!(stderr.contains("introspection"), "the issuer failure is not named: {stderr}");
+    assert!(stderr.contains("key set"), "the JWKS failure is not named: {stderr}");
+    assert!(!stderr.contains(&token) && !stderr.contains(&unknown_key), "a token reached the log");
 }
