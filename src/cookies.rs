@@ -6,12 +6,47 @@
 
 use std::time::{Duration, SystemTime};
 
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
 use crate::authority::RenewedTokens;
 use crate::credential::CredentialConfig;
+
+/// The `SameSite` attribute of the session cookies (RFC 6265bis §4.1.2.7).
+///
+/// Our own type, so that this crate's API does not follow the `cookie` crate's
+/// major versions.
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::{CookieAttributes, SameSite};
+///
+/// let attributes = CookieAttributes::default().with_same_site(SameSite::Strict);
+/// # let _ = attributes;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent only on requests from this site.
+    Strict,
+    /// Sent on requests from this site and on top-level navigations to it (the default).
+    #[default]
+    Lax,
+    /// Sent on every request, cross-site too. Browsers require `Secure` with it.
+    None,
+}
+
+impl From<SameSite> for cookie::SameSite {
+    fn from(value: SameSite) -> Self {
+        match value {
+            SameSite::Strict => Self::Strict,
+            SameSite::Lax => Self::Lax,
+            SameSite::None => Self::None,
+        }
+    }
+}
 
 /// Attributes of the session cookies this crate writes.
 ///
@@ -62,7 +97,7 @@ impl CookieAttributes {
         self.http_only = http_only;
         self
     }
-    /// The `SameSite` attribute (default `Lax`).
+    /// The `SameSite` attribute (default [`SameSite::Lax`]).
     pub fn with_same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
@@ -82,7 +117,7 @@ impl CookieAttributes {
         let mut builder = Cookie::build((name, value))
             .secure(self.secure)
             .http_only(self.http_only)
-            .same_site(self.same_site)
+            .same_site(cookie::SameSite::from(self.same_site))
             .path(self.path.clone())
             .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)));
         if let Some(domain) = &self.domain {

@@ -161,7 +161,7 @@ pub use authority::{
     StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT,
 };
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge, Rejection};
-pub use cookies::CookieAttributes;
+pub use cookies::{CookieAttributes, SameSite};
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]

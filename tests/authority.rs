@@ -926,7 +926,7 @@ async fn cookie_attributes_are_configurable() -> TestResult {
     let attributes = CookieAttributes::default()
         .with_domain("example.test")
         .with_path("/app")
-        .with_same_site(cookie::SameSite::Strict);
+        .with_same_site(tower_stepup::SameSite::Strict);
     let base = app_with(SessionLayer::stytch(&project(&issuer)).with_cookie_attributes(attributes)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-attributes", vec![DevFactor::password()]);
