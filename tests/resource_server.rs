@@ -43,12 +43,7 @@ async fn start(issuer: &DevIssuer, extra: &[(&str, String)]) -> Server {
 
 async fn start_with<'a>(vars: impl IntoIterator<Item = &'a (&'a str, String)>, stderr: Stdio) -> Server {
     let mut command = Command::new(example_binary());
-    command
-        .env_clear()
-        .env("STEPUP_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true);
+    command.env_clear().env("STEPUP_LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
     for (name, value) in vars {
         command.env(name, value);
     }
