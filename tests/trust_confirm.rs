@@ -269,6 +269,26 @@ async fn live_jwt_next_to_a_planted_session_token_is_not_deny_listed() -> TestRe
     Ok(())
 }
 
+#[tokio::test]
+async fn stytch_answers_are_still_shared_by_every_token_of_the_session() -> TestResult {
+    // Stytch confirms whole sessions: another JWT of the same session (and the
+    // session's cookies) reuse the answer within the window, without a second call.
+    let issuer = DevIssuer::start().await?;
+    let base = stytch_app(&issuer).await;
+    let http = reqwest::Client::new();
+    let session = issuer.create_session("user-shared", vec![DevFactor::password()]);
+    let other_jwt = issuer.stytch_session().session_id(&session.session_id).subject(&session.user_id).mint();
+    assert_ne!(other_jwt, session.session_jwt);
+
+    assert_eq!(bearer(&http, format!("{base}/recent"), &session.session_jwt).await.status(), 200);
+    assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 1);
+    assert_eq!(bearer(&http, format!("{base}/recent"), &other_jwt).await.status(), 200);
+    let cookie = format!("{JWT_COOKIE}={other_jwt}; {TOKEN_COOKIE}={}", session.session_token);
+    assert_eq!(with_cookies(&http, format!("{base}/recent"), &cookie).await.status(), 200);
+    assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 1, "one call per session per window");
+    Ok(())
+}
+
 /// An authority that answers about a session of its own choosing, with new tokens.
 struct OtherSession {
     subject: &'static str,

@@ -80,17 +80,24 @@ impl Guard {
     }
     /// Confirms the session with the issuer on every request before letting it
     /// through, so a session revoked at the issuer is refused at once. Concurrent
-    /// requests of one session share one call. Needs an authority on the layer
+    /// requests with one token share one call (with one session, where the
+    /// authority [confirms whole sessions](crate::Authority::confirms_whole_session),
+    /// as Stytch does). Needs an authority on the layer
     /// ([`SessionLayerBuilder::with_authority`](crate::SessionLayerBuilder::with_authority)).
     ///
-    /// The requirement is then judged on the session as the issuer returns it (with
-    /// factors added by a step-up), and renewed tokens are written to the cookies.
+    /// What is confirmed is the credential that produced the locally verified
+    /// session (the JWT, or the opaque token). The requirement is then judged on the
+    /// session as the issuer returns it (with factors added by a step-up), and
+    /// renewed tokens are written to the cookies. An answer about any other session
+    /// is refused (`401`), as are errors about the credential (expired, another
+    /// audience); only issuer faults are `503`.
     #[must_use]
     pub fn fresh(self) -> Self {
         self.fresh_within(Duration::ZERO)
     }
     /// Like [`fresh`](Self::fresh), but a confirmation at most `window` old is
-    /// enough: one issuer call per session per window, however many requests.
+    /// enough: one issuer call per token (per session, where the authority
+    /// confirms whole sessions) per window, however many requests.
     #[must_use]
     pub fn fresh_within(mut self, window: Duration) -> Self {
         self.freshness = Some(window);
