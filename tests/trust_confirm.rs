@@ -374,8 +374,15 @@ async fn credential_errors_in_the_issuer_answer_are_401_on_fresh_routes() -> Tes
         "aud": "https://payments.example",
     }))
     .await;
+    let other_issuer = introspection_answering(json!({
+        "active": true,
+        "sub": DEFAULT_SUBJECT,
+        "iss": "https://elsewhere.example",
+    }))
+    .await;
     let cases = [
         (format!("{expired}/introspect"), None, AuthErrorKind::Expired),
+        (format!("{other_issuer}/introspect"), None, AuthErrorKind::WrongIssuer),
         (format!("{other_audience}/introspect"), Some(DEFAULT_AUDIENCE), AuthErrorKind::WrongAudience),
     ];
     for (url, audience, kind) in cases {
