@@ -137,10 +137,8 @@ impl IntrospectionAuthority {
         }
         if let (Some(expected), Some(Value::String(iss))) = (&self.issuer, claims.get("iss")) {
             if iss != expected {
-                return Err(AuthError::with_detail(
-                    AuthErrorKind::AuthorityResponse,
-                    "introspection names another issuer",
-                ));
+                // About the token (issued elsewhere), not an issuer fault: `401`.
+                return Err(AuthError::with_detail(AuthErrorKind::WrongIssuer, "introspection names another issuer"));
             }
         }
         if !claims.contains_key("iss") {

@@ -144,4 +144,40 @@ impl fmt::Debug for RenewedTokens {
 pub trait Authority: Send + Sync + 'static {
     /// Asks the issuer about `credential`.
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a>;
+
+    /// Whether an answer is about the whole session rather than the one credential
+    /// asked about, so that it may serve every credential of that session id (one
+    /// issuer call per session, however many tokens it has). Default `false`.
+    ///
+    /// Answer `true` only when the issuer's answer depends on nothing but the
+    /// session: every token of the session would get the same answer, and the
+    /// session id cannot be claimed by a token of another session. Stytch qualifies
+    /// (its session tokens and JWTs are interchangeable names of one session). RFC
+    /// 7662 introspection does not: it describes one token, and tokens that share an
+    /// OIDC `sid` (Keycloak puts the SSO session id in every access token) differ in
+    /// scope, audience, client and `acr`, so one token's answer must not judge another.
+    ///
+    /// Even when `true`, an answer is shared only by requests whose locally verified
+    /// session has that session id, and is used only when it names that session.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_stepup::{Authority, AuthorityCredential, AuthorityFuture, AuthError, AuthErrorKind};
+    ///
+    /// /// Asks a session store that knows whole sessions, not single tokens.
+    /// struct SessionStore;
+    ///
+    /// impl Authority for SessionStore {
+    ///     fn authenticate<'a>(&'a self, _credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
+    ///         Box::pin(async { Err(AuthError::new(AuthErrorKind::SessionRevoked)) })
+    ///     }
+    ///     fn confirms_whole_session(&self) -> bool {
+    ///         true
+    ///     }
+    /// }
+    /// ```
+    fn confirms_whole_session(&self) -> bool {
+        false
+    }
 }

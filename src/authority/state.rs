@@ -16,12 +16,35 @@ pub(crate) struct Answer {
     pub(crate) outcome: Result<Confirmation, AuthError>,
 }
 
-/// What a confirmation is keyed by: the session when the token names one (so all
-/// tokens of a session share one answer), else the token.
+/// What a confirmation (cached, or in flight) is keyed by: the token asked about.
+/// Only where the authority answers about whole sessions
+/// ([`Authority::confirms_whole_session`], Stytch) is it the session id of the
+/// locally verified session, so every token of that session shares one answer;
+/// never for per-token answers (RFC 7662), where tokens of one `sid` differ in
+/// scope and `acr` and one token's answer must not judge another.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum ConfirmKey {
     Session(Arc<str>),
     Token(TokenHash),
+}
+
+impl ConfirmKey {
+    fn new(shared_by_session: bool, session: &Session, credential: AuthorityCredential<'_>) -> Self {
+        match session.session_id() {
+            Some(id) if shared_by_session => Self::Session(Arc::from(id)),
+            _ => Self::Token(token_hash(credential.token())),
+        }
+    }
+
+    /// Whether a live answer may be kept under this key: one shared by a session
+    /// must be about that very session (else a later token of the session would
+    /// be judged on another session's answer).
+    fn holds(&self, confirmation: &Confirmation) -> bool {
+        match self {
+            Self::Session(id) => confirmation.session.session_id() == Some(&**id),
+            Self::Token(_) => true,
+        }
+    }
 }
 
 pub(crate) struct AuthorityState {
@@ -64,10 +87,16 @@ impl AuthorityState {
         }
     }
 
-    /// Confirms a session with the issuer, unless a confirmation started no earlier
-    /// than `window` before `arrival` exists. Concurrent callers share one call (a
-    /// caller that joins a call already in flight accepts it, so its answer may be
-    /// one issuer round trip older than the request).
+    /// Confirms `credential`, the credential that produced the locally verified
+    /// `session`, with the issuer, unless a confirmation started no earlier than
+    /// `window` before `arrival` exists. Concurrent callers share one call (a caller
+    /// that joins a call already in flight accepts it, so its answer may be one
+    /// issuer round trip older than the request).
+    ///
+    /// Answers are shared only by callers with the same token, or, where the
+    /// authority confirms whole sessions, by callers whose local session has the
+    /// same id (see [`ConfirmKey`]). The caller must still check that the answer is
+    /// about its own session.
     pub(crate) async fn confirm(
         &self,
         session: &Session,
@@ -75,10 +104,7 @@ impl AuthorityState {
         window: Duration,
         arrival: Instant,
     ) -> Arc<Answer> {
-        let key = match session.session_id() {
-            Some(id) => ConfirmKey::Session(Arc::from(id)),
-            None => ConfirmKey::Token(token_hash(credential.token())),
-        };
+        let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential);
         if let Some(answer) = self.confirmations.get(&key).await {
             let fresh_enough = answer.started + window >= arrival;
             if fresh_enough && answer.outcome.is_ok() {
@@ -87,13 +113,21 @@ impl AuthorityState {
             self.confirmations.invalidate(&key).await;
         }
         let answer = self.confirmations.get_with(key.clone(), self.ask(credential)).await;
-        if let Err(error) = &answer.outcome {
-            // Failures are not reused by later requests: they ask again.
-            self.confirmations.invalidate(&key).await;
-            // An opaque token the issuer just refused must not stay "alive" in the
-            // opaque-token cache (routes without a fresh guard read that one).
-            if let (AuthorityCredential::Opaque(token), AuthErrorKind::SessionRevoked) = (credential, error.kind()) {
-                self.opaque.insert(token_hash(token), answer.clone()).await;
+        match &answer.outcome {
+            Ok(confirmation) if !key.holds(confirmation) => {
+                tracing::warn!("the issuer confirmed another session than the one asked about");
+                self.confirmations.invalidate(&key).await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                // Failures are not reused by later requests: they ask again.
+                self.confirmations.invalidate(&key).await;
+                // An opaque token the issuer just refused must not stay "alive" in the
+                // opaque-token cache (routes without a fresh guard read that one).
+                if let (AuthorityCredential::Opaque(token), AuthErrorKind::SessionRevoked) = (credential, error.kind())
+                {
+                    self.opaque.insert(token_hash(token), answer.clone()).await;
+                }
             }
         }
         answer

@@ -220,4 +220,11 @@ impl super::Authority for StytchAuthority {
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
         Box::pin(self.call(credential))
     }
+
+    /// Stytch's session token and every session JWT of a session are interchangeable
+    /// names of it: `sessions/authenticate` answers about the session, whichever is
+    /// sent, and nothing per token is read from the answer.
+    fn confirms_whole_session(&self) -> bool {
+        true
+    }
 }

@@ -35,10 +35,10 @@ pub use requirement::{FactorRequirement, Forbidden, Requirement, Shortfall, Step
 
 use crate::authority::AuthorityCredential;
 use crate::challenge::{safe_return_to, ChallengeContext, Rejection};
-use crate::credential::CredentialSource;
+use crate::credential::{Credential, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::service::{CookieUpdate, LayerHandle, LayerState};
-use crate::session::{AuthState, Session};
+use crate::session::{AuthState, Session, TokenKind};
 
 /// A tower [`Layer`] that lets a request through only when its session meets a
 /// [`Requirement`]; otherwise it answers with a challenge (see
@@ -80,17 +80,24 @@ impl Guard {
     }
     /// Confirms the session with the issuer on every request before letting it
     /// through, so a session revoked at the issuer is refused at once. Concurrent
-    /// requests of one session share one call. Needs an authority on the layer
+    /// requests with one token share one call (with one session, where the
+    /// authority [confirms whole sessions](crate::Authority::confirms_whole_session),
+    /// as Stytch does). Needs an authority on the layer
     /// ([`SessionLayerBuilder::with_authority`](crate::SessionLayerBuilder::with_authority)).
     ///
-    /// The requirement is then judged on the session as the issuer returns it (with
-    /// factors added by a step-up), and renewed tokens are written to the cookies.
+    /// What is confirmed is the credential that produced the locally verified
+    /// session (the JWT, or the opaque token). The requirement is then judged on the
+    /// session as the issuer returns it (with factors added by a step-up), and
+    /// renewed tokens are written to the cookies. An answer about any other session
+    /// is refused (`401`), as are errors about the credential (expired, another
+    /// audience); only issuer faults are `503`.
     #[must_use]
     pub fn fresh(self) -> Self {
         self.fresh_within(Duration::ZERO)
     }
     /// Like [`fresh`](Self::fresh), but a confirmation at most `window` old is
-    /// enough: one issuer call per session per window, however many requests.
+    /// enough: one issuer call per token (per session, where the authority
+    /// confirms whole sessions) per window, however many requests.
     #[must_use]
     pub fn fresh_within(mut self, window: Duration) -> Self {
         self.freshness = Some(window);
@@ -193,35 +200,42 @@ where
     };
     let from_cookie =
         request.extensions().get::<LayerHandle>().and_then(|h| h.source) == Some(CredentialSource::Cookie);
-    // The session token outlives the JWT and is what Stytch renews from.
-    let token = match layer.credentials.find(request.headers()) {
-        Ok(Some(found)) => match (found.opaque, found.jwt) {
-            (Some(token), _) => Some((token.to_owned(), true)),
-            (None, Some(jwt)) => Some((jwt.to_owned(), false)),
-            (None, None) => None,
-        },
-        _ => None,
-    };
-    let Some((token, opaque)) = token else {
+    let found = layer.credentials.find(request.headers()).ok().flatten();
+    let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local_session, found)) else {
         return Ok(refuse(&layer, Rejection::Unauthenticated, &request).map(ResBody::from));
     };
-    let credential = if opaque { AuthorityCredential::Opaque(&token) } else { AuthorityCredential::Jwt(&token) };
     let answer = authority.confirm(&local_session, credential, window, arrival).await;
     let (session, renewed) = match &answer.outcome {
+        Ok(confirmation) if !is_same_session(&local_session, &confirmation.session) => {
+            // Not an answer about this request's session: judge nothing on it, write
+            // none of its cookies, deny-list nothing.
+            tracing::warn!("the issuer confirmed another session than the request's; refused");
+            let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "the issuer confirmed another session");
+            return Ok(refuse(&layer, Rejection::InvalidCredential(error), &request).map(ResBody::from));
+        }
         Ok(confirmation) => (confirmation.session.clone(), confirmation.renewed.as_ref().filter(|_| from_cookie)),
         Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
+            // The credential asked about is the one that produced `local_session`
+            // (and a shared answer came from a token of the same session id): the
+            // session that ended is this one.
             layer.forget(&local_session);
             return Ok(refuse(&layer, Rejection::SessionEnded(error.clone()), &request).map(ResBody::from));
         }
-        Err(error) if guard.fail_open && error.kind().is_server_fault() => {
-            tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
-            (local_session, None)
-        }
-        Err(error) => {
-            if error.kind() == AuthErrorKind::BadServerCredentials {
-                tracing::error!(%error, "the issuer refused this server's credentials");
+        Err(error) if error.kind().is_server_fault() => {
+            if guard.fail_open {
+                tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
+                (local_session, None)
+            } else {
+                if error.kind() == AuthErrorKind::BadServerCredentials {
+                    tracing::error!(%error, "the issuer refused this server's credentials");
+                }
+                return Ok(refuse(&layer, Rejection::Unavailable(error.clone()), &request).map(ResBody::from));
             }
-            return Ok(refuse(&layer, Rejection::Unavailable(error.clone()), &request).map(ResBody::from));
+        }
+        // About the credential (expired, another audience, a bad claim in the answer):
+        // the client's token is at fault, not the issuer; `fail_open` does not apply.
+        Err(error) => {
+            return Ok(refuse(&layer, Rejection::InvalidCredential(error.clone()), &request).map(ResBody::from));
         }
     };
     let mut response = match judge(&guard.requirement, &layer.guards, &session) {
@@ -235,6 +249,24 @@ where
         layer.apply_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed.clone()));
     }
     Ok(response)
+}
+
+/// The credential that produced `local`: the JWT when the session was verified
+/// from one, else the opaque token the issuer answered about. A cookie pair can
+/// hold a JWT and a session token of different sessions; confirming the other
+/// one would judge (and renew, or deny-list) a session this request is not.
+fn producing_credential<'a>(local: &Session, found: &Credential<'a>) -> Option<AuthorityCredential<'a>> {
+    match local.token_kind() {
+        TokenKind::Jwt => found.jwt.map(AuthorityCredential::Jwt),
+        TokenKind::Opaque => found.opaque.map(AuthorityCredential::Opaque),
+    }
+}
+
+/// Whether the issuer's answer is about the locally verified session: same subject,
+/// and the same session id where the local session has one. A session without an
+/// id was confirmed by its own token (answers are shared only by session id).
+fn is_same_session(local: &Session, confirmed: &Session) -> bool {
+    local.subject() == confirmed.subject() && local.session_id().is_none_or(|id| confirmed.session_id() == Some(id))
 }
 
 pin_project! {
