@@ -136,6 +136,23 @@ pub enum Failure {
     Garbage,
     /// `503 Service Unavailable`.
     Unavailable,
+    /// A Stytch error answer: `status` with the body Stytch sends,
+    /// `{status_code, request_id, error_type, error_message, error_url}`, e.g.
+    /// `Failure::StytchError { status: 403, error_type: "use_https" }`. A `status`
+    /// outside 400..=599 is answered as `500`.
+    ///
+    /// ```
+    /// use tower_stepup::testing::Failure;
+    ///
+    /// let not_found = Failure::StytchError { status: 404, error_type: "session_not_found" };
+    /// assert_ne!(not_found, Failure::None);
+    /// ```
+    StytchError {
+        /// The HTTP status (and `status_code`).
+        status: u16,
+        /// The `error_type`, e.g. `session_not_found`, `too_many_requests`.
+        error_type: &'static str,
+    },
 }
 
 /// An endpoint whose requests the issuer counts (and into which it injects failures).
