@@ -325,6 +325,43 @@ async fn failure_modes() -> TestResult {
 }
 
 #[tokio::test]
+async fn stytch_error_failures_answer_stytch_error_bodies() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let login = issuer.create_session("user-test-injected", vec![DevFactor::password()]);
+    let body = json!({ "session_token": login.session_token });
+    for (status, error_type) in [
+        (400, "bad_request"),
+        (401, "cname_required_for_http_only_cookies"),
+        (403, "use_https"),
+        (404, "session_not_found"),
+        (408, "request_timeout"),
+        (429, "too_many_requests"),
+        (500, "internal_server_error"),
+    ] {
+        issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::StytchError { status, error_type });
+        let (got, error) = authenticate(&issuer, "/v1/sessions/authenticate", body.clone()).await?;
+        assert_eq!(got.as_u16(), status, "{error}");
+        assert_eq!(error["status_code"], status);
+        assert_eq!(error["error_type"], error_type);
+        assert!(error["request_id"].as_str().is_some_and(|id| id.starts_with("request-id-test-")), "{error}");
+        assert!(error["error_message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+        let url = error["error_url"].as_str().unwrap_or_default();
+        assert_eq!(url, format!("https://stytch.com/docs/api/errors/{status}#{error_type}"));
+    }
+    // Only that endpoint: revoke still works (and so the session is gone afterwards).
+    let (status, _) = authenticate(&issuer, "/v1/sessions/revoke", json!({ "session_id": login.session_id })).await?;
+    assert_eq!(status, StatusCode::OK);
+    // Not an error status: answered as a 500, never as a success.
+    for status in [200, 302, 42] {
+        issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::StytchError { status, error_type: "x" });
+        let (got, error) = authenticate(&issuer, "/v1/sessions/authenticate", body.clone()).await?;
+        assert_eq!(got, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
+        assert_eq!(error["status_code"], 500);
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn sessions_authenticate_happy_paths() -> TestResult {
     init_crypto();
     let issuer = DevIssuer::start().await?;

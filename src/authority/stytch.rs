@@ -16,6 +16,28 @@ use crate::stytch::StytchProject;
 /// Largest accepted response body: sessions with many factors stay far below.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// `session_duration_minutes` bounds, from Stytch's API reference (sessions
+/// authenticate: "minimum of 5 and a maximum of 527040 minutes (366 days)").
+const MIN_SESSION_MINUTES: u64 = 5;
+const MAX_SESSION_MINUTES: u64 = 527_040;
+
+/// The error types that mean "this session is not valid (any more)".
+///
+/// Sources: Stytch's API reference, the "Authenticate session" pages (consumer and
+/// B2B) whose only session error is `404 session_not_found` ("Session could not be
+/// found."), the 404 error list (stytch.com/docs/api/errors/404), and the sessions
+/// guide ("If it isn't valid, clear the session cookie"). The 400, 401 and 403 lists
+/// describe parameters (`bad_request`, `invalid_session_duration_minutes`), project
+/// configuration (`cname_required_for_http_only_cookies`, `use_https`) and this
+/// server's credentials (`unauthorized_credentials`); none says the session is gone.
+/// The error body shape, `{status_code, request_id, error_type, error_message,
+/// error_url}`, is stytch-node's `lib/shared/errors.ts`.
+const SESSION_ENDED: &[(u16, &str)] = &[(404, "session_not_found")];
+
+/// Longest `error_type` / `request_id` kept from an error body: both are short
+/// identifiers; anything longer is not Stytch talking.
+const MAX_ERROR_FIELD: usize = 128;
+
 /// Confirms sessions with Stytch (`POST /v1/sessions/authenticate`, HTTP Basic
 /// `project_id:secret`). Renews sessions: the response's new `session_jwt` and
 /// `session_token` are written back to the client's cookies.
@@ -30,9 +52,22 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 ///     .with_secret("secret-test-…");
 /// let authority = StytchAuthority::new(&project)?
 ///     .with_timeout(Duration::from_secs(1))?
-///     .with_session_duration(Duration::from_secs(60 * 60));
+///     .with_session_duration(Duration::from_secs(60 * 60))?;
 /// # Ok::<(), tower_stepup::ConfigError>(())
 /// ```
+///
+/// # How Stytch's errors are read
+///
+/// Only `404 session_not_found` means the session has ended
+/// ([`SessionRevoked`](AuthErrorKind::SessionRevoked): cookies cleared, session
+/// deny-listed). `unauthorized_credentials` is
+/// [`BadServerCredentials`](AuthErrorKind::BadServerCredentials); a `408` is
+/// [`AuthorityTimeout`](AuthErrorKind::AuthorityTimeout); every other error (a `400`
+/// about the request, `401 cname_required_for_http_only_cookies`, `403 use_https`,
+/// `429`, `5xx`, …) is [`AuthorityUnavailable`](AuthErrorKind::AuthorityUnavailable).
+/// Those are server-side faults: the guard answers `503` and touches neither the
+/// client's cookies nor the deny list. Each is logged with Stytch's `error_type` and
+/// `request_id`.
 #[derive(Debug, Clone)]
 pub struct StytchAuthority {
     http: IssuerClient,
@@ -99,12 +134,31 @@ impl StytchAuthority {
         Ok(self)
     }
 
+    /// Shortest session extension Stytch accepts (5 minutes).
+    pub const MIN_SESSION_DURATION: Duration = Duration::from_secs(MIN_SESSION_MINUTES * 60);
+    /// Longest session extension Stytch accepts (527040 minutes, 366 days).
+    pub const MAX_SESSION_DURATION: Duration = Duration::from_secs(MAX_SESSION_MINUTES * 60);
+
     /// Extends the session by this much on every confirmation
-    /// (`session_duration_minutes`). Default: the session's lifetime is left alone.
-    #[must_use]
-    pub fn with_session_duration(mut self, duration: Duration) -> Self {
-        self.session_duration_minutes = Some((duration.as_secs() / 60).max(1));
-        self
+    /// (`session_duration_minutes`, counted in whole minutes, rounded down). Default:
+    /// the session's lifetime is left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] unless the duration is between
+    /// [`MIN_SESSION_DURATION`](Self::MIN_SESSION_DURATION) (5 minutes) and
+    /// [`MAX_SESSION_DURATION`](Self::MAX_SESSION_DURATION) (527040 minutes), the range
+    /// Stytch accepts: anything else would make every confirmation fail.
+    pub fn with_session_duration(mut self, duration: Duration) -> Result<Self, ConfigError> {
+        let minutes = duration.as_secs() / 60;
+        if !(MIN_SESSION_MINUTES..=MAX_SESSION_MINUTES).contains(&minutes) {
+            return Err(ConfigError::invalid(
+                "Stytch session duration",
+                format!("{minutes} minutes; Stytch accepts {MIN_SESSION_MINUTES} to {MAX_SESSION_MINUTES}"),
+            ));
+        }
+        self.session_duration_minutes = Some(minutes);
+        Ok(self)
     }
 
     /// Retries a call this many times when the connection could not be made (the
@@ -115,10 +169,19 @@ impl StytchAuthority {
         self
     }
 
-    /// Revokes a session (`POST /v1/sessions/revoke` with `session_id`), e.g. on
-    /// logout.
+    /// Revokes a session by its id, e.g. on logout: `POST /v1/sessions/revoke` with
+    /// `session_id` (B2B: `POST /v1/b2b/sessions/revoke` with `member_session_id`).
+    ///
+    /// # Errors
+    ///
+    /// Read as for confirmations: [`SessionRevoked`](AuthErrorKind::SessionRevoked)
+    /// when Stytch answers `404 session_not_found` (the session was already gone,
+    /// which a logout may treat as done); any other failure is a server-side fault.
     pub async fn revoke(&self, session_id: &str) -> Result<(), AuthError> {
-        let body = serde_json::json!({ "session_id": session_id });
+        // The two APIs name the id differently; B2B has no `session_id` field.
+        let field = if self.b2b { "member_session_id" } else { "session_id" };
+        let mut body = serde_json::Map::new();
+        body.insert(field.to_owned(), Value::String(session_id.to_owned()));
         let response = self
             .http
             .send(|client| {
@@ -199,20 +262,37 @@ impl StytchAuthority {
     }
 }
 
-/// Maps a Stytch error response.
+/// Keeps an identifier from an error body only if it looks like one (letters,
+/// digits, `-`, `_`), so that logs and details never carry arbitrary text.
+fn identifier(value: Option<&str>) -> &str {
+    value
+        .filter(|v| v.len() <= MAX_ERROR_FIELD)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or("")
+}
+
+/// Reads a Stytch error response: only the documented "session not valid" answers
+/// end the session; everything else is a server-side fault (see [`SESSION_ENDED`]).
 fn error_from(status: reqwest::StatusCode, body: &[u8]) -> AuthError {
     let parsed: Option<StytchError> = serde_json::from_slice(body).ok();
-    let error_type = parsed.as_ref().and_then(|e| e.error_type.as_deref()).unwrap_or("");
-    let request_id = parsed.as_ref().and_then(|e| e.request_id.as_deref()).unwrap_or("");
-    let detail = format!("Stytch {} {error_type} (request {request_id})", status.as_u16());
-    let kind = match status.as_u16() {
-        401 | 403 if error_type == "unauthorized_credentials" || error_type.is_empty() => {
-            AuthErrorKind::BadServerCredentials
-        }
-        // Not found, or a token Stytch refuses to parse: either way the session is gone.
-        400..=499 if status.as_u16() != 429 => AuthErrorKind::SessionRevoked,
-        _ => AuthErrorKind::AuthorityUnavailable,
+    let error_type = identifier(parsed.as_ref().and_then(|e| e.error_type.as_deref()));
+    let request_id = identifier(parsed.as_ref().and_then(|e| e.request_id.as_deref()));
+    let code = status.as_u16();
+    let detail = format!("Stytch {code} {error_type} (request {request_id})");
+    let kind = if SESSION_ENDED.contains(&(code, error_type)) {
+        AuthErrorKind::SessionRevoked
+    } else if error_type == "unauthorized_credentials" {
+        AuthErrorKind::BadServerCredentials
+    } else if code == 408 {
+        AuthErrorKind::AuthorityTimeout
+    } else {
+        AuthErrorKind::AuthorityUnavailable
     };
+    if kind == AuthErrorKind::SessionRevoked {
+        tracing::debug!(status = code, error_type, request_id, "Stytch: the session has ended");
+    } else {
+        tracing::warn!(status = code, error_type, request_id, ?kind, "Stytch refused the request");
+    }
     AuthError::with_detail(kind, detail)
 }
 

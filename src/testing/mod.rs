@@ -18,6 +18,15 @@
 //! injects failures ([`Failure`]) so that caches, timeouts and fallbacks can be tested
 //! against real HTTP.
 //!
+//! The Stytch session endpoints check what Stytch checks: HTTP Basic credentials
+//! (`401 unauthorized_credentials`), only the body fields each endpoint takes, exactly
+//! one credential (`400 bad_request`; B2B revoke takes `member_session_id`,
+//! `member_id`, `session_token` or `session_jwt`, never `session_id`), and
+//! `session_duration_minutes` within 5..=527040 (`400
+//! invalid_session_duration_minutes`). Errors carry Stytch's body,
+//! `{status_code, request_id, error_type, error_message, error_url}`;
+//! [`Failure::StytchError`] injects any of them.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use tower_stepup::testing::{DevFactor, DevIssuer};
@@ -136,6 +145,23 @@ pub enum Failure {
     Garbage,
     /// `503 Service Unavailable`.
     Unavailable,
+    /// A Stytch error answer: `status` with the body Stytch sends,
+    /// `{status_code, request_id, error_type, error_message, error_url}`, e.g.
+    /// `Failure::StytchError { status: 403, error_type: "use_https" }`. A `status`
+    /// outside 400..=599 is answered as `500`.
+    ///
+    /// ```
+    /// use tower_stepup::testing::Failure;
+    ///
+    /// let not_found = Failure::StytchError { status: 404, error_type: "session_not_found" };
+    /// assert_ne!(not_found, Failure::None);
+    /// ```
+    StytchError {
+        /// The HTTP status (and `status_code`).
+        status: u16,
+        /// The `error_type`, e.g. `session_not_found`, `too_many_requests`.
+        error_type: &'static str,
+    },
 }
 
 /// An endpoint whose requests the issuer counts (and into which it injects failures).

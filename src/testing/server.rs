@@ -28,8 +28,18 @@ type AppState = State<Arc<Shared>>;
 /// An early error response (boxed: `Response` is large).
 type Rejected = Box<Response>;
 
-/// Longest session extension Stytch accepts (366 days).
+/// `session_duration_minutes` bounds of Stytch's API reference: 5 minutes to 366 days.
+const MIN_SESSION_MINUTES: u64 = 5;
 const MAX_SESSION_MINUTES: u64 = 527_040;
+
+/// The body fields each Stytch session endpoint takes (stytch-node's request types and
+/// the API reference); any other field is refused, as a request Stytch cannot read.
+const AUTHENTICATE_FIELDS: &[&str] =
+    &["session_token", "session_jwt", "session_duration_minutes", "session_custom_claims", "authorization_check"];
+/// Consumer revoke: exactly one of these.
+const REVOKE_FIELDS: &[&str] = &["session_id", "session_token", "session_jwt"];
+/// B2B revoke: exactly one of these (no `session_id`).
+const B2B_REVOKE_FIELDS: &[&str] = &["member_session_id", "member_id", "session_token", "session_jwt"];
 
 /// Claims a caller may not set through `session_custom_claims`.
 const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
@@ -61,13 +71,30 @@ fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message
         "request_id": request_id(),
         "error_type": error_type,
         "error_message": message,
-        "error_url": format!("https://stytch.com/docs/api/errors/{}", status.as_u16()),
+        "error_url": format!("https://stytch.com/docs/api/errors/{}#{error_type}", status.as_u16()),
     });
     (status, Json(body)).into_response().into()
 }
 
 fn bad_request<R: From<Response>>(message: &str) -> R {
     stytch_error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The message Stytch sends with a few well-known error types (an injected error of
+/// another type gets a generic one).
+fn stytch_message(error_type: &str) -> &'static str {
+    match error_type {
+        "session_not_found" => "Session could not be found.",
+        "unauthorized_credentials" => "Unauthorized credentials.",
+        "too_many_requests" => "Too many requests have been made.",
+        "bad_request" => "The submitted request is invalid.",
+        "use_https" => "Requests must be made over HTTPS.",
+        "cname_required_for_http_only_cookies" => {
+            "You may not make a request via the default API URL with your HTTP-only cookies setting set to 'ENFORCED'."
+        }
+        "internal_server_error" => "Oops, something seems to have gone wrong.",
+        _ => "Error injected by the dev issuer.",
+    }
 }
 
 fn session_not_found() -> Response {
@@ -93,6 +120,13 @@ async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
             None
         }
         Failure::Status500 => Some(internal_error()),
+        Failure::StytchError { status, error_type } => {
+            let status = StatusCode::from_u16(status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(stytch_error(status, error_type, stytch_message(error_type)))
+        }
         Failure::Garbage => Some((StatusCode::OK, [(CONTENT_TYPE, "text/plain")], "<html>not json").into_response()),
         Failure::Unavailable => Some(
             (
@@ -215,46 +249,54 @@ fn session_id_from_jwt(shared: &Shared, jwt: &str) -> Option<(String, String)> {
     Some((id, sub))
 }
 
-/// Resolves `session_token` / `session_jwt` (exactly one) to a session id.
-fn resolve_session(shared: &Shared, body: &Map<String, Value>, allow_id: bool) -> Result<Option<String>, Rejected> {
-    let token = opt_str(body, "session_token")?;
-    let jwt = opt_str(body, "session_jwt")?;
-    let id = if allow_id {
-        match (opt_str(body, "session_id")?, opt_str(body, "member_session_id")?) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(bad_request("Conflicting session ids."));
-            }
-            (a, b) => a.or(b),
+/// Refuses a body with a field outside `allowed` (Stytch answers `400` to fields it
+/// does not know, e.g. `session_id` on the B2B revoke endpoint).
+fn only_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), Rejected> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => {
+            Err(bad_request(&format!("Unknown field {unknown:?}; this endpoint takes {}.", allowed.join(", "))))
         }
-    } else {
-        None
+        None => Ok(()),
+    }
+}
+
+/// Which session(s) a request names.
+enum Target {
+    /// One session, by id (`None`: no such session, answered `session_not_found`).
+    Session(Option<String>),
+    /// Every session of a user or member (`member_id` on B2B revoke).
+    User(String),
+}
+
+/// Resolves exactly one of `names` (a subset of `session_id`, `member_session_id`,
+/// `member_id`, `session_token`, `session_jwt`) to its target.
+fn resolve_target(shared: &Shared, body: &Map<String, Value>, names: &[&str]) -> Result<Target, Rejected> {
+    let mut given = Vec::new();
+    for name in names {
+        if let Some(value) = opt_str(body, name)? {
+            given.push((*name, value));
+        }
+    }
+    let [(name, value)] = given[..] else {
+        return Err(bad_request(&format!("Exactly one of {} is required.", names.join(", "))));
     };
-    let given = usize::from(token.is_some()) + usize::from(jwt.is_some()) + usize::from(id.is_some());
-    if given != 1 {
-        return Err(bad_request(if allow_id {
-            "Exactly one of session_id, session_token or session_jwt is required."
-        } else {
-            "Exactly one of session_token or session_jwt is required."
-        }));
+    match name {
+        "session_token" => Ok(Target::Session(lock(&shared.sessions).id_for_token(value))),
+        "session_jwt" => {
+            let Some((id, sub)) = session_id_from_jwt(shared, value) else {
+                return Err(stytch_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_session_jwt",
+                    "The session JWT could not be verified.",
+                ));
+            };
+            let owner_matches = lock(&shared.sessions).get_mut(&id).is_some_and(|r| r.user_id == sub);
+            Ok(Target::Session(owner_matches.then_some(id)))
+        }
+        "member_id" => Ok(Target::User(value.to_owned())),
+        // session_id, member_session_id
+        _ => Ok(Target::Session(Some(value.to_owned()))),
     }
-    if let Some(id) = id {
-        return Ok(Some(id.to_owned()));
-    }
-    if let Some(token) = token {
-        return Ok(lock(&shared.sessions).id_for_token(token));
-    }
-    if let Some(jwt) = jwt {
-        let Some((id, sub)) = session_id_from_jwt(shared, jwt) else {
-            return Err(stytch_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_session_jwt",
-                "The session JWT could not be verified.",
-            ));
-        };
-        let owner_matches = lock(&shared.sessions).get_mut(&id).is_some_and(|r| r.user_id == sub);
-        return Ok(owner_matches.then_some(id));
-    }
-    Ok(None)
 }
 
 /// Parses `session_duration_minutes`.
@@ -262,8 +304,12 @@ fn duration_minutes(body: &Map<String, Value>) -> Result<Option<u64>, Rejected> 
     match body.get("session_duration_minutes") {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
-            Some(m) if (1..=MAX_SESSION_MINUTES).contains(&m) => Ok(Some(m)),
-            _ => Err(bad_request("session_duration_minutes must be an integer between 1 and 527040.")),
+            Some(m) if (MIN_SESSION_MINUTES..=MAX_SESSION_MINUTES).contains(&m) => Ok(Some(m)),
+            _ => Err(stytch_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session_duration_minutes",
+                "session_duration_minutes must be between 5 and 527040 minutes.",
+            )),
         },
     }
 }
@@ -400,9 +446,12 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
         Err(response) => return response,
     };
     let parsed = (|| {
+        only_fields(&body, AUTHENTICATE_FIELDS)?;
         let minutes = duration_minutes(&body)?;
         let claims = custom_claims(&body)?;
-        let id = resolve_session(&shared, &body, false)?;
+        let Target::Session(id) = resolve_target(&shared, &body, &["session_token", "session_jwt"])? else {
+            return Err(bad_request("Exactly one of session_token, session_jwt is required."));
+        };
         Ok::<_, Rejected>((minutes, claims, id))
     })();
     let (minutes, claims, id) = match parsed {
@@ -454,17 +503,35 @@ async fn authenticate_b2b(State(shared): AppState, headers: HeaderMap, body: Byt
     authenticate(shared, headers, body, true).await
 }
 
-async fn revoke(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b: bool) -> Response {
     let body = match session_api_request(&shared, Endpoint::SessionsRevoke, &headers, &body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let id = match resolve_session(&shared, &body, true) {
-        Ok(Some(id)) => id,
-        Ok(None) => return session_not_found(),
+    let fields = if b2b { B2B_REVOKE_FIELDS } else { REVOKE_FIELDS };
+    let target = match only_fields(&body, fields).and_then(|()| resolve_target(&shared, &body, fields)) {
+        Ok(target) => target,
         Err(response) => return *response,
     };
-    if lock(&shared.sessions).remove(&id) {
+    let now = SystemTime::now();
+    let revoked = {
+        let mut sessions = lock(&shared.sessions);
+        // Each API revokes only its own kind of session (consumer or B2B member).
+        let ids: Vec<String> = match target {
+            Target::Session(Some(id)) => vec![id],
+            Target::Session(None) => Vec::new(),
+            Target::User(member_id) => sessions.ids_of_user(&member_id),
+        };
+        let mut revoked = 0_usize;
+        for id in ids {
+            let kind_matches = sessions.get_mut(&id).is_some_and(|r| r.is_live(now) && r.organization.is_some() == b2b);
+            if kind_matches && sessions.remove(&id) {
+                revoked += 1;
+            }
+        }
+        revoked
+    };
+    if revoked > 0 {
         Json(json!({ "request_id": request_id(), "status_code": 200 })).into_response()
     } else {
         session_not_found()
@@ -472,11 +539,11 @@ async fn revoke(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
 }
 
 async fn revoke_consumer(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
-    revoke(shared, headers, body).await
+    revoke(shared, headers, body, false).await
 }
 
 async fn revoke_b2b(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
-    revoke(shared, headers, body).await
+    revoke(shared, headers, body, true).await
 }
 
 // ---------------------------------------------------------------- introspection

@@ -128,6 +128,11 @@ impl SessionStore {
         self.by_id.get_mut(session_id)
     }
 
+    /// The ids of every stored session of `user_id`.
+    pub(crate) fn ids_of_user(&self, user_id: &str) -> Vec<String> {
+        self.by_id.values().filter(|r| r.user_id == user_id).map(|r| r.session_id.clone()).collect()
+    }
+
     pub(crate) fn remove(&mut self, session_id: &str) -> bool {
         match self.by_id.remove(session_id) {
             Some(record) => {
