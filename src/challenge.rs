@@ -395,6 +395,17 @@ fn push_param(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
+/// Default `Retry-After` of a `503` whose cause does not know better.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+
+/// Whole seconds, rounded up, at least one (RFC 9110 §10.2.3: delay-seconds).
+fn retry_after_value(error: &AuthError) -> HeaderValue {
+    let secs = error
+        .retry_after()
+        .map_or(DEFAULT_RETRY_AFTER_SECS, |after| after.as_secs() + u64::from(after.subsec_nanos() > 0));
+    HeaderValue::from(secs.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,15 +434,4 @@ mod tests {
         let challenge = BearerChallenge { realm: "a\", error=\"x\r\nSet-Cookie: y\\", ..Default::default() };
         assert_eq!(challenge.to_header(), r#"Bearer realm="a\", error=\"xSet-Cookie: y\\""#);
     }
-}
-
-/// Default `Retry-After` of a `503` whose cause does not know better.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
-
-/// Whole seconds, rounded up, at least one (RFC 9110 §10.2.3: delay-seconds).
-fn retry_after_value(error: &AuthError) -> HeaderValue {
-    let secs = error
-        .retry_after()
-        .map_or(DEFAULT_RETRY_AFTER_SECS, |after| after.as_secs() + u64::from(after.subsec_nanos() > 0));
-    HeaderValue::from(secs.max(1))
 }
