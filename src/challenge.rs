@@ -430,8 +430,8 @@ const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 
 /// Whole seconds, rounded up, at least one (RFC 9110 §10.2.3: delay-seconds).
 fn retry_after_value(error: &AuthError) -> HeaderValue {
-    let secs = error.retry_after().map_or(DEFAULT_RETRY_AFTER_SECS, |after| {
-        after.as_secs() + u64::from(after.subsec_nanos() > 0)
-    });
+    let secs = error
+        .retry_after()
+        .map_or(DEFAULT_RETRY_AFTER_SECS, |after| after.as_secs() + u64::from(after.subsec_nanos() > 0));
     HeaderValue::from(secs.max(1))
 }
