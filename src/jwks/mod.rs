@@ -174,8 +174,8 @@ impl JwksConfig {
     /// budget is spent, or the fetch fails, the answer is
     /// [`KeySetUnavailable`](crate::AuthErrorKind::KeySetUnavailable) (`503`, with a
     /// `Retry-After` of when the budget allows the next fetch, and at least `every`
-    /// after a failed fetch): whether the token is good cannot be told. Tokens of keys already held never wait for, nor spend, this
-    /// budget.
+    /// after a failed fetch): whether the token is good cannot be told. Tokens of keys
+    /// already held never wait for, nor spend, this budget.
     ///
     /// A `burst` of 0 is raised to 1; an `every` of zero is refused when the layer is
     /// built.
@@ -202,9 +202,8 @@ impl JwksConfig {
     /// Kept for existing configurations. Prefer `with_unknown_kid_fetches` with a burst
     /// above one: with a single fetch per `cooldown`, one made-up `kid` sent just
     /// before the issuer publishes a new key holds every token of that key at `503`
-    /// for up to `cooldown`. Unlike the 30-second window of earlier versions, a token
-    /// whose key could not be looked for is answered `503` (with `Retry-After`), not
-    /// `401`.
+    /// for up to `cooldown`. Unlike earlier versions, a token whose key could not be
+    /// looked for within the cooldown is answered `503` (with `Retry-After`), not `401`.
     pub fn with_unknown_kid_cooldown(self, cooldown: Duration) -> Self {
         // A zero cooldown used to mean "no limit" in practice (1 ms): keep it working.
         self.with_unknown_kid_fetches(1, cooldown.max(Duration::from_millis(1)))
@@ -274,6 +273,12 @@ pub(crate) struct KeyStore {
     config: JwksConfig,
 }
 
+/// A `Retry-After` from a wait: whole seconds are its unit, so at least one; at most
+/// an hour, whatever interval was configured.
+fn retry_after(wait: Duration) -> Duration {
+    wait.clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
 /// Unknown-`kid` fetches: the one in flight, and the budget for the next ones.
 struct Gate {
     budget: Bucket,
@@ -314,7 +319,8 @@ impl Bucket {
             // `earned < room <= u32::MAX`, so these conversions hold.
             let earned = u32::try_from(earned).unwrap_or(room);
             self.tokens += earned;
-            self.refilled_at += self.every.saturating_mul(earned);
+            // Never past `now`: at most `earned * every` after the last refill.
+            self.refilled_at = self.refilled_at.checked_add(self.every.saturating_mul(earned)).unwrap_or(now);
         }
     }
 
@@ -333,7 +339,8 @@ impl Bucket {
         if self.tokens > 0 {
             return Duration::ZERO;
         }
-        (self.refilled_at + self.every).saturating_duration_since(now)
+        // A configured interval too large for the clock: "not in any foreseeable time".
+        self.refilled_at.checked_add(self.every).map_or(Duration::MAX, |at| at.saturating_duration_since(now))
     }
 }
 
@@ -413,7 +420,7 @@ impl KeyStore {
                             AuthErrorKind::KeySetUnavailable,
                             "unknown kid, and the budget of key set fetches is spent",
                         )
-                        .with_retry_after(wait));
+                        .with_retry_after(retry_after(wait)));
                     }
                     // The fetch runs on its own task: a client that goes away does not
                     // cancel a fetch others wait for (and that the budget paid for).
@@ -438,7 +445,7 @@ impl KeyStore {
         };
         // After a failure, clients are paced to the refill rate: retrying sooner would
         // only spend the burst on an issuer that is likely still down.
-        let retry_after = self.next_fetch_in().max(self.config.unknown_kid_every);
+        let retry_after = retry_after(self.next_fetch_in().max(self.config.unknown_kid_every));
         match result {
             Some(Ok(())) => Ok(()),
             Some(Err(error)) => Err(error.with_retry_after(retry_after)),
@@ -453,11 +460,10 @@ impl KeyStore {
         self.last_success.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|at| at >= instant)
     }
 
-    /// When the unknown-`kid` budget allows the next fetch (at least one second, the
-    /// unit of `Retry-After`).
+    /// When the unknown-`kid` budget allows the next fetch.
     fn next_fetch_in(&self) -> Duration {
         let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        gate.budget.next_in(Instant::now()).max(Duration::from_secs(1))
+        gate.budget.next_in(Instant::now())
     }
 
     /// Fetches and installs the set; returns when the next refresh is due.
@@ -624,6 +630,14 @@ mod tests {
         assert_eq!(bucket.take(start + Duration::from_secs(6)), Ok(()));
         assert_eq!(bucket.take(start + Duration::from_secs(6)), Err(Duration::from_secs(2)));
         assert_eq!(bucket.take(start + Duration::from_secs(8)), Ok(()));
+    }
+
+    #[test]
+    fn huge_intervals_never_overflow_the_clock() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1, Duration::MAX, start);
+        assert_eq!(bucket.take(start), Ok(()));
+        assert_eq!(bucket.take(start + Duration::from_secs(3600)), Err(Duration::MAX));
     }
 
     #[test]
