@@ -128,14 +128,16 @@ impl LayerState {
         }
     }
 
-    /// The slow path: refresh the key set (coalesced, rate limited), verify again.
+    /// The slow path: refresh the key set (coalesced, on a budget), verify again.
     pub(crate) async fn resolve_with_refresh(&self, jwt: &str) -> AuthState {
-        if let Err(error) = self.keys.refresh_for_unknown_key().await {
-            // A token we cannot check because the issuer is down is the issuer's
-            // problem, not a bad token: say so.
-            let kind = if self.keys.snapshot().len() == 0 { error.kind() } else { AuthErrorKind::UnknownKey };
+        let arrived = std::time::Instant::now();
+        if let Err(error) = self.keys.refresh_for_unknown_key(arrived).await {
+            // No fresh look at the key set was possible (issuer down, budget spent): we
+            // cannot tell whether the token is good, so it is the server's fault (503
+            // with Retry-After), never `UnknownKey`, which would tell the client to
+            // throw away a token that may be good.
             tracing::debug!(%error, "key refresh for an unknown kid failed");
-            return AuthState::Invalid(AuthError::new(kind));
+            return AuthState::Invalid(error);
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
             Ok(verified) => {

@@ -139,8 +139,8 @@ fn key_set_error(result: Result<SessionLayer, ConfigError>) -> AuthErrorKind {
 
 async fn rotation(cache: bool) {
     let issuer = issuer_with(&[DevAlg::RS256]).await;
-    let cooldown = ms(150);
-    let mut builder = stytch(&issuer, JwksConfig::default().with_unknown_kid_cooldown(cooldown));
+    // Budget enough for every look below: each unknown kid is looked for.
+    let mut builder = stytch(&issuer, JwksConfig::default().with_unknown_kid_fetches(10, Duration::from_secs(60)));
     if !cache {
         builder = builder.with_session_cache_bytes(0);
     }
@@ -168,14 +168,15 @@ async fn rotation(cache: bool) {
     let before_refresh = issuer.stytch_session().subject("before-refresh").signed_by(&old_kid).mint();
     assert_eq!(harness.state(&before_refresh).await, "ok:before-refresh", "{label}: no refresh yet");
 
-    // Any unknown kid after the cooldown triggers a refresh that drops the old key.
-    tokio::time::sleep(cooldown + ms(50)).await;
+    // Any unknown kid triggers a refresh that drops the old key.
     let probe = issuer.stytch_session().kid("kid-probe").mint();
     assert_eq!(harness.state(&probe).await, "UnknownKey", "{label}");
     assert_eq!(jwks(&issuer), 3, "{label}: the probe refreshed the set");
 
+    // The old kid is unknown now: looked for again (no blind window), not found.
     let after = issuer.stytch_session().subject("after").signed_by(&old_kid).mint();
     assert_eq!(harness.state(&after).await, "UnknownKey", "{label}: the removed key no longer verifies");
+    assert_eq!(jwks(&issuer), 4, "{label}: each unknown kid is looked for while the budget lasts");
     assert_eq!(harness.state(&fresh(&issuer, "new-2")).await, "ok:new-2", "{label}: the new key still does");
     if cache {
         // Documented: a token verified before the removal stays cached until its exp.
@@ -228,8 +229,11 @@ fn unknown_kid_tokens(issuer: &DevIssuer, wave: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| issuer.stytch_session().kid(format!("unknown-{wave}-{i}")).mint()).collect()
 }
 
+/// `with_unknown_kid_cooldown` is a budget of one fetch per cooldown. Requests that
+/// joined the fetch learn the kid is unknown (`UnknownKey`); those that came after it,
+/// within the cooldown, could not look (`KeySetUnavailable`, a `503`).
 #[tokio::test]
-async fn unknown_kid_flood_fetches_once_per_cooldown() {
+async fn unknown_kid_flood_with_a_cooldown_fetches_once_per_cooldown() {
     const N: usize = 200;
     let issuer = quick_issuer().await;
 
@@ -245,10 +249,10 @@ async fn unknown_kid_flood_fetches_once_per_cooldown() {
     issuer.reset_counts();
     let results = flood(&harness, unknown_kid_tokens(&issuer, "a", N)).await;
     assert_eq!(results.len(), N);
-    assert!(results.iter().all(|r| r == "UnknownKey"), "{:?}", results.iter().find(|r| *r != "UnknownKey"));
+    assert_flood(&results);
     assert_eq!(jwks(&issuer), 1, "{N} concurrent unknown kids: one fetch");
     let results = flood(&harness, unknown_kid_tokens(&issuer, "b", N)).await;
-    assert!(results.iter().all(|r| r == "UnknownKey"));
+    assert!(results.iter().all(|r| r == "KeySetUnavailable"), "within the cooldown nobody could look");
     assert_eq!(jwks(&issuer), 1, "a second flood within the cooldown: no fetch");
     assert_eq!(harness.state(&fresh(&issuer, "known")).await, "ok:known", "known kids are unaffected");
     assert_eq!(jwks(&issuer), 1);
@@ -262,12 +266,23 @@ async fn unknown_kid_flood_fetches_once_per_cooldown() {
     warm(&harness, N).await;
     issuer.reset_counts();
     let results = flood(&harness, unknown_kid_tokens(&issuer, "c", N)).await;
-    assert!(results.iter().all(|r| r == "UnknownKey"));
+    assert_flood(&results);
     assert_eq!(jwks(&issuer), 1, "first flood: one fetch");
     tokio::time::sleep(cooldown + ms(100)).await;
     let results = flood(&harness, unknown_kid_tokens(&issuer, "d", N)).await;
-    assert!(results.iter().all(|r| r == "UnknownKey"));
+    assert_flood(&results);
     assert_eq!(jwks(&issuer), 2, "after the cooldown: exactly one more fetch");
+}
+
+/// The outcomes of one flood of unknown kids: those that joined the fetch learned the
+/// kid is unknown (at least the one that started it), the others could not look.
+fn assert_flood(results: &[String]) {
+    assert!(
+        results.iter().all(|r| r == "UnknownKey" || r == "KeySetUnavailable"),
+        "{:?}",
+        results.iter().find(|r| *r != "UnknownKey" && *r != "KeySetUnavailable")
+    );
+    assert!(results.iter().any(|r| r == "UnknownKey"), "the request that started the fetch learned the answer");
 }
 
 #[tokio::test]
@@ -309,13 +324,13 @@ async fn jwks_failures_keep_the_last_good_set() {
         issuer.set_endpoint_failure(Endpoint::Jwks, failure);
         let before = jwks(&issuer);
         let unknown = issuer.stytch_session().kid("unknown-while-down").mint();
-        assert_eq!(harness.state(&unknown).await, "UnknownKey", "{failure:?}: an unknown kid is still just unknown");
-        assert_eq!(jwks(&issuer), before + 1, "{failure:?}: the refresh was tried");
         assert_eq!(
-            harness.me_status(&unknown).await,
-            401,
-            "{failure:?}: the client's token is at fault, not the server"
+            harness.state(&unknown).await,
+            "KeySetUnavailable",
+            "{failure:?}: an unknown kid cannot be judged while the key set cannot be refreshed"
         );
+        assert_eq!(jwks(&issuer), before + 1, "{failure:?}: the refresh was tried");
+        assert_eq!(harness.me_status(&unknown).await, 503, "{failure:?}: the server is at fault, not the token");
         for i in 0..3 {
             let subject = format!("known-{i}");
             assert_eq!(
@@ -568,6 +583,11 @@ async fn invalid_refresh_configuration_is_refused() {
     assert!(matches!(stytch(&issuer, inverted).build().await, Err(ConfigError::Invalid { .. })));
     let zero = JwksConfig::default().with_fetch_timeout(Duration::ZERO);
     assert!(matches!(stytch(&issuer, zero).build().await, Err(ConfigError::Invalid { .. })));
+    let unlimited = JwksConfig::default().with_unknown_kid_fetches(3, Duration::ZERO);
+    assert!(
+        matches!(stytch(&issuer, unlimited).build().await, Err(ConfigError::Invalid { .. })),
+        "an unknown-kid budget that never runs out"
+    );
     let hmac = JwksConfig::default().with_algorithms(&[Algorithm::RS256, Algorithm::HS256]);
     assert!(
         matches!(stytch(&issuer, hmac).build().await, Err(ConfigError::Invalid { .. })),
@@ -605,7 +625,11 @@ async fn key_count_and_body_size_limits() {
     issuer.rotate(DevAlg::EdDSA);
     issuer.add_keys(DevAlg::EdDSA, 5); // 16 keys
     let before = jwks(&issuer);
-    assert_eq!(harness.state(&fresh(&issuer, "new-key")).await, "UnknownKey", "the oversized set was not installed");
+    assert_eq!(
+        harness.state(&fresh(&issuer, "new-key")).await,
+        "KeySetUnavailable",
+        "the oversized set was not installed: the new kid cannot be judged"
+    );
     assert_eq!(jwks(&issuer), before + 1);
     let old_signed = issuer.stytch_session().subject("old-key").signed_by(&first_kid).mint();
     assert_eq!(harness.state(&old_signed).await, "ok:old-key", "the last good set keeps serving");
@@ -645,7 +669,8 @@ async fn only_asymmetric_signature_keys_are_used() {
     let layer = SessionLayer::builder(KeySource::url(format!("{url}/jwks")))
         .with_issuer(issuer.stytch_issuer())
         .with_audience(issuer.project_id())
-        .with_jwks_config(JwksConfig::default().with_unknown_kid_cooldown(Duration::from_secs(60)))
+        // Budget enough for each case below to be looked for.
+        .with_jwks_config(JwksConfig::default().with_unknown_kid_fetches(20, Duration::from_secs(60)))
         .build()
         .await
         .expect("a JWKS with odd keys still loads");

@@ -38,7 +38,7 @@ async fn stytch_layer(issuer: &DevIssuer) -> SessionLayer {
         .with_base_url(issuer.base_url())
         .expect("base url");
     SessionLayer::stytch(&project)
-        .with_jwks_config(JwksConfig::default().with_unknown_kid_cooldown(std::time::Duration::from_millis(10)))
+        .with_jwks_config(JwksConfig::default().with_unknown_kid_fetches(5, std::time::Duration::from_millis(10)))
         .build()
         .await
         .expect("layer")

@@ -74,6 +74,7 @@ impl KeySet {
             ));
         }
         let mut set = KeySet::default();
+        let mut with_kid: Vec<(String, Arc<VerifyingKey>)> = Vec::new();
         for value in document.keys {
             let Ok(jwk) = serde_json::from_value::<RawJwk>(value) else {
                 tracing::debug!("skipping a JWK that does not parse");
@@ -81,21 +82,28 @@ impl KeySet {
             };
             let kid = jwk.kid.clone();
             match jwk.into_key(allowed) {
-                Ok(key) => {
-                    let key = Arc::new(key);
-                    match kid {
-                        Some(kid) => {
-                            if set.by_kid.insert(kid.clone().into_boxed_str(), key).is_some() {
-                                // Two keys with one kid make the kid ambiguous: use neither.
-                                tracing::warn!(kid, "duplicate kid in key set; ignoring that kid");
-                                set.by_kid.remove(kid.as_str());
-                            }
-                        }
-                        None => set.without_kid.push(key),
-                    }
-                }
+                Ok(key) => match kid {
+                    Some(kid) => with_kid.push((kid, Arc::new(key))),
+                    None => set.without_kid.push(Arc::new(key)),
+                },
                 Err(reason) => tracing::debug!(kid = kid.as_deref(), reason, "skipping JWK"),
             }
+        }
+        // A kid shared by two or more usable keys does not say which key signed: use
+        // none of them, however many copies there are. Counted over usable keys only,
+        // as RFC 7517 section 4.5 lets keys of different types (e.g. an encryption key,
+        // never used here) share a kid.
+        let mut copies: HashMap<Box<str>, usize> = HashMap::with_capacity(with_kid.len());
+        for (kid, _) in &with_kid {
+            *copies.entry(Box::from(kid.as_str())).or_default() += 1;
+        }
+        for (kid, key) in with_kid {
+            if copies.get(kid.as_str()).is_some_and(|&n| n == 1) {
+                set.by_kid.insert(kid.into_boxed_str(), key);
+            }
+        }
+        for (kid, n) in copies.iter().filter(|&(_, &n)| n > 1) {
+            tracing::warn!(kid = &**kid, copies = n, "kid used by several keys in the key set; ignoring that kid");
         }
         Ok(set)
     }
@@ -119,7 +127,17 @@ struct RawJwk {
 }
 
 /// RSA keys below 2048 bits are refused (NIST SP 800-131A).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
+const MIN_RSA_MODULUS_BITS: usize = 2048;
+
+/// The size of a big-endian unsigned integer in bits: leading zero bytes (a DER-style
+/// sign byte) and the leading zero bits of the first significant byte do not count.
+fn bit_length(big_endian: &[u8]) -> usize {
+    let significant = big_endian.iter().position(|&b| b != 0).map_or(&[][..], |at| &big_endian[at..]);
+    match significant.first() {
+        None => 0,
+        Some(&first) => (significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
 
 impl RawJwk {
     fn into_key(self, allowed: &[Algorithm]) -> Result<VerifyingKey, &'static str> {
@@ -150,8 +168,7 @@ impl RawJwk {
                 let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(n.trim_end_matches('='))
                     .map_err(|_| "RSA modulus is not base64url")?;
-                let significant = modulus.iter().skip_while(|&&b| b == 0).count();
-                if significant < MIN_RSA_MODULUS_BYTES {
+                if bit_length(&modulus) < MIN_RSA_MODULUS_BITS {
                     return Err("RSA key shorter than 2048 bits");
                 }
                 DecodingKey::from_rsa_components(n, e).map_err(|_| "invalid RSA key")?
@@ -196,6 +213,20 @@ mod tests {
         assert_eq!(set.kids().collect::<Vec<_>>(), ["good"]);
         assert_eq!(set.find(Some("good"), Algorithm::ES256).unwrap().algorithm, Algorithm::ES256);
         assert!(set.find(Some("hmac"), Algorithm::HS256).is_none());
+    }
+
+    #[test]
+    fn counts_rsa_modulus_bits() {
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[0, 0]), 0);
+        assert_eq!(bit_length(&[1]), 1);
+        assert_eq!(bit_length(&[0, 0x80, 0]), 16);
+        let mut n = vec![0xff; 256];
+        assert_eq!(bit_length(&n), 2048);
+        n[0] = 0x01;
+        assert_eq!(bit_length(&n), 2041);
+        n.insert(0, 0);
+        assert_eq!(bit_length(&n), 2041, "a leading zero byte is not part of the size");
     }
 
     #[test]

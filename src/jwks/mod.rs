@@ -2,9 +2,12 @@
 //! cached and refreshed ([`JwksConfig`]).
 //!
 //! Reads are lock-free: the usable keys are an immutable snapshot behind an
-//! [`ArcSwap`], replaced whole by a refresh. A token with an unknown `kid` triggers
-//! at most one fetch per cooldown; concurrent requests wait for that one fetch
-//! (coalesced by `moka`), never for a lock held across the network. A background task
+//! [`ArcSwap`], replaced whole by a refresh. A token with an unknown `kid` triggers a
+//! fetch drawn from a small budget (a token bucket, see
+//! [`JwksConfig::with_unknown_kid_fetches`]); concurrent requests wait for that one
+//! fetch, never for a lock held across the network. When no fetch after the request's
+//! arrival could be made or succeed, the answer is "keys unavailable" (`503`), not
+//! "unknown key" (`401`): we cannot tell whether the token is good. A background task
 //! refreshes the set on the schedule the issuer asks for (`Cache-Control: max-age`,
 //! bounded), and when a fetch fails the last good set keeps serving, up to
 //! [`JwksConfig::with_max_stale`].
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 pub(crate) use key_set::KeySet;
 
@@ -80,11 +84,12 @@ impl std::fmt::Debug for KeySource {
 /// How the key set is fetched, cached and refreshed.
 ///
 /// Defaults: refresh every 10 minutes unless the issuer's `Cache-Control: max-age`
-/// says otherwise (bounded to 1 minute … 24 hours); an unknown `kid` may trigger a
-/// refresh at most every 30 seconds; a failed refresh keeps the last good set for up
-/// to 12 hours; each fetch times out after 5 seconds; a document over 256 KiB or with
-/// more than 100 keys is refused; algorithms RS256/384/512, PS256/384/512, ES256,
-/// ES384 and EdDSA.
+/// says otherwise (bounded to 1 minute … 24 hours); tokens with an unknown `kid` may
+/// cause a burst of 5 fetches, then one every 5 seconds (see
+/// [`with_unknown_kid_fetches`](Self::with_unknown_kid_fetches)); a failed refresh
+/// keeps the last good set for up to 12 hours; each fetch times out after 5 seconds;
+/// a document over 256 KiB or with more than 100 keys is refused; algorithms
+/// RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA.
 ///
 /// # Example
 ///
@@ -93,7 +98,7 @@ impl std::fmt::Debug for KeySource {
 /// use tower_stepup::JwksConfig;
 ///
 /// let config = JwksConfig::default()
-///     .with_unknown_kid_cooldown(Duration::from_secs(10))
+///     .with_unknown_kid_fetches(3, Duration::from_secs(10))
 ///     .with_max_stale(Duration::from_secs(3600));
 /// # let _ = config;
 /// ```
@@ -103,7 +108,8 @@ pub struct JwksConfig {
     pub(crate) default_refresh: Duration,
     pub(crate) min_refresh: Duration,
     pub(crate) max_refresh: Duration,
-    pub(crate) unknown_kid_cooldown: Duration,
+    pub(crate) unknown_kid_burst: u32,
+    pub(crate) unknown_kid_every: Duration,
     pub(crate) max_stale: Duration,
     pub(crate) fetch_timeout: Duration,
     pub(crate) max_body_bytes: usize,
@@ -118,7 +124,8 @@ impl Default for JwksConfig {
             default_refresh: Duration::from_secs(600),
             min_refresh: Duration::from_secs(60),
             max_refresh: Duration::from_secs(24 * 3600),
-            unknown_kid_cooldown: Duration::from_secs(30),
+            unknown_kid_burst: 5,
+            unknown_kid_every: Duration::from_secs(5),
             max_stale: Duration::from_secs(12 * 3600),
             fetch_timeout: Duration::from_secs(5),
             max_body_bytes: 256 * 1024,
@@ -151,10 +158,55 @@ impl JwksConfig {
         self.max_refresh = max;
         self
     }
-    /// Minimum time between two refreshes caused by unknown `kid`s (default 30 s).
-    pub fn with_unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
-        self.unknown_kid_cooldown = cooldown;
+    /// The budget of fetches caused by tokens that name a key we do not hold: up to
+    /// `burst` fetches at once, then one more every `every` (a token bucket). Default:
+    /// a burst of 5, then one every 5 seconds.
+    ///
+    /// All requests waiting for keys share the fetch in flight, so a flood of made-up
+    /// `kid`s costs the issuer at most `burst + t / every` JWKS requests in any period
+    /// `t` (with the defaults: 5, then 12 a minute), on top of the scheduled refreshes.
+    /// A key the issuer publishes is found by the next fetch: at once when budget is
+    /// left, else within `every` (plus the fetch itself), even during such a flood.
+    ///
+    /// A token naming an unknown key is refused as `401 invalid_token`
+    /// ([`UnknownKey`](crate::AuthErrorKind::UnknownKey)) only when a fetch made after
+    /// the request arrived (or joined by it) succeeded without that key. When the
+    /// budget is spent, or the fetch fails, the answer is
+    /// [`KeySetUnavailable`](crate::AuthErrorKind::KeySetUnavailable) (`503`, with a
+    /// `Retry-After` of when the budget allows the next fetch, and at least `every`
+    /// after a failed fetch): whether the token is good cannot be told. Tokens of keys
+    /// already held never wait for, nor spend, this budget.
+    ///
+    /// A `burst` of 0 is raised to 1; an `every` of zero is refused when the layer is
+    /// built.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_stepup::JwksConfig;
+    ///
+    /// // At most 2 fetches at once, then one every 10 seconds.
+    /// let config = JwksConfig::default().with_unknown_kid_fetches(2, Duration::from_secs(10));
+    /// # let _ = config;
+    /// ```
+    pub fn with_unknown_kid_fetches(mut self, burst: u32, every: Duration) -> Self {
+        self.unknown_kid_burst = burst.max(1);
+        self.unknown_kid_every = every;
         self
+    }
+
+    /// A budget of one fetch per `cooldown` for unknown `kid`s: the same as
+    /// [`with_unknown_kid_fetches(1, cooldown)`](Self::with_unknown_kid_fetches).
+    ///
+    /// Kept for existing configurations. Prefer `with_unknown_kid_fetches` with a burst
+    /// above one: with a single fetch per `cooldown`, one made-up `kid` sent just
+    /// before the issuer publishes a new key holds every token of that key at `503`
+    /// for up to `cooldown`. Unlike earlier versions, a token whose key could not be
+    /// looked for within the cooldown is answered `503` (with `Retry-After`), not `401`.
+    pub fn with_unknown_kid_cooldown(self, cooldown: Duration) -> Self {
+        // A zero cooldown used to mean "no limit" in practice (1 ms): keep it working.
+        self.with_unknown_kid_fetches(1, cooldown.max(Duration::from_millis(1)))
     }
     /// How long the last good key set keeps serving while refreshes fail (default 12 h).
     pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
@@ -195,6 +247,9 @@ impl JwksConfig {
         if self.min_refresh > self.max_refresh {
             return Err(ConfigError::invalid("refresh bounds", "min is above max"));
         }
+        if self.unknown_kid_every.is_zero() {
+            return Err(ConfigError::invalid("unknown kid fetches", "the refill interval must be above zero"));
+        }
         if self.fetch_timeout.is_zero() {
             return Err(ConfigError::invalid("fetch timeout", "must be above zero"));
         }
@@ -212,10 +267,81 @@ impl JwksConfig {
 pub(crate) struct KeyStore {
     keys: ArcSwap<KeySet>,
     fetcher: Option<Fetcher>,
-    /// Coalesces unknown-`kid` refreshes and remembers their outcome for the cooldown.
-    gate: moka::future::Cache<(), Result<(), AuthError>>,
+    /// Coalesces unknown-`kid` refreshes and holds their budget.
+    gate: Mutex<Gate>,
     last_success: Mutex<Option<Instant>>,
     config: JwksConfig,
+}
+
+/// A `Retry-After` from a wait: whole seconds are its unit, so at least one; at most
+/// an hour, whatever interval was configured.
+fn retry_after(wait: Duration) -> Duration {
+    wait.clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Unknown-`kid` fetches: the one in flight, and the budget for the next ones.
+struct Gate {
+    budget: Bucket,
+    /// The outcome of the fetch in flight, `None` inside until it ends.
+    in_flight: Option<watch::Receiver<Option<Result<(), AuthError>>>>,
+}
+
+/// A token bucket: `burst` tokens, one more every `every`.
+#[derive(Debug)]
+struct Bucket {
+    burst: u32,
+    every: Duration,
+    tokens: u32,
+    /// When the next token is counted from (meaningless while the bucket is full).
+    refilled_at: Instant,
+}
+
+impl Bucket {
+    fn new(burst: u32, every: Duration, now: Instant) -> Self {
+        Self { burst, every, tokens: burst, refilled_at: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if self.tokens >= self.burst {
+            self.refilled_at = now;
+            return;
+        }
+        let every = self.every.as_nanos().max(1);
+        let earned = now.saturating_duration_since(self.refilled_at).as_nanos() / every;
+        if earned == 0 {
+            return;
+        }
+        let room = self.burst - self.tokens;
+        if earned >= u128::from(room) {
+            self.tokens = self.burst;
+            self.refilled_at = now;
+        } else {
+            // `earned < room <= u32::MAX`, so these conversions hold.
+            let earned = u32::try_from(earned).unwrap_or(room);
+            self.tokens += earned;
+            // Never past `now`: at most `earned * every` after the last refill.
+            self.refilled_at = self.refilled_at.checked_add(self.every.saturating_mul(earned)).unwrap_or(now);
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens == 0 {
+            return Err(self.next_in(now));
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
+
+    /// How long until a token is there (zero when one is).
+    fn next_in(&self, now: Instant) -> Duration {
+        if self.tokens > 0 {
+            return Duration::ZERO;
+        }
+        // A configured interval too large for the clock: "not in any foreseeable time".
+        self.refilled_at.checked_add(self.every).map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+    }
 }
 
 struct Fetcher {
@@ -249,10 +375,10 @@ impl KeyStore {
                 (KeySet::default(), Some(Fetcher { client: client()?, target }))
             }
         };
-        let gate = moka::future::Cache::builder()
-            .max_capacity(1)
-            .time_to_live(config.unknown_kid_cooldown.max(Duration::from_millis(1)))
-            .build();
+        let gate = Mutex::new(Gate {
+            budget: Bucket::new(config.unknown_kid_burst, config.unknown_kid_every, Instant::now()),
+            in_flight: None,
+        });
         Ok(Arc::new(Self { keys: ArcSwap::from_pointee(keys), fetcher, gate, last_success: Mutex::new(None), config }))
     }
 
@@ -271,13 +397,73 @@ impl KeyStore {
         self.refresh().await
     }
 
-    /// Called when a token names a key we do not have. At most one fetch per
-    /// cooldown; concurrent callers share it.
-    pub(crate) async fn refresh_for_unknown_key(&self) -> Result<(), AuthError> {
+    /// Called when a token that arrived at `arrived` names a key we do not have.
+    /// `Ok` means the current set comes from a fetch that succeeded after the request
+    /// arrived (or that it joined): look again, and a key still missing is unknown.
+    /// `Err` (`KeySetUnavailable`, with a `Retry-After`) means no such fetch could be
+    /// made (budget spent) or it failed: the token can be neither accepted nor refused.
+    pub(crate) async fn refresh_for_unknown_key(self: &Arc<Self>, arrived: Instant) -> Result<(), AuthError> {
         if self.fetcher.is_none() {
             return Err(AuthErrorKind::UnknownKey.into());
         }
-        self.gate.get_with((), async { self.refresh().await.map(|_| ()) }).await
+        let mut outcome = {
+            let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.succeeded_since(arrived) {
+                return Ok(());
+            }
+            match &gate.in_flight {
+                Some(outcome) => outcome.clone(),
+                None => {
+                    if let Err(wait) = gate.budget.take(Instant::now()) {
+                        tracing::debug!("unknown kid: the budget of key set fetches is spent");
+                        return Err(AuthError::with_detail(
+                            AuthErrorKind::KeySetUnavailable,
+                            "unknown kid, and the budget of key set fetches is spent",
+                        )
+                        .with_retry_after(retry_after(wait)));
+                    }
+                    // The fetch runs on its own task: a client that goes away does not
+                    // cancel a fetch others wait for (and that the budget paid for).
+                    let (sender, outcome) = watch::channel(None);
+                    gate.in_flight = Some(outcome.clone());
+                    let store = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let result = store.refresh().await.map(|_| ());
+                        let mut gate = store.gate.lock().unwrap_or_else(PoisonError::into_inner);
+                        gate.in_flight = None;
+                        // Sent under the lock: whoever joined this fetch gets its outcome,
+                        // whoever comes later starts (or is refused) a new one.
+                        sender.send_replace(Some(result));
+                    });
+                    outcome
+                }
+            }
+        };
+        let result = match outcome.wait_for(Option::is_some).await {
+            Ok(result) => result.clone(),
+            Err(_) => None,
+        };
+        // After a failure, clients are paced to the refill rate: retrying sooner would
+        // only spend the burst on an issuer that is likely still down.
+        let retry_after = retry_after(self.next_fetch_in().max(self.config.unknown_kid_every));
+        match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => Err(error.with_retry_after(retry_after)),
+            // The fetch task ended without an answer (the runtime is shutting down).
+            None => Err(AuthError::with_detail(AuthErrorKind::KeySetUnavailable, "the key set fetch was abandoned")
+                .with_retry_after(retry_after)),
+        }
+    }
+
+    /// Whether a fetch succeeded at or after `instant`.
+    fn succeeded_since(&self, instant: Instant) -> bool {
+        self.last_success.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|at| at >= instant)
+    }
+
+    /// When the unknown-`kid` budget allows the next fetch.
+    fn next_fetch_in(&self) -> Duration {
+        let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.budget.next_in(Instant::now())
     }
 
     /// Fetches and installs the set; returns when the next refresh is due.
@@ -406,5 +592,63 @@ impl Fetcher {
         }
         http_client::check_url("jwks_uri", &document.jwks_uri, config.allow_http)
             .map_err(|e| AuthError::with_detail(AuthErrorKind::KeySetUnavailable, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_one_per_interval() {
+        let start = Instant::now();
+        let every = Duration::from_secs(5);
+        let mut bucket = Bucket::new(3, every, start);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(start), Ok(()));
+        }
+        assert_eq!(bucket.take(start), Err(every));
+        assert_eq!(bucket.take(start + Duration::from_secs(2)), Err(Duration::from_secs(3)));
+        assert_eq!(bucket.take(start + every), Ok(()), "one token per interval");
+        assert_eq!(bucket.take(start + every), Err(every));
+        // Long idle: back to a full burst, never more.
+        let later = start + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(later), Ok(()));
+        }
+        assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn partial_refills_keep_their_remainder() {
+        let start = Instant::now();
+        let every = Duration::from_secs(4);
+        let mut bucket = Bucket::new(2, every, start);
+        assert_eq!(bucket.take(start), Ok(()));
+        assert_eq!(bucket.take(start), Ok(()));
+        // 6 s later: one token earned, 2 s towards the next.
+        assert_eq!(bucket.take(start + Duration::from_secs(6)), Ok(()));
+        assert_eq!(bucket.take(start + Duration::from_secs(6)), Err(Duration::from_secs(2)));
+        assert_eq!(bucket.take(start + Duration::from_secs(8)), Ok(()));
+    }
+
+    #[test]
+    fn huge_intervals_never_overflow_the_clock() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1, Duration::MAX, start);
+        assert_eq!(bucket.take(start), Ok(()));
+        assert_eq!(bucket.take(start + Duration::from_secs(3600)), Err(Duration::MAX));
+    }
+
+    #[test]
+    fn the_cooldown_is_a_budget_of_one() {
+        let config = JwksConfig::default().with_unknown_kid_cooldown(Duration::from_secs(30));
+        assert_eq!((config.unknown_kid_burst, config.unknown_kid_every), (1, Duration::from_secs(30)));
+        let zero = JwksConfig::default().with_unknown_kid_cooldown(Duration::ZERO);
+        assert!(zero.validate().is_ok(), "a zero cooldown keeps working");
+        let refused = JwksConfig::default().with_unknown_kid_fetches(3, Duration::ZERO);
+        assert!(matches!(refused.validate(), Err(ConfigError::Invalid { .. })));
+        let default = JwksConfig::default();
+        assert_eq!((default.unknown_kid_burst, default.unknown_kid_every), (5, Duration::from_secs(5)));
     }
 }
