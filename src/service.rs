@@ -46,13 +46,18 @@ pub(crate) enum Resolution {
     /// The token names a key we do not have: refresh the key set, then verify again.
     NeedsKeys(String),
     /// An opaque token (or an expired Stytch JWT with its session token): ask the
-    /// issuer. `expired` is the session the expired JWT names, when its signature,
-    /// issuer and audience verified: if the issuer says the session is gone, that
-    /// session is remembered as revoked.
+    /// issuer.
     NeedsAuthority {
         token: String,
-        expired: Option<Session>,
+        expired: Option<ExpiredJwt>,
     },
+}
+
+/// An expired JWT sent next to the session token that renews it, with the session
+/// it names (signature, issuer and audience verified; only `exp` failed).
+pub(crate) struct ExpiredJwt {
+    pub(crate) session: Session,
+    pub(crate) jwt: String,
 }
 
 /// What to do to the client's cookies on the way out.
@@ -100,10 +105,14 @@ impl LayerState {
                         // Which session the expired JWT names (signature, issuer and
                         // audience checked): a second verification, but only on this
                         // path, once per JWT lifetime per client.
-                        let expired = self.verifier.verify_expired(jwt, &self.keys.snapshot()).ok().map(|v| v.session);
+                        let expired = self
+                            .verifier
+                            .verify_expired(jwt, &self.keys.snapshot())
+                            .ok()
+                            .map(|v| ExpiredJwt { session: v.session, jwt: jwt.to_owned() });
                         match (&expired, &self.authority) {
                             // Known revoked: no issuer call.
-                            (Some(session), Some(authority)) if authority.is_denied(session) => {
+                            (Some(expired), Some(authority)) if authority.is_denied(&expired.session) => {
                                 Resolution::Done(AuthState::Invalid(AuthErrorKind::SessionRevoked.into()))
                             }
                             _ => self.ask_about(token, expired),
@@ -128,7 +137,7 @@ impl LayerState {
     }
 
     /// Sends an opaque token to the issuer, unless it fails the local shape check.
-    fn ask_about(&self, token: &str, expired: Option<Session>) -> Resolution {
+    fn ask_about(&self, token: &str, expired: Option<ExpiredJwt>) -> Resolution {
         if (self.opaque_shape)(token) {
             Resolution::NeedsAuthority { token: token.to_owned(), expired }
         } else {
@@ -174,13 +183,13 @@ impl LayerState {
     }
 
     /// The slow path for opaque tokens: ask the issuer (cached, coalesced, within
-    /// the issuer-call budget). `expired` is the session of an expired JWT sent next
-    /// to `token` (renewal): when the issuer says the session is gone, it is
+    /// the issuer-call budget). `expired`: an expired JWT sent next to `token`
+    /// (renewal); when the issuer says its session is gone, that session is
     /// remembered as revoked, so its other JWTs are refused too.
     pub(crate) async fn resolve_with_authority(
         &self,
         token: &str,
-        expired: Option<&Session>,
+        expired: Option<&ExpiredJwt>,
         source: Option<CredentialSource>,
     ) -> (AuthState, Option<CookieUpdate>) {
         let Some(authority) = &self.authority else {
@@ -200,8 +209,14 @@ impl LayerState {
                 (state, update)
             }
             Err(error) => {
-                if let (AuthErrorKind::SessionRevoked, Some(session)) = (error.kind(), expired) {
-                    self.forget(session);
+                if let (AuthErrorKind::SessionRevoked, Some(expired)) = (error.kind(), expired) {
+                    // The answer is about the session token, which need not belong to
+                    // the JWT's session (a token planted next to someone's expired
+                    // JWT): only the issuer's answer about the JWT itself may end its
+                    // session here. One more budgeted call, only when a session ends.
+                    if authority.is_gone(&expired.jwt).await {
+                        self.forget(&expired.session);
+                    }
                 }
                 let update =
                     (from_cookie && error.kind() == AuthErrorKind::SessionRevoked).then_some(CookieUpdate::Clear);

@@ -284,12 +284,36 @@ async fn revocation_learned_while_renewing_is_remembered() -> TestResult {
     let cookies = format!("stytch_session_jwt={expired}; stytch_session={}", session.session_token);
     let renewal = with_cookies(&http, format!("{base}/me"), &cookies).await?;
     assert_eq!(renewal.status(), 401);
+    // One call with the session token, one with the expired JWT itself (the
+    // answer about the token alone does not prove which session ended).
     let calls = issuer.request_count(Endpoint::SessionsAuthenticate);
-    assert_eq!(calls, 1);
+    assert_eq!(calls, 2);
     // The session's live JWT (never presented before) is refused locally.
     assert_eq!(bearer(&http, format!("{base}/me"), &session.session_jwt).await?.status(), 401);
     // The same renewal again: known revoked, no issuer call.
     assert_eq!(with_cookies(&http, format!("{base}/me"), &cookies).await?.status(), 401);
     assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), calls);
+    Ok(())
+}
+
+/// The other side of the renewal rule: a made-up session token planted next to
+/// someone's expired JWT is refused, but does not end that person's session.
+#[tokio::test]
+async fn planted_session_token_next_to_an_expired_jwt_ends_nobody() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let base = serve(routes(SessionLayer::stytch(&project(&issuer)?).build().await?)).await;
+    let http = reqwest::Client::new();
+    let victim = issuer.create_session("user-victim", vec![DevFactor::password()]);
+    let expired = issuer
+        .stytch_session()
+        .session_id(&victim.session_id)
+        .subject(&victim.user_id)
+        .issued_at(SystemTime::now() - Duration::from_secs(600))
+        .lifetime(Duration::from_secs(300))
+        .mint();
+    let planted = format!("stytch_session_jwt={expired}; stytch_session={}", "A".repeat(44));
+    assert_eq!(with_cookies(&http, format!("{base}/me"), &planted).await?.status(), 401);
+    assert_eq!(bearer(&http, format!("{base}/me"), &victim.session_jwt).await?.status(), 200);
+    assert_eq!(bearer(&http, format!("{base}/transfer"), &victim.session_jwt).await?.status(), 200);
     Ok(())
 }

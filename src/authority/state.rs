@@ -268,6 +268,15 @@ impl AuthorityState {
         answer
     }
 
+    /// Whether the issuer says the session of this (expired, locally verified) JWT
+    /// is gone: to learn a revocation without trusting an answer about another
+    /// credential. Within the issuer-call budget; over it, "not known to be gone".
+    pub(crate) async fn is_gone(&self, jwt: &str) -> bool {
+        let Ok(_permit) = self.budget.try_acquire() else { return false };
+        let outcome = self.authority.authenticate(AuthorityCredential::Jwt(jwt)).await;
+        outcome.is_err_and(|error| error.kind() == AuthErrorKind::SessionRevoked)
+    }
+
     /// Asks the issuer, and holds the answer to the layer's issuer and audience
     /// rules: an authority vouching for a session is not enough, the session must
     /// be one this layer accepts (the same rules as for JWTs).
