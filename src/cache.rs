@@ -92,6 +92,19 @@ impl SessionCache {
         (self.entries.entry_count(), self.entries.weighted_size())
     }
 
+    /// The tokens whose cached verification produced this very `Session` (a
+    /// session without an id is known by its tokens only). A scan, like
+    /// `evict_session`: only on revocations.
+    pub(crate) fn tokens_of(&self, session: &crate::session::Session) -> Vec<TokenHash> {
+        let mut hashes = Vec::new();
+        for (key, value) in &self.entries {
+            if value.verified.session.ptr_eq(session) {
+                hashes.push(*key);
+            }
+        }
+        hashes
+    }
+
     /// Forgets every cached verification of one session (it was revoked).
     pub(crate) fn evict_session(&self, session_id: &str) {
         let session_id = session_id.to_owned();

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use crate::authority::state::AuthorityState;
-use crate::authority::{Authority, StytchAuthority};
+use crate::authority::state::{AuthoritySettings, AuthorityState};
+use crate::authority::{Authority, IssuerBudget, StytchAuthority};
 use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
 use crate::cookies::CookieAttributes;
 use crate::credential::CredentialConfig;
@@ -88,6 +88,8 @@ impl SessionLayer {
             authority: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
             opaque_shape: None,
+            issuer_budget: IssuerBudget::new(),
+            authority_audience_optional: false,
             cookies: CookieAttributes::default(),
         }
     }
@@ -150,6 +152,8 @@ pub struct SessionLayerBuilder {
     authority: Option<Result<Arc<dyn Authority>, ConfigError>>,
     opaque_ttl: Duration,
     opaque_shape: Option<fn(&str) -> bool>,
+    issuer_budget: IssuerBudget,
+    authority_audience_optional: bool,
     cookies: CookieAttributes,
 }
 
@@ -246,6 +250,17 @@ impl SessionLayerBuilder {
     /// The issuing server's API, for opaque tokens, [`fresh`](crate::Guard::fresh)
     /// guards and renewing expired Stytch JWTs. [`SessionLayer::stytch`] sets a
     /// [`StytchAuthority`] when the project carries its secret.
+    ///
+    /// Every answer of the authority is held to this layer's issuers
+    /// ([`with_issuer`](Self::with_issuer)) and audiences
+    /// ([`with_audience`](Self::with_audience)), as JWTs are: an answer naming
+    /// another issuer is refused as [`WrongIssuer`](crate::AuthErrorKind::WrongIssuer),
+    /// another audience as [`WrongAudience`](crate::AuthErrorKind::WrongAudience),
+    /// none as [`MissingClaim`](crate::AuthErrorKind::MissingClaim) (see
+    /// [`with_authority_audience_optional`](Self::with_authority_audience_optional)).
+    /// A [`StytchAuthority`] answers for the project whose credentials asked, so
+    /// its sessions carry that project's issuer and audience: they pass when the
+    /// authority and the layer name the same project.
     pub fn with_authority(mut self, authority: impl Authority) -> Self {
         self.authority = Some(Ok(Arc::new(authority)));
         self
@@ -257,12 +272,49 @@ impl SessionLayerBuilder {
         self.opaque_ttl = ttl;
         self
     }
-    /// A local check of opaque tokens before they are sent to the issuer, so that
-    /// garbage never becomes an issuer call (the Stytch preset checks the shape of
-    /// Stytch session tokens). Tokens failing it are rejected as
-    /// [`Malformed`](crate::AuthErrorKind::Malformed).
+    /// A local check of opaque tokens before they are sent to the issuer (the
+    /// Stytch preset checks the shape of Stytch session tokens). Tokens failing it
+    /// are rejected as [`Malformed`](crate::AuthErrorKind::Malformed) without a
+    /// call; well-shaped tokens that pass it still only reach the issuer within
+    /// the [issuer-call budget](Self::with_issuer_budget).
     pub fn with_opaque_token_check(mut self, check: fn(&str) -> bool) -> Self {
         self.opaque_shape = Some(check);
+        self
+    }
+    /// The budget of issuer calls for credentials that cannot be verified locally
+    /// (opaque tokens, and session tokens sent to renew expired Stytch JWTs).
+    /// Default [`IssuerBudget::new`]; over budget, a request gets `503` with
+    /// `Retry-After` and no call is made. Locally verified JWTs never need it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{IssuerBudget, SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// let layer = SessionLayer::stytch(&project).with_issuer_budget(IssuerBudget::per_second(20)).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_issuer_budget(mut self, budget: IssuerBudget) -> Self {
+        self.issuer_budget = budget;
+        self
+    }
+    /// Accepts answers of the authority that carry no audience at all (an RFC 7662
+    /// introspection response without `aud`). Answers naming another audience are
+    /// still refused. Default: an answer without an audience is refused.
+    ///
+    /// # ⚠️ Warning
+    ///
+    /// Without an audience, nothing says the token was issued for this API: any
+    /// token the authorization server issued to any client, for any resource (and
+    /// that the introspection endpoint agrees to describe to this client), is
+    /// accepted here. Only use this with an authorization server that never issues
+    /// `aud` and serves a single resource, or whose introspection endpoint only
+    /// reports tokens meant for the calling resource server.
+    pub fn with_authority_audience_optional(mut self) -> Self {
+        self.authority_audience_optional = true;
         self
     }
     /// Attributes of the cookies written when the issuer renews or ends a session.
@@ -287,8 +339,17 @@ impl SessionLayerBuilder {
         if self.credentials.max_token_len == 0 {
             return Err(ConfigError::invalid("max token length", "must be above zero"));
         }
+        self.issuer_budget.validate()?;
         crate::verify::ensure_crypto_provider();
-        let authority = self.authority.transpose()?.map(|authority| AuthorityState::new(authority, self.opaque_ttl));
+        let settings = AuthoritySettings {
+            opaque_ttl: self.opaque_ttl,
+            budget: self.issuer_budget,
+            issuers: self.issuers.clone(),
+            audiences: self.audiences.clone(),
+            audience_optional: self.authority_audience_optional,
+            leeway: self.leeway,
+        };
+        let authority = self.authority.transpose()?.map(|authority| AuthorityState::new(authority, settings));
         let opaque_shape = self.opaque_shape.unwrap_or(|_| true);
         let keys = KeyStore::new(self.source, self.jwks.clone())?;
         let first_refresh = if self.eager && keys.is_remote() {

@@ -100,7 +100,7 @@ pub mod __bench {
     pub fn resolve(layer: &SessionLayer, headers: &HeaderMap) -> Option<AuthState> {
         match layer.state.resolve(layer.state.credentials.find(headers)) {
             Resolution::Done(state) => Some(state),
-            Resolution::NeedsKeys(_) | Resolution::NeedsAuthority(_) => None,
+            Resolution::NeedsKeys(_) | Resolution::NeedsAuthority { .. } => None,
         }
     }
 
@@ -157,8 +157,8 @@ pub mod __bench {
 }
 
 pub use authority::{
-    Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, RenewedTokens,
-    StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT,
+    Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, IssuerBudget, RenewedTokens,
+    StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE,
 };
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge, Rejection};
 pub use cookies::{CookieAttributes, SameSite};

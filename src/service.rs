@@ -3,14 +3,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::time::Duration;
-
 use http::{Request, Response};
 use tower_service::Service;
 
 use crate::authority::state::AuthorityState;
 use crate::authority::RenewedTokens;
-use crate::cache::{token_bytes_hash, token_hash, SessionCache};
+use crate::cache::{token_bytes_hash, token_hash, SessionCache, TokenHash};
 use crate::cookies::CookieAttributes;
 use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
@@ -49,7 +47,17 @@ pub(crate) enum Resolution {
     NeedsKeys(String),
     /// An opaque token (or an expired Stytch JWT with its session token): ask the
     /// issuer.
-    NeedsAuthority(String),
+    NeedsAuthority {
+        token: String,
+        expired: Option<ExpiredJwt>,
+    },
+}
+
+/// An expired JWT sent next to the session token that renews it, with the session
+/// it names (signature, issuer and audience verified; only `exp` failed).
+pub(crate) struct ExpiredJwt {
+    pub(crate) session: Session,
+    pub(crate) jwt: String,
 }
 
 /// What to do to the client's cookies on the way out.
@@ -70,7 +78,7 @@ impl LayerState {
         };
         let Some(jwt) = credential.jwt else {
             return match (credential.opaque, &self.authority) {
-                (Some(token), Some(_)) => self.ask_about(token),
+                (Some(token), Some(_)) => self.ask_about(token, None),
                 _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
             };
         };
@@ -78,11 +86,14 @@ impl LayerState {
         let hash = self.cache.as_ref().map(|_| token_hash(jwt));
         if let (Some(cache), Some(hash)) = (&self.cache, &hash) {
             if let Some(verified) = cache.get(hash, &self.verifier.time) {
-                return Resolution::Done(self.admit(&verified.session));
+                return Resolution::Done(self.admit(&verified.session, Some(hash), jwt.as_bytes()));
             }
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Ok(verified) => Resolution::Done(self.admit(&self.remember(hash, verified, jwt.len()))),
+            Ok(verified) => {
+                let session = self.remember(hash, verified, jwt.len());
+                Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()))
+            }
             Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
                 Resolution::NeedsKeys(jwt.to_owned())
             }
@@ -90,7 +101,23 @@ impl LayerState {
             // be alive; the issuer renews the JWT.
             Err(error) if error.kind() == AuthErrorKind::Expired && self.authority.is_some() => {
                 match credential.opaque {
-                    Some(token) if credential.source == CredentialSource::Cookie => self.ask_about(token),
+                    Some(token) if credential.source == CredentialSource::Cookie => {
+                        // Which session the expired JWT names (signature, issuer and
+                        // audience checked): a second verification, but only on this
+                        // path, once per JWT lifetime per client.
+                        let expired = self
+                            .verifier
+                            .verify_expired(jwt, &self.keys.snapshot())
+                            .ok()
+                            .map(|v| ExpiredJwt { session: v.session, jwt: jwt.to_owned() });
+                        match (&expired, &self.authority) {
+                            // Known revoked: no issuer call.
+                            (Some(expired), Some(authority)) if authority.is_denied(&expired.session) => {
+                                Resolution::Done(AuthState::Invalid(AuthErrorKind::SessionRevoked.into()))
+                            }
+                            _ => self.ask_about(token, expired),
+                        }
+                    }
                     _ => Resolution::Done(AuthState::Invalid(error)),
                 }
             }
@@ -104,14 +131,15 @@ impl LayerState {
     pub(crate) fn cached_bearer(&self, headers: &http::HeaderMap) -> Option<AuthState> {
         let cache = self.cache.as_ref()?;
         let token = self.credentials.unvalidated_bearer(headers)?;
-        let verified = cache.get(&token_bytes_hash(token), &self.verifier.time)?;
-        Some(self.admit(&verified.session))
+        let hash = token_bytes_hash(token);
+        let verified = cache.get(&hash, &self.verifier.time)?;
+        Some(self.admit(&verified.session, Some(&hash), token))
     }
 
     /// Sends an opaque token to the issuer, unless it fails the local shape check.
-    fn ask_about(&self, token: &str) -> Resolution {
+    fn ask_about(&self, token: &str, expired: Option<ExpiredJwt>) -> Resolution {
         if (self.opaque_shape)(token) {
-            Resolution::NeedsAuthority(token.to_owned())
+            Resolution::NeedsAuthority { token: token.to_owned(), expired }
         } else {
             Resolution::Done(AuthState::Invalid(AuthError::with_detail(
                 AuthErrorKind::Malformed,
@@ -120,10 +148,17 @@ impl LayerState {
         }
     }
 
-    /// A verified session, unless the issuer told us it ended.
-    fn admit(&self, session: &Session) -> AuthState {
+    /// A verified session, unless the issuer told us it ended: by its session id,
+    /// or (a session without one) by the hash of `token`, reused when the caller
+    /// already has it. Nothing but an atomic load while nothing was ever revoked.
+    fn admit(&self, session: &Session, hash: Option<&TokenHash>, token: &[u8]) -> AuthState {
         match &self.authority {
-            Some(authority) if authority.is_denied(session) => AuthState::Invalid(AuthErrorKind::SessionRevoked.into()),
+            Some(authority)
+                if authority
+                    .is_credential_denied(session, || hash.copied().unwrap_or_else(|| token_bytes_hash(token))) =>
+            {
+                AuthState::Invalid(AuthErrorKind::SessionRevoked.into())
+            }
             _ => AuthState::Authenticated(session.clone()),
         }
     }
@@ -141,16 +176,22 @@ impl LayerState {
         }
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
             Ok(verified) => {
-                self.admit(&self.remember(self.cache.as_ref().map(|_| token_hash(jwt)), verified, jwt.len()))
+                let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+                let session = self.remember(hash, verified, jwt.len());
+                self.admit(&session, hash.as_ref(), jwt.as_bytes())
             }
             Err(error) => AuthState::Invalid(error),
         }
     }
 
-    /// The slow path for opaque tokens: ask the issuer (cached, coalesced).
+    /// The slow path for opaque tokens: ask the issuer (cached, coalesced, within
+    /// the issuer-call budget). `expired`: an expired JWT sent next to `token`
+    /// (renewal); when the issuer says its session is gone, that session is
+    /// remembered as revoked, so its other JWTs are refused too.
     pub(crate) async fn resolve_with_authority(
         &self,
         token: &str,
+        expired: Option<&ExpiredJwt>,
         source: Option<CredentialSource>,
     ) -> (AuthState, Option<CookieUpdate>) {
         let Some(authority) = &self.authority else {
@@ -159,11 +200,35 @@ impl LayerState {
         let answer = authority.opaque(token).await;
         let from_cookie = source == Some(CredentialSource::Cookie);
         match &answer.outcome {
+            // The session token and the expired JWT beside it must be one session:
+            // two credentials that disagree are refused, with no cookies written.
+            Ok(confirmation) if expired.is_some_and(|jwt| !jwt.session.is_same_session(&confirmation.session)) => {
+                let error = AuthError::with_detail(
+                    AuthErrorKind::InvalidClaim,
+                    "the session token and the session JWT belong to different sessions",
+                );
+                (AuthState::Invalid(error), None)
+            }
             Ok(confirmation) => {
-                let update = confirmation.renewed.clone().filter(|_| from_cookie).map(CookieUpdate::Renew);
-                (self.admit(&confirmation.session), update)
+                let state = self.admit(&confirmation.session, None, token.as_bytes());
+                let update = match &state {
+                    AuthState::Authenticated(_) => {
+                        confirmation.renewed.clone().filter(|_| from_cookie).map(CookieUpdate::Renew)
+                    }
+                    _ => None,
+                };
+                (state, update)
             }
             Err(error) => {
+                if let (AuthErrorKind::SessionRevoked, Some(expired)) = (error.kind(), expired) {
+                    // The answer is about the session token, which need not belong to
+                    // the JWT's session (a token planted next to someone's expired
+                    // JWT): only the issuer's answer about the JWT itself may end its
+                    // session here. One more budgeted call, only when a session ends.
+                    if authority.is_gone(&expired.jwt).await {
+                        self.forget(&expired.session, &expired.jwt);
+                    }
+                }
                 let update =
                     (from_cookie && error.kind() == AuthErrorKind::SessionRevoked).then_some(CookieUpdate::Clear);
                 (AuthState::Invalid(error.clone()), update)
@@ -171,13 +236,22 @@ impl LayerState {
         }
     }
 
-    /// The issuer said this session ended: refuse it everywhere from now on.
-    pub(crate) fn forget(&self, session: &Session) {
-        if let Some(authority) = &self.authority {
-            authority.deny(session, Duration::from_secs(self.verifier.time.leeway));
+    /// The issuer said the session that `token` produced ended: refuse it everywhere
+    /// from now on, until the session itself would have ended. Remembered by
+    /// session id where the authority answers about whole sessions, else by `token`
+    /// and by every cached credential that produced this very `Session`.
+    pub(crate) fn forget(&self, session: &Session, token: &str) {
+        let Some(authority) = &self.authority else { return };
+        authority.deny(session);
+        if authority.session_key(session).is_some() {
+            if let (Some(cache), Some(id)) = (&self.cache, session.session_id()) {
+                cache.evict_session(id);
+            }
+            return;
         }
-        if let (Some(cache), Some(id)) = (&self.cache, session.session_id()) {
-            cache.evict_session(id);
+        authority.deny_token(token_hash(token), Some(session));
+        for hash in self.cache.iter().flat_map(|cache| cache.tokens_of(session)) {
+            authority.deny_token(hash, Some(session));
         }
     }
 
@@ -199,8 +273,13 @@ impl LayerState {
         })
     }
 
-    fn remember(&self, hash: Option<crate::cache::TokenHash>, verified: Verified, token_len: usize) -> Session {
+    fn remember(&self, hash: Option<TokenHash>, verified: Verified, token_len: usize) -> Session {
         let session = verified.session.clone();
+        if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
+            // How long a revocation must be remembered depends on how long this
+            // layer's JWTs live.
+            authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
+        }
         if let (Some(cache), Some(hash)) = (&self.cache, hash) {
             cache.insert(hash, Arc::new(verified), token_len);
         }
@@ -271,7 +350,9 @@ where
         ResponseFuture::resolving(Box::pin(async move {
             let (auth, update) = match resolution {
                 Resolution::NeedsKeys(jwt) => (state.resolve_with_refresh(&jwt).await, None),
-                Resolution::NeedsAuthority(token) => state.resolve_with_authority(&token, source).await,
+                Resolution::NeedsAuthority { token, expired } => {
+                    state.resolve_with_authority(&token, expired.as_ref(), source).await
+                }
                 Resolution::Done(auth) => (auth, None),
             };
             request.extensions_mut().insert(auth);

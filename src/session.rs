@@ -245,6 +245,13 @@ impl Session {
     }
 
     /// Whether both handles point to the same verified session data.
+    /// Whether `other` (an issuer's answer) is about this session: same subject, and
+    /// the same session id where this session has one. A session without an id is
+    /// confirmed by its own token only.
+    pub(crate) fn is_same_session(&self, other: &Session) -> bool {
+        self.subject() == other.subject() && self.session_id().is_none_or(|id| other.session_id() == Some(id))
+    }
+
     pub(crate) fn ptr_eq(&self, other: &Session) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }

@@ -686,6 +686,7 @@ async fn introspected_opaque_tokens_become_sessions_and_are_cached() -> TestResu
     let http = reqwest::Client::new();
     let token = issuer.issue_opaque_access_token(
         OpaqueTokenSpec::new()
+            .audience(DEFAULT_AUDIENCE)
             .subject("user-introspected")
             .scope("read write")
             .acr("urn:example:loa:2")
@@ -716,7 +717,7 @@ async fn opaque_token_cache_expires_after_its_ttl() -> TestResult {
     let issuer = DevIssuer::start().await?;
     let base = introspection_app(&issuer, Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
-    let token = issuer.issue_opaque_access_token(OpaqueTokenSpec::new());
+    let token = issuer.issue_opaque_access_token(OpaqueTokenSpec::new().audience(DEFAULT_AUDIENCE));
 
     assert_eq!(bearer(&http, format!("{base}/me"), &token).await.status(), 200);
     assert_eq!(issuer.request_count(Endpoint::Introspect), 1);
@@ -766,7 +767,8 @@ async fn introspection_revocation_seen_on_a_fresh_route_reaches_local_routes() -
     let issuer = DevIssuer::start().await?;
     let base = introspection_app(&issuer, Duration::from_secs(60)).await;
     let http = reqwest::Client::new();
-    let token = issuer.issue_opaque_access_token(OpaqueTokenSpec::new().subject("user-opaque-fresh"));
+    let token = issuer
+        .issue_opaque_access_token(OpaqueTokenSpec::new().subject("user-opaque-fresh").audience(DEFAULT_AUDIENCE));
 
     assert_eq!(bearer(&http, format!("{base}/me"), &token).await.status(), 200);
     assert_eq!(bearer(&http, format!("{base}/transfer"), &token).await.status(), 200);

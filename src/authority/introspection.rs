@@ -19,6 +19,14 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// revoked session. Claims map to the [`Session`](crate::Session) as with
 /// [`OidcProfile`].
 ///
+/// Behind a [`SessionLayer`](crate::SessionLayer), an answer is held to the layer's
+/// issuers and audiences like a JWT: `iss` (or, when absent, the
+/// [`with_issuer`](Self::with_issuer) value, else the endpoint's origin) must be one
+/// of the layer's issuers, and `aud` must be present and name one of its audiences
+/// (unless [`with_authority_audience_optional`](crate::SessionLayerBuilder::with_authority_audience_optional)).
+/// An answer is cached until the earlier of the layer's opaque-token window and
+/// the token's `exp`.
+///
 /// # Example
 ///
 /// ```
@@ -69,6 +77,11 @@ impl IntrospectionAuthority {
         self
     }
     /// Requires `aud` in responses to contain this (when present).
+    ///
+    /// The layer this authority serves checks every answer against its own
+    /// audiences anyway, and refuses answers without `aud` unless
+    /// [`with_authority_audience_optional`](crate::SessionLayerBuilder::with_authority_audience_optional)
+    /// is set: this is an extra check for an authority used on its own.
     #[must_use]
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());

@@ -8,6 +8,7 @@
 //! Two implementations: [`StytchAuthority`] (`POST /v1/sessions/authenticate`) and
 //! [`IntrospectionAuthority`] (RFC 7662). Implement [`Authority`] for anything else.
 
+mod budget;
 mod introspection;
 pub(crate) mod state;
 mod stytch;
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+pub use budget::{IssuerBudget, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE};
 pub use introspection::IntrospectionAuthority;
 pub use stytch::StytchAuthority;
 

@@ -206,7 +206,7 @@ where
     };
     let answer = authority.confirm(&local_session, credential, window, arrival).await;
     let (session, renewed) = match &answer.outcome {
-        Ok(confirmation) if !is_same_session(&local_session, &confirmation.session) => {
+        Ok(confirmation) if !local_session.is_same_session(&confirmation.session) => {
             // Not an answer about this request's session: judge nothing on it, write
             // none of its cookies, deny-list nothing.
             tracing::warn!("the issuer confirmed another session than the request's; refused");
@@ -218,7 +218,7 @@ where
             // The credential asked about is the one that produced `local_session`
             // (and a shared answer came from a token of the same session id): the
             // session that ended is this one.
-            layer.forget(&local_session);
+            layer.forget(&local_session, credential.token());
             return Ok(refuse(&layer, Rejection::SessionEnded(error.clone()), &request).map(ResBody::from));
         }
         Err(error) if error.kind().is_server_fault() => {
@@ -260,13 +260,6 @@ fn producing_credential<'a>(local: &Session, found: &Credential<'a>) -> Option<A
         TokenKind::Jwt => found.jwt.map(AuthorityCredential::Jwt),
         TokenKind::Opaque => found.opaque.map(AuthorityCredential::Opaque),
     }
-}
-
-/// Whether the issuer's answer is about the locally verified session: same subject,
-/// and the same session id where the local session has one. A session without an
-/// id was confirmed by its own token (answers are shared only by session id).
-fn is_same_session(local: &Session, confirmed: &Session) -> bool {
-    local.subject() == confirmed.subject() && local.session_id().is_none_or(|id| confirmed.session_id() == Some(id))
 }
 
 pin_project! {
