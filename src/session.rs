@@ -165,7 +165,8 @@ impl Session {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner.expires_at
     }
-    /// When the whole session ends (Stytch `expires_at`; falls back to `exp`).
+    /// When the whole session ends (Stytch `expires_at`; falls back to `exp`). The
+    /// layer refuses a session past it (beyond its leeway), cached or not.
     pub fn session_expires_at(&self) -> Option<SystemTime> {
         self.inner.session_expires_at.or(self.inner.expires_at)
     }

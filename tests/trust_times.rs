@@ -288,3 +288,44 @@ fn empty_combinators_refuse_every_session_and_fail_validation() {
         assert!(requirement.is_met(&strong, &config, now), "{requirement:?}");
     }
 }
+
+/// Collects formatted log lines.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_misconfigured_requirement_is_logged_once_when_built() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let (requirement, before_use) = tracing::subscriber::with_default(subscriber, || {
+        let configured: Vec<FactorKind> = Vec::new();
+        let requirement = Requirement::all([
+            Requirement::authenticated(),
+            Requirement::any_factor(configured, Some(FIVE_MIN)).or(Requirement::role("admin")),
+        ])
+        .and(Requirement::scope("write"));
+        let before_use = logs.0.lock().unwrap().len();
+        // Judging and validating do not log again.
+        let session = session(vec![], None);
+        assert!(!requirement.is_met(&session, &GuardConfig::default(), SystemTime::now()));
+        assert!(requirement.validate().is_err());
+        (requirement, before_use)
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(before_use, text.len(), "{text}");
+    assert!(text.contains("ERROR"), "{text}");
+    assert!(text.contains("Requirement::any_factor over no factor kinds"), "{text}");
+    assert!(format!("{requirement:?}").contains("Misconfigured"));
+}

@@ -106,6 +106,12 @@ impl Requirement {
     /// A factor of this kind in the session. Chain [`within`](FactorRequirement::within)
     /// for recency: it uses the factor's `last_authenticated_at` (Stytch) or
     /// `auth_time` (OIDC, where the factor comes from `amr`).
+    ///
+    /// Recency rules (`within`, [`max_age`](Self::max_age),
+    /// [`secure_session`](Self::secure_session)) count a time slightly ahead of the
+    /// clock as now, but never one more than 5 minutes ahead (the largest leeway a
+    /// layer accepts); the layer itself already refuses tokens with authentication
+    /// times ahead by more than its leeway.
     pub fn factor(kind: FactorKind) -> FactorRequirement {
         FactorRequirement { rule: FactorRule { kind, delivery_method: None, within: None } }
     }

@@ -11,6 +11,10 @@ use crate::verify::{numeric_date, secs_to_time};
 /// `auth_time`), `auth_time`, `scope` (space separated) or `scp` (array), `sid`,
 /// `client_id`, and roles from `roles` (configurable).
 ///
+/// `auth_time` is a NumericDate like `exp` (fractions of a second dropped; negative,
+/// non-numeric or past-9999 values are [`InvalidClaim`](crate::AuthErrorKind::InvalidClaim));
+/// the layer refuses a token whose `auth_time` lies in the future beyond its leeway.
+///
 /// [`OidcProfile::rfc9068`] also requires the claims RFC 9068 makes mandatory for
 /// access tokens (`client_id`, `iat`, `jti`).
 ///
