@@ -10,9 +10,10 @@
 //!   verified before (finding another token with the same hash is a second-preimage
 //!   attack on SHA-256); no part of the token and no weak hash is used, so a token
 //!   that differs in one byte of its signature never hits.
-//! - A hit still checks `exp`, `nbf` and the maximum token age against the current
-//!   clock with the same [`TimeRules`] as a fresh verification, and an entry is
-//!   evicted no later than the token's `exp` (plus leeway).
+//! - A hit still checks `exp`, `nbf`, the maximum token age and the session's own
+//!   times (its end, Stytch `expires_at`) against the current clock with the same
+//!   [`TimeRules`] as a fresh verification, and an entry is evicted no later than
+//!   the token's `exp` or the session's end (plus leeway).
 //! - Each layer owns its own cache, so a token accepted under one configuration
 //!   (issuer, audience, profile) is never accepted from the cache of another.
 //! - Key rotation does not revive anything: entries only ever hold tokens that
@@ -21,7 +22,7 @@
 //! - Sessions the issuer reports revoked are evicted (see `SessionLayer` revocation).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -56,7 +57,10 @@ struct UntilExpiry {
 
 impl moka::Expiry<TokenHash, CachedSession> for UntilExpiry {
     fn expire_after_create(&self, _key: &TokenHash, value: &CachedSession, _created_at: Instant) -> Option<Duration> {
-        let until = value.verified.times.exp.saturating_add(self.leeway).saturating_sub(now_secs());
+        let session_end =
+            value.verified.session.session_expires_at().and_then(|end| end.duration_since(UNIX_EPOCH).ok());
+        let end = session_end.map_or(value.verified.times.exp, |end| end.as_secs().min(value.verified.times.exp));
+        let until = end.saturating_add(self.leeway).saturating_sub(now_secs());
         Some(Duration::from_secs(until))
     }
 }
@@ -74,7 +78,10 @@ impl SessionCache {
     /// A cached verification that still passes the time rules.
     pub(crate) fn get(&self, hash: &TokenHash, rules: &TimeRules) -> Option<Arc<Verified>> {
         let cached = self.entries.get(hash)?;
-        rules.check(&cached.verified.times, now_secs()).ok()?;
+        let now = now_secs();
+        rules.check(&cached.verified.times, now).ok()?;
+        // The session may end before its token does (Stytch `expires_at`).
+        rules.check_session(&cached.verified.session, now).ok()?;
         Some(cached.verified)
     }
 
@@ -115,5 +122,28 @@ impl SessionCache {
                 self.entries.invalidate(&*key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::session::Session;
+    use crate::verify::TokenTimes;
+
+    #[test]
+    fn a_hit_rechecks_the_sessions_own_end() {
+        // A generous eviction leeway keeps the entry in the cache: only `get` can refuse it.
+        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 3600);
+        let now = now_secs();
+        let ended = Session::builder("u", "i").session_expires_at(SystemTime::now() - Duration::from_secs(10)).build();
+        let times = TokenTimes { exp: now + 300, nbf: None, iat: Some(now) };
+        cache.insert([1; 32], Arc::new(Verified { session: ended, times }), 100);
+        let lenient = TimeRules { leeway: 60, max_age: None };
+        let strict = TimeRules { leeway: 0, max_age: None };
+        assert!(cache.get(&[1; 32], &lenient).is_some());
+        assert!(cache.get(&[1; 32], &strict).is_none());
     }
 }

@@ -188,7 +188,11 @@ impl Challenge for DefaultChallenge {
             }
             Rejection::Forbidden(forbidden) => {
                 let scope = forbidden.scopes.join(" ");
-                let description = "the session lacks the required authorization";
+                let description = if forbidden.configuration_error.is_some() {
+                    "the route's requirement is misconfigured (a server configuration error)"
+                } else {
+                    "the session lacks the required authorization"
+                };
                 let challenge = BearerChallenge {
                     realm: context.realm,
                     error: Some("insufficient_scope"),
@@ -201,6 +205,7 @@ impl Challenge for DefaultChallenge {
                     "roles": forbidden.roles,
                     "permissions": forbidden.permissions,
                     "predicates": forbidden.predicates,
+                    "configuration_error": forbidden.configuration_error,
                 });
                 let mut response =
                     problem(context, StatusCode::FORBIDDEN, "forbidden", "insufficient_scope", description, extra);

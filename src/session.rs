@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, AuthErrorKind};
 
 /// What the [`SessionLayer`](crate::SessionLayer) found out about a request.
 ///
@@ -165,7 +165,8 @@ impl Session {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner.expires_at
     }
-    /// When the whole session ends (Stytch `expires_at`; falls back to `exp`).
+    /// When the whole session ends (Stytch `expires_at`; falls back to `exp`). The
+    /// layer refuses a session past it (beyond its leeway), cached or not.
     pub fn session_expires_at(&self) -> Option<SystemTime> {
         self.inner.session_expires_at.or(self.inner.expires_at)
     }
@@ -242,6 +243,34 @@ impl Session {
         let mut data = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
         data.token_kind = kind;
         Session { inner: Arc::new(data) }
+    }
+
+    /// Checks the times the session itself carries against `now`, allowing `leeway`
+    /// of clock skew. The one place these rules live: local verification, cache hits
+    /// and sessions from an issuer's API all go through it.
+    ///
+    /// - `auth_time` or a factor's `last_authenticated_at` later than `now + leeway`:
+    ///   [`InvalidClaim`](AuthErrorKind::InvalidClaim). Such a time is not "just now":
+    ///   read as now it would satisfy every recency rule for as long as the token lives.
+    /// - The session's own end (Stytch `expires_at`) at or before `now - leeway`:
+    ///   [`Expired`](AuthErrorKind::Expired), even while the credential's `exp` runs.
+    ///   Only an end the issuer stated is checked here; the credential's `exp` is the
+    ///   token rules' business.
+    pub(crate) fn check_times(&self, now: SystemTime, leeway: Duration) -> Result<(), AuthError> {
+        let data = &*self.inner;
+        // `None` only when the sum does not fit a `SystemTime`: nothing is later then.
+        let horizon = now.checked_add(leeway);
+        let in_future = |at: SystemTime| horizon.is_some_and(|horizon| at > horizon);
+        // One detail for both: Stytch's `auth_time` is derived from its factor times.
+        let mut times = data.auth_time.into_iter().chain(data.factors.iter().filter_map(|f| f.last_authenticated_at));
+        if times.any(in_future) {
+            return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "authentication time in the future"));
+        }
+        // An end too far out to add the leeway to never arrives.
+        if data.session_expires_at.and_then(|end| end.checked_add(leeway)).is_some_and(|end| now >= end) {
+            return Err(AuthError::with_detail(AuthErrorKind::Expired, "session expires_at"));
+        }
+        Ok(())
     }
 
     /// Whether both handles point to the same verified session data.
@@ -545,5 +574,71 @@ impl fmt::Display for FactorKind {
 impl From<&str> for FactorKind {
     fn from(value: &str) -> Self {
         Self::parse(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const LEEWAY: Duration = Duration::from_secs(30);
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn kind(session: &Session, now: u64) -> Option<AuthErrorKind> {
+        session.check_times(at(now), LEEWAY).err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn authentication_times_ahead_beyond_the_leeway_are_invalid() {
+        let now = 1_000_000;
+        let auth_time = |t| Session::builder("u", "i").auth_time(at(t)).build();
+        let factor = |t| {
+            Session::builder("u", "i").factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(at(t))).build()
+        };
+        for session in [auth_time(now + 30), factor(now + 30), auth_time(now - 3600), factor(now)] {
+            assert_eq!(kind(&session, now), None);
+        }
+        for session in [auth_time(now + 31), factor(now + 31), auth_time(now + 365 * 86_400)] {
+            assert_eq!(kind(&session, now), Some(AuthErrorKind::InvalidClaim));
+        }
+        // One factor in the future is enough, whatever the others say.
+        let mixed = Session::builder("u", "i")
+            .factor(Factor::new(FactorKind::Password).with_last_authenticated_at(at(now - 10)))
+            .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(at(now + 3600)))
+            .factor(Factor::new(FactorKind::MagicLink))
+            .build();
+        assert_eq!(kind(&mixed, now), Some(AuthErrorKind::InvalidClaim));
+    }
+
+    #[test]
+    fn the_sessions_own_end_is_enforced_with_the_leeway() {
+        let now = 1_000_000;
+        let ends = |t| Session::builder("u", "i").expires_at(at(now + 300)).session_expires_at(at(t)).build();
+        assert_eq!(kind(&ends(now + 10), now), None);
+        assert_eq!(kind(&ends(now - 29), now), None);
+        assert_eq!(kind(&ends(now - 30), now), Some(AuthErrorKind::Expired));
+        assert_eq!(kind(&ends(now - 3600), now), Some(AuthErrorKind::Expired));
+        // Only an end the issuer stated: the credential's `exp` is checked elsewhere.
+        let exp_only = Session::builder("u", "i").expires_at(at(now - 3600)).build();
+        assert_eq!(kind(&exp_only, now), None);
+    }
+
+    #[test]
+    fn extreme_times_never_panic() {
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let session = Session::builder("u", "i")
+            .session_expires_at(far)
+            .auth_time(far)
+            .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(UNIX_EPOCH))
+            .build();
+        assert_eq!(session.check_times(SystemTime::now(), LEEWAY).unwrap_err().kind(), AuthErrorKind::InvalidClaim);
+        let ended = Session::builder("u", "i").session_expires_at(UNIX_EPOCH).build();
+        assert_eq!(ended.check_times(far, Duration::MAX).err(), None);
+        assert_eq!(ended.check_times(far, LEEWAY).unwrap_err().kind(), AuthErrorKind::Expired);
     }
 }

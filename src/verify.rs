@@ -91,6 +91,12 @@ impl TimeRules {
         }
         Ok(())
     }
+
+    /// The session's own times (future authentication times, the session's end),
+    /// with the same leeway as the token's.
+    pub(crate) fn check_session(&self, session: &Session, now: u64) -> Result<(), AuthError> {
+        session.check_times(secs_to_time(now.min(MAX_NUMERIC_DATE)), Duration::from_secs(self.leeway))
+    }
 }
 
 /// Makes sure `jsonwebtoken` has a crypto provider. With exactly one backend
@@ -211,7 +217,8 @@ impl Verifier {
         let exp = numeric_date(&mut claims, "exp")?
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?;
         let times = TokenTimes { exp, nbf: numeric_date(&mut claims, "nbf")?, iat: numeric_date(&mut claims, "iat")? };
-        match self.time.check(&times, now_secs()) {
+        let now = now_secs();
+        match self.time.check(&times, now) {
             Err(error) if allow_expired && error.kind() == AuthErrorKind::Expired => {}
             checked => checked?,
         }
@@ -238,6 +245,8 @@ impl Verifier {
             other: claims,
         };
         let session = self.profile.session(verified)?;
+        // After the profile, so custom profiles are held to the same rules.
+        self.time.check_session(&session, now)?;
         Ok(Verified { session, times })
     }
 }
@@ -297,7 +306,7 @@ pub(crate) fn claims_from_map(mut claims: Map<String, Value>, now: u64) -> Resul
 
 /// A NumericDate claim: a non-negative JSON number (fractions are truncated), at
 /// most [`MAX_NUMERIC_DATE`].
-fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
+pub(crate) fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
     match claims.remove(name) {
         None => Ok(None),
         // Checked finite and non-negative first; fractions of a second are dropped.

@@ -732,6 +732,7 @@ async fn combinators() {
 #[tokio::test]
 async fn requirements_that_cannot_be_met_fail_closed() {
     let issuer = DevIssuer::start().await.unwrap();
+    let configured: Vec<FactorKind> = Vec::new(); // e.g. an environment variable left empty
     let app = Router::new()
         .merge(guarded("/any-of-none", Requirement::any(Vec::<Requirement>::new())))
         .merge(guarded("/any-factor-of-none", Requirement::any_factor([], None)))
@@ -740,16 +741,36 @@ async fn requirements_that_cannot_be_met_fail_closed() {
             Requirement::all([Requirement::authenticated(), Requirement::any(Vec::<Requirement>::new())]),
         ))
         .merge(guarded("/all-of-none", Requirement::all(Vec::<Requirement>::new())))
+        .merge(guarded("/all-factors-of-none", Requirement::all_factors(configured.clone(), Some(mins(1)))))
+        // A misconfigured branch closes the route even where another branch would pass.
+        .merge(guarded("/or-all-of-none", Requirement::authenticated().or(Requirement::all_factors(configured, None))))
         .layer(stytch_layer(&issuer, GuardConfig::default()).await);
     let base = serve(app).await;
-    let token = issuer.stytch_session().factor(DevFactor::totp()).mint();
-    for path in ["/any-of-none", "/any-factor-of-none", "/nested-any-of-none"] {
-        let seen = fetch(&base, path, Cred::Bearer(&token), None).await;
-        assert_ne!(seen.status, StatusCode::OK, "{path}: an unsatisfiable requirement let the request through");
-        seen.challenged(403, &forbidden_header(None));
+    let token = issuer.stytch_session().factor(DevFactor::totp()).factor(DevFactor::password()).mint();
+    let weak = issuer.stytch_session().without_factors().mint();
+    let misconfigured = bearer(&[
+        ("realm", "api"),
+        ("error", "insufficient_scope"),
+        ("error_description", "the route's requirement is misconfigured (a server configuration error)"),
+    ]);
+    for (path, reason) in [
+        ("/any-of-none", "Requirement::any over no requirements"),
+        ("/any-factor-of-none", "Requirement::any_factor over no factor kinds"),
+        ("/nested-any-of-none", "Requirement::any over no requirements"),
+        ("/all-of-none", "Requirement::all over no requirements"),
+        ("/all-factors-of-none", "Requirement::all_factors over no factor kinds"),
+        ("/or-all-of-none", "Requirement::all_factors over no factor kinds"),
+    ] {
+        for cred in [&token, &weak] {
+            let seen = fetch(&base, path, Cred::Bearer(cred), None).await;
+            assert_ne!(seen.status, StatusCode::OK, "{path}: an unsatisfiable requirement let the request through");
+            seen.challenged(403, &misconfigured);
+        }
+        let problem = fetch(&base, path, Cred::Bearer(&token), Some("application/json")).await.json();
+        assert_eq!(problem["status"], json!(403), "{path}");
+        assert_eq!(problem["configuration_error"], json!(reason), "{path}");
     }
-    // An empty all() is vacuously true, like an authenticated() guard.
-    fetch(&base, "/all-of-none", Cred::Bearer(&token), None).await.ok();
+    // Without a session it is still a 401 first: nothing to judge yet.
     fetch(&base, "/all-of-none", Cred::None, None).await.challenged(401, r#"Bearer realm="api""#);
 }
 

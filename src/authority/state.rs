@@ -321,13 +321,23 @@ impl AuthorityState {
             self.accepts(&confirmation.session)?;
             Ok(confirmation)
         });
-        if let Err(error) = &outcome {
-            tracing::debug!(%error, "the issuer did not confirm the session");
+        match &outcome {
+            // The issuer's own trouble is the operator's to see; a refused credential
+            // is the client's business and routine.
+            Err(error) if error.kind().is_server_fault() => {
+                tracing::warn!(%error, "the issuer could not confirm a session");
+            }
+            Err(error) => tracing::debug!(%error, "the issuer did not confirm the session"),
+            Ok(_) => {}
         }
         Arc::new(Answer { started, asked_at, outcome })
     }
 
+    /// The layer's rules for any session, applied to the issuer's answer: its
+    /// issuers and audiences, and the session's own times (no authentication in
+    /// the future, not past its own end).
     fn accepts(&self, session: &Session) -> Result<(), AuthError> {
+        session.check_times(SystemTime::now(), self.leeway)?;
         if !self.issuers.iter().any(|issuer| issuer == session.issuer()) {
             return Err(AuthError::with_detail(AuthErrorKind::WrongIssuer, "the issuer's answer names another issuer"));
         }

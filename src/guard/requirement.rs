@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::error::ConfigError;
 use crate::guard::config::GuardConfig;
 use crate::session::{FactorKind, Session};
 
@@ -38,11 +39,21 @@ enum Node {
     MaxAge(Duration),
     Role(String),
     Scope(String),
-    Permission { resource: String, action: String },
+    Permission {
+        resource: String,
+        action: String,
+    },
     SecureSession,
-    Predicate { description: Arc<str>, check: Arc<dyn Fn(&Session) -> bool + Send + Sync> },
+    Predicate {
+        description: Arc<str>,
+        check: Arc<dyn Fn(&Session) -> bool + Send + Sync>,
+    },
     All(Vec<Node>),
     Any(Vec<Node>),
+    /// Built from an empty combinator: no session meets it. Only ever at the root
+    /// (combinators that contain one become one), so one misconfigured part closes
+    /// the whole route rather than leaving it to the other branches.
+    Misconfigured(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -95,24 +106,36 @@ impl Requirement {
     /// A factor of this kind in the session. Chain [`within`](FactorRequirement::within)
     /// for recency: it uses the factor's `last_authenticated_at` (Stytch) or
     /// `auth_time` (OIDC, where the factor comes from `amr`).
+    ///
+    /// Recency rules (`within`, [`max_age`](Self::max_age),
+    /// [`secure_session`](Self::secure_session)) count a time slightly ahead of the
+    /// clock as now, but never one more than 5 minutes ahead (the largest leeway a
+    /// layer accepts); the layer itself already refuses tokens with authentication
+    /// times ahead by more than its leeway.
     pub fn factor(kind: FactorKind) -> FactorRequirement {
         FactorRequirement { rule: FactorRule { kind, delivery_method: None, within: None } }
     }
     /// Any one of these factor kinds, each used within `within` when given.
+    ///
+    /// An empty list is a configuration error: the requirement refuses every session
+    /// (see [`validate`](Self::validate)).
     pub fn any_factor(kinds: impl IntoIterator<Item = FactorKind>, within: Option<Duration>) -> Self {
-        Self::any(
-            kinds
-                .into_iter()
-                .map(|kind| Requirement { node: Node::Factor(FactorRule { kind, delivery_method: None, within }) }),
-        )
+        Self::combine(factor_nodes(kinds, within), Node::Any, EMPTY_ANY_FACTOR)
     }
     /// Every one of these factor kinds, each used within `within` when given.
+    ///
+    /// An empty list is a configuration error, not "nothing to check": the requirement
+    /// refuses every session (see [`validate`](Self::validate)).
+    ///
+    /// ```
+    /// use tower_stepup::{FactorKind, Requirement};
+    ///
+    /// // e.g. read from an environment variable that turned out empty
+    /// let configured: Vec<FactorKind> = Vec::new();
+    /// assert!(Requirement::all_factors(configured, None).validate().is_err());
+    /// ```
     pub fn all_factors(kinds: impl IntoIterator<Item = FactorKind>, within: Option<Duration>) -> Self {
-        Self::all(
-            kinds
-                .into_iter()
-                .map(|kind| Requirement { node: Node::Factor(FactorRule { kind, delivery_method: None, within }) }),
-        )
+        Self::combine(factor_nodes(kinds, within), Node::All, EMPTY_ALL_FACTORS)
     }
     /// `acr` at least this level, in the order configured with
     /// [`GuardConfig::with_acr_levels`]. An `acr` not in the list counts as below all.
@@ -148,36 +171,104 @@ impl Requirement {
         Self { node: Node::Predicate { description: Arc::from(description.into()), check: Arc::new(check) } }
     }
     /// All of these must hold.
+    ///
+    /// An empty list is a configuration error, not "nothing to check": the requirement
+    /// refuses every session (see [`validate`](Self::validate)). So does a list with a
+    /// misconfigured member.
     pub fn all(requirements: impl IntoIterator<Item = impl Into<Requirement>>) -> Self {
-        Self { node: Node::All(requirements.into_iter().map(|r| r.into().node).collect()) }
+        Self::combine(requirements.into_iter().map(|r| r.into().node).collect(), Node::All, EMPTY_ALL)
     }
     /// At least one of these must hold.
+    ///
+    /// An empty list is a configuration error: the requirement refuses every session
+    /// (see [`validate`](Self::validate)). So does a list with a misconfigured member,
+    /// even if another member would pass.
     pub fn any(requirements: impl IntoIterator<Item = impl Into<Requirement>>) -> Self {
-        Self { node: Node::Any(requirements.into_iter().map(|r| r.into().node).collect()) }
+        Self::combine(requirements.into_iter().map(|r| r.into().node).collect(), Node::Any, EMPTY_ANY)
     }
     /// This and `other`.
     #[must_use]
     pub fn and(self, other: impl Into<Requirement>) -> Self {
         let other = other.into().node;
-        match self.node {
-            Node::All(mut nodes) => {
+        match (self.node, other) {
+            (misconfigured @ Node::Misconfigured(_), _) | (_, misconfigured @ Node::Misconfigured(_)) => {
+                Self { node: misconfigured }
+            }
+            (Node::All(mut nodes), other) => {
                 nodes.push(other);
                 Self { node: Node::All(nodes) }
             }
-            node => Self { node: Node::All(vec![node, other]) },
+            (node, other) => Self { node: Node::All(vec![node, other]) },
         }
     }
     /// This or `other`.
     #[must_use]
     pub fn or(self, other: impl Into<Requirement>) -> Self {
         let other = other.into().node;
-        match self.node {
-            Node::Any(mut nodes) => {
+        match (self.node, other) {
+            (misconfigured @ Node::Misconfigured(_), _) | (_, misconfigured @ Node::Misconfigured(_)) => {
+                Self { node: misconfigured }
+            }
+            (Node::Any(mut nodes), other) => {
                 nodes.push(other);
                 Self { node: Node::Any(nodes) }
             }
-            node => Self { node: Node::Any(vec![node, other]) },
+            (node, other) => Self { node: Node::Any(vec![node, other]) },
         }
+    }
+
+    /// Checks that the requirement can be met at all. Call it at startup on
+    /// requirements built from configuration.
+    ///
+    /// The constructors cannot fail, so an empty [`all`](Self::all),
+    /// [`any`](Self::any), [`all_factors`](Self::all_factors) or
+    /// [`any_factor`](Self::any_factor) (a list read from configuration that turned
+    /// out empty) fails closed instead: it is logged once with `tracing::error!` when
+    /// built, and every session is refused with a `403` whose
+    /// [`Forbidden::configuration_error`] (`configuration_error` in the problem body)
+    /// says so. The same goes for any requirement combined with such a one. This
+    /// method turns that into a startup error.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the empty combinator.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_stepup::{FactorKind, Requirement};
+    ///
+    /// let strong = Requirement::all_factors([FactorKind::Password, FactorKind::Totp], None);
+    /// assert!(strong.validate().is_ok());
+    ///
+    /// let configured: Vec<FactorKind> = Vec::new(); // an empty setting
+    /// let broken = Requirement::any_factor(configured, Some(Duration::from_secs(300)))
+    ///     .and(Requirement::role("admin"));
+    /// let error = broken.validate().unwrap_err();
+    /// assert!(error.to_string().contains("any_factor"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.node {
+            Node::Misconfigured(reason) => Err(ConfigError::invalid("requirement", *reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A combinator over `nodes`, or a misconfigured requirement when there are none
+    /// (logged here, once per construction) or one of them is misconfigured.
+    fn combine(nodes: Vec<Node>, make: fn(Vec<Node>) -> Node, empty: &'static str) -> Self {
+        if nodes.is_empty() {
+            tracing::error!(requirement = empty, "misconfigured requirement: no session will be let through");
+            return Self { node: Node::Misconfigured(empty) };
+        }
+        if let Some(reason) = nodes.iter().find_map(|node| match node {
+            Node::Misconfigured(reason) => Some(*reason),
+            _ => None,
+        }) {
+            return Self { node: Node::Misconfigured(reason) };
+        }
+        Self { node: make(nodes) }
     }
 
     /// Whether `session` meets the requirement at time `now`.
@@ -192,6 +283,15 @@ impl Requirement {
         }
         Some(self.node.explain(session, config, now))
     }
+}
+
+const EMPTY_ALL: &str = "Requirement::all over no requirements";
+const EMPTY_ANY: &str = "Requirement::any over no requirements";
+const EMPTY_ALL_FACTORS: &str = "Requirement::all_factors over no factor kinds";
+const EMPTY_ANY_FACTOR: &str = "Requirement::any_factor over no factor kinds";
+
+fn factor_nodes(kinds: impl IntoIterator<Item = FactorKind>, within: Option<Duration>) -> Vec<Node> {
+    kinds.into_iter().map(|kind| Node::Factor(FactorRule { kind, delivery_method: None, within })).collect()
 }
 
 impl fmt::Debug for Requirement {
@@ -216,6 +316,7 @@ impl fmt::Debug for Node {
             Self::Predicate { description, .. } => f.debug_tuple("Predicate").field(description).finish(),
             Self::All(nodes) => f.debug_tuple("All").field(nodes).finish(),
             Self::Any(nodes) => f.debug_tuple("Any").field(nodes).finish(),
+            Self::Misconfigured(reason) => f.debug_tuple("Misconfigured").field(reason).finish(),
         }
     }
 }
@@ -256,6 +357,10 @@ pub struct Forbidden {
     pub permissions: Vec<String>,
     /// Failed custom predicates, by description.
     pub predicates: Vec<String>,
+    /// Set when the requirement itself is misconfigured (e.g. an empty
+    /// [`Requirement::all_factors`]): no session can pass until the server's
+    /// configuration is fixed. See [`Requirement::validate`].
+    pub configuration_error: Option<String>,
 }
 
 fn push_unique<T: PartialEq>(into: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
@@ -284,14 +389,25 @@ impl Forbidden {
         push_unique(&mut self.roles, other.roles);
         push_unique(&mut self.permissions, other.permissions);
         push_unique(&mut self.predicates, other.predicates);
+        self.configuration_error = self.configuration_error.take().or(other.configuration_error);
     }
 }
+
+/// The most a time may lie ahead of `now` and still count as "now": the largest
+/// leeway a [`SessionLayer`](crate::SessionLayer) accepts. Verification already
+/// refuses times beyond the layer's own leeway; this bound holds even for sessions
+/// judged without it (built by hand, or by a custom authority).
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 fn within(at: Option<SystemTime>, max: Option<Duration>, now: SystemTime) -> bool {
     match max {
         None => true,
-        // A time in the future (clock skew) counts as now.
-        Some(max) => at.is_some_and(|at| now.duration_since(at).map_or(true, |age| age <= max)),
+        Some(max) => at.is_some_and(|at| match now.duration_since(at) {
+            Ok(age) => age <= max,
+            // Ahead of us by clock skew counts as now; further ahead is not an
+            // authentication that happened, and would otherwise count as recent forever.
+            Err(ahead) => ahead.duration() <= MAX_CLOCK_SKEW,
+        }),
     }
 }
 
@@ -321,6 +437,7 @@ impl Node {
             Self::Predicate { check, .. } => check(session),
             Self::All(nodes) => nodes.iter().all(|n| n.is_met(session, config, now)),
             Self::Any(nodes) => nodes.iter().any(|n| n.is_met(session, config, now)),
+            Self::Misconfigured(_) => false,
         }
     }
 
@@ -351,6 +468,9 @@ impl Node {
             }
             Self::Predicate { description, .. } => {
                 forbidden(Forbidden { predicates: vec![description.to_string()], ..Forbidden::default() })
+            }
+            Self::Misconfigured(reason) => {
+                forbidden(Forbidden { configuration_error: Some((*reason).to_owned()), ..Forbidden::default() })
             }
             Self::All(nodes) => {
                 // Authorization first: a step-up cannot grant a missing role.

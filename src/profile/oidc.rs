@@ -5,11 +5,15 @@ use serde_json::Value;
 use super::{ClaimProfile, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::session::{Factor, FactorKind, Session};
-use crate::verify::{secs_to_time, MAX_NUMERIC_DATE};
+use crate::verify::{numeric_date, secs_to_time};
 
 /// Reads standard claims: `acr`, `amr` (also mapped to [`Factor`]s, authenticated at
 /// `auth_time`), `auth_time`, `scope` (space separated) or `scp` (array), `sid`,
 /// `client_id`, and roles from `roles` (configurable).
+///
+/// `auth_time` is a NumericDate like `exp` (fractions of a second dropped; negative,
+/// non-numeric or past-9999 values are [`InvalidClaim`](crate::AuthErrorKind::InvalidClaim));
+/// the layer refuses a token whose `auth_time` lies in the future beyond its leeway.
 ///
 /// [`OidcProfile::rfc9068`] also requires the claims RFC 9068 makes mandatory for
 /// access tokens (`client_id`, `iat`, `jti`).
@@ -74,15 +78,12 @@ impl ClaimProfile for OidcProfile {
     fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
         let acr = claims.take_string("acr")?;
         let amr = claims.take_strings("amr")?;
-        let auth_time = match claims.other.remove("auth_time") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(secs_to_time(
-                n.as_u64()
-                    .filter(|secs| *secs <= MAX_NUMERIC_DATE)
-                    .ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time"))?,
-            )),
-            Some(_) => return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "auth_time")),
-        };
+        // A NumericDate like `exp` (fractions dropped); `null` reads as absent. Whether
+        // it lies in the future is checked on the finished session (`check_times`).
+        if claims.other.get("auth_time").is_some_and(Value::is_null) {
+            claims.other.remove("auth_time");
+        }
+        let auth_time = numeric_date(&mut claims.other, "auth_time")?.map(secs_to_time);
         let mut scopes: Vec<String> = claims
             .take_string("scope")?
             .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())

@@ -18,7 +18,13 @@ const ORGANIZATION_CLAIM: &str = "https://stytch.com/organization";
 /// are the remaining top-level claims.
 ///
 /// Unknown factor types and delivery methods are kept as sent, never rejected.
-/// A token without `expires_at` (older tokens) falls back to `exp`. Stytch sends no
+/// A token without `expires_at` (older tokens) falls back to `exp`.
+///
+/// The layer holds the session's times to the same leeway as `exp`: a session past
+/// its own `expires_at` is refused ([`Expired`](crate::AuthErrorKind::Expired)) even
+/// while the JWT's `exp` runs, also when the token was cached while valid; a factor
+/// `last_authenticated_at` in the future is
+/// [`InvalidClaim`](crate::AuthErrorKind::InvalidClaim), never "just now". Stytch sends no
 /// `auth_time`; the session's [`auth_time`](Session::auth_time) is the most recent
 /// factor's `last_authenticated_at`, so `max_age` requirements work on both dialects.
 ///
