@@ -428,7 +428,13 @@ async fn introspection_responses_on_fresh_routes() -> TestResult {
                 }),
             )
             .route("/iss-number", post(|| async { Json(json!({"active": true, "sub": DEFAULT_SUBJECT, "iss": 5})) }))
-            .route("/ok", post(|| async { Json(json!({"active": true, "sub": DEFAULT_SUBJECT})) })),
+            // Since the layer's audience rules apply to introspection answers, one
+            // without `aud` is the credential's fault (401), not the issuer's.
+            .route("/no-aud", post(|| async { Json(json!({"active": true, "sub": DEFAULT_SUBJECT})) }))
+            .route(
+                "/ok",
+                post(|| async { Json(json!({"active": true, "sub": DEFAULT_SUBJECT, "aud": DEFAULT_AUDIENCE})) }),
+            ),
     )
     .await;
     let http = reqwest::Client::new();
@@ -440,6 +446,7 @@ async fn introspection_responses_on_fresh_routes() -> TestResult {
         ("huge", 503, 200),
         ("slow", 503, 200),
         ("iss-number", 401, 401),
+        ("no-aud", 401, 401),
         ("ok", 200, 200),
     ];
     for (path, fresh_want, lenient_want) in cases {
