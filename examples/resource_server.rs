@@ -18,6 +18,7 @@
 //! | `STEPUP_MAX_AGE` | seconds for `/recent` | `300` |
 //! | `STEPUP_INTROSPECTION_URL`, `STEPUP_CLIENT_ID`, `STEPUP_CLIENT_SECRET` | RFC 7662 authority | — |
 //! | `STEPUP_STYTCH_PROJECT_ID`, `STEPUP_STYTCH_SECRET`, `STEPUP_STYTCH_BASE_URL` | Stytch authority | — |
+//! | `STEPUP_ISSUER_RATE` | issuer calls per second allowed for credentials not verified locally (opaque tokens), burst equal to it | library default ([`IssuerBudget`](tower_stepup::IssuerBudget)) |
 //! | `STEPUP_PROFILE` | `oidc` (OIDC / RFC 9068 claims) or `stytch` (Stytch session JWTs: session id, factors) | `oidc` |
 //! | `RUST_LOG` | log filter (`tracing`, to stderr): JWKS and issuer failures show at `warn`/`error` | `info` |
 //!
@@ -43,8 +44,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
-    Guard, GuardConfig, IntrospectionAuthority, KeySource, OidcProfile, Requirement, Session, SessionLayer,
-    StytchAuthority, StytchProfile, StytchProject, TypPolicy,
+    Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Requirement, Session,
+    SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -118,6 +119,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             project = project.with_base_url(base)?;
         }
         builder = builder.with_authority(StytchAuthority::new(&project)?);
+    }
+    if let Some(rate) = env("STEPUP_ISSUER_RATE") {
+        let rate: u32 = rate.parse().map_err(|_| "STEPUP_ISSUER_RATE must be a whole number of calls per second")?;
+        builder = builder.with_issuer_budget(IssuerBudget::per_second(rate));
     }
     let sessions = builder.build().await?;
 

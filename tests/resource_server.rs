@@ -208,3 +208,51 @@ async fn issuer_failures_are_logged() {
     assert!(stderr.contains("key set"), "the JWKS failure is not named: {stderr}");
     assert!(!stderr.contains(&token) && !stderr.contains(&unknown_key), "a token reached the log");
 }
+
+#[tokio::test]
+async fn issuer_rate_bounds_calls_for_unverified_credentials() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let introspection = [
+        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
+        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
+        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
+        ("STEPUP_ISSUER_RATE", "3".to_owned()),
+    ];
+    let server = start(&issuer, &introspection).await;
+    let client = reqwest::Client::new();
+    let valid = issuer.access_token().subject("alice").mint();
+    let mut busy = 0;
+    for i in 0..20 {
+        let response = client.get(format!("{}/me", server.url)).bearer_auth(format!("junk-{i}")).send().await.unwrap();
+        match response.status().as_u16() {
+            401 => {}
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                busy += 1;
+            }
+            other => panic!("garbage answered {other}"),
+        }
+        // A locally verified JWT is never starved by the garbage.
+        let me = client.get(format!("{}/me", server.url)).bearer_auth(&valid).send().await.unwrap();
+        assert_eq!(me.status(), 200);
+    }
+    let calls = issuer.request_count(Endpoint::Introspect);
+    // A burst of 3 plus what refills at 3/s while the loop runs: far below 20.
+    assert!(calls < 20 && busy > 0, "{calls} introspection calls, {busy} refused as busy");
+    assert_eq!(calls + busy, 20, "every garbage token was either asked about or refused as busy");
+}
+
+#[tokio::test]
+async fn bad_issuer_rate_is_a_clear_error() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let vars: Vec<_> = oidc_env(&issuer).into_iter().chain([("STEPUP_ISSUER_RATE", "fast".to_owned())]).collect();
+    let mut command = Command::new(example_binary());
+    command.env_clear();
+    for (name, value) in &vars {
+        command.env(name, value);
+    }
+    let output = command.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("STEPUP_ISSUER_RATE"), "{stderr}");
+}

@@ -317,3 +317,85 @@ async fn planted_session_token_next_to_an_expired_jwt_ends_nobody() -> TestResul
     assert_eq!(bearer(&http, format!("{base}/transfer"), &victim.session_jwt).await?.status(), 200);
     Ok(())
 }
+
+/// An expired session JWT of one user next to the live session token of another:
+/// two credentials that disagree. The renewal must not serve (or write the cookies
+/// of) either session.
+#[tokio::test]
+async fn expired_jwt_next_to_another_users_session_token_is_refused() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let base = serve(routes(SessionLayer::stytch(&project(&issuer)?).build().await?)).await;
+    let http = reqwest::Client::new();
+    let victim = issuer.create_session("user-victim", vec![DevFactor::password()]);
+    let other = issuer.create_session("user-other", vec![DevFactor::password()]);
+    let expired = issuer
+        .stytch_session()
+        .session_id(&victim.session_id)
+        .subject(&victim.user_id)
+        .issued_at(SystemTime::now() - Duration::from_secs(600))
+        .lifetime(Duration::from_secs(300))
+        .mint();
+    let mixed = format!("stytch_session_jwt={expired}; stytch_session={}", other.session_token);
+    let response = with_cookies(&http, format!("{base}/me"), &mixed).await?;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers().get_all(http::header::SET_COOKIE).iter().count(), 0, "no cookies for anybody");
+    // Neither session was ended by it.
+    assert_eq!(bearer(&http, format!("{base}/me"), &victim.session_jwt).await?.status(), 200);
+    assert_eq!(bearer(&http, format!("{base}/transfer"), &other.session_jwt).await?.status(), 200);
+    // The matching pair renews as before.
+    let own = format!("stytch_session_jwt={expired}; stytch_session={}", victim.session_token);
+    let response = with_cookies(&http, format!("{base}/me"), &own).await?;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get_all(http::header::SET_COOKIE).iter().count() >= 1, "renewed cookies");
+    Ok(())
+}
+
+/// RFC 7662 answers are about one token: an inactive access token says nothing of
+/// the other tokens that carry the same `sid` (Keycloak puts the SSO session id in
+/// every token). The revoked token is refused everywhere; its sibling is not.
+#[tokio::test]
+async fn an_inactive_access_token_does_not_end_the_other_tokens_of_its_sid() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let layer =
+        SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_authority(introspection(&issuer)?).build().await?;
+    let base = serve(routes(layer)).await;
+    let http = reqwest::Client::new();
+    let current = issuer.current_kid(DevAlg::RS256);
+    let retiring = issuer.rotate(DevAlg::RS256);
+    let revoked = issuer.access_token().sid("sso-1").signed_by(&retiring).mint();
+    let sibling = issuer.access_token().sid("sso-1").signed_by(&current).mint();
+    // Both verified locally (the layer fetches the new key on first sight).
+    assert_eq!(bearer(&http, format!("{base}/me"), &revoked).await?.status(), 200);
+    assert_eq!(bearer(&http, format!("{base}/me"), &sibling).await?.status(), 200);
+    // The issuer stops vouching for the first token only: introspection says inactive.
+    assert!(issuer.remove_key(&retiring));
+    assert_eq!(bearer(&http, format!("{base}/transfer"), &revoked).await?.status(), 401);
+    // Learned: refused on local routes too, while the layer still holds its key.
+    assert_eq!(bearer(&http, format!("{base}/me"), &revoked).await?.status(), 401);
+    // The sibling of the same sid is untouched, locally and at the issuer.
+    let response = bearer(&http, format!("{base}/me"), &sibling).await?;
+    assert_eq!(response.status(), 200, "{}", description(&response));
+    assert_eq!(bearer(&http, format!("{base}/transfer"), &sibling).await?.status(), 200);
+    Ok(())
+}
+
+/// Without a session cache, a revocation learned on a fresh route is still
+/// remembered for the token that was confirmed.
+#[tokio::test]
+async fn revocation_is_remembered_without_a_session_cache() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE)
+        .with_authority(introspection(&issuer)?)
+        .with_session_cache_bytes(0)
+        .build()
+        .await?;
+    let base = serve(routes(layer)).await;
+    let http = reqwest::Client::new();
+    let retiring = issuer.rotate(DevAlg::RS256);
+    let token = issuer.access_token().signed_by(&retiring).mint();
+    assert_eq!(bearer(&http, format!("{base}/me"), &token).await?.status(), 200);
+    assert!(issuer.remove_key(&retiring));
+    assert_eq!(bearer(&http, format!("{base}/transfer"), &token).await?.status(), 401);
+    assert_eq!(bearer(&http, format!("{base}/me"), &token).await?.status(), 401);
+    Ok(())
+}
