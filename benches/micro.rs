@@ -16,11 +16,11 @@ use futures_util::FutureExt as _;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tower::{Service, ServiceExt as _};
 use tower_stepup::__bench::{self as internals, Extractor, KeyLookup};
-use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig};
 use tower_stepup::{
     AuthState, DefaultChallenge, FactorKind, GuardConfig, KeySource, Rejection, Requirement, Session, SessionLayer,
     SessionService,
 };
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig};
 
 /// Everything the benches share: one issuer (kept alive by the runtime) and tokens.
 struct Fixture {
@@ -176,7 +176,7 @@ fn cold(c: &mut Criterion, fixture: &Fixture) {
         let kid = fixture.issuer.current_kid(alg);
         let jwk = jwks.find(&kid).expect("the signer is served");
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(alg.algorithm());
+        let mut validation = jsonwebtoken::Validation::new(alg.as_str().parse().expect("a JOSE algorithm"));
         validation.set_issuer(&[fixture.issuer.stytch_issuer()]);
         validation.set_audience(&[fixture.issuer.project_id()]);
         validation.leeway = 30;

@@ -19,11 +19,11 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_stepup::testing::{DevFactor, DevIssuer, DevSession};
 use tower_stepup::{
     CookieAttributes, FactorKind, Guard, GuardConfig, Requirement, Session, SessionLayer, StytchAuthority,
     StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession};
 
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
 

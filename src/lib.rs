@@ -59,9 +59,6 @@ mod session;
 mod stytch;
 mod verify;
 
-#[cfg(feature = "dev-issuer")]
-pub mod testing;
-
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]

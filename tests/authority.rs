@@ -17,12 +17,12 @@ use axum::{Json, Router};
 use http::header::{ACCEPT, AUTHORIZATION, COOKIE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
-use tower_stepup::testing::{DevFactor, DevIssuer, DevSession, Endpoint, Failure, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 use tower_stepup::{
     AuthError, AuthErrorKind, Authority, AuthorityCredential, Confirmation, CookieAttributes, FactorKind, Guard,
     IntrospectionAuthority, RenewedTokens, Requirement, Session, SessionLayer, SessionLayerBuilder, StytchAuthority,
     StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession, Endpoint, Failure, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

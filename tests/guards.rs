@@ -3,7 +3,6 @@
 //!
 //! Challenge headers are compared as exact text, built per RFC 6750 §3 / RFC 9470 §3
 //! (`Bearer` followed by comma-separated `name="quoted-string"` parameters).
-#![cfg(feature = "dev-issuer")]
 #![allow(clippy::too_many_lines)]
 
 mod common;
@@ -20,11 +19,11 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
-use tower_stepup::testing::{DevFactor, DevIssuer, Failure, DEFAULT_AUDIENCE};
 use tower_stepup::{
     requirement, safe_return_to, AuthError, AuthErrorKind, Challenge, ChallengeContext, ConfigError, FactorKind, Guard,
     GuardConfig, RbacPolicy, Rejection, Require, Requirement, RequirementSpec, Session, SessionLayer, StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Failure, DEFAULT_AUDIENCE};
 
 // ---------------------------------------------------------------------------------
 // Harness

@@ -14,11 +14,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
-use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 use tower_stepup::{
     Algorithm, AuthErrorKind, AuthState, ConfigError, JwksConfig, KeySource, OidcProfile, Session, SessionLayer,
     SessionLayerBuilder, StytchProject, TypPolicy,
 };
+use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 // ------------------------------------------------------------------ harness
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tower_stepup::testing::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE};
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 fn example_binary() -> PathBuf {
     // target/<profile>/deps/resource_server-<hash> → target/<profile>/examples/resource_server

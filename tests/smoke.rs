@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use tower_stepup::testing::{DevFactor, DevIssuer};
 use tower_stepup::{FactorKind, Guard, Requirement, Session, SessionLayer, StytchProject};
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer};
 
 #[tokio::test]
 async fn stytch_session_end_to_end() {

@@ -11,8 +11,8 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
 use tower_stepup::{AuthState, JwksConfig, SessionLayer, StytchProject};
+use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
 
 fn state_text(state: Option<&AuthState>) -> String {
     match state {

@@ -19,11 +19,11 @@ use axum::{Json, Router};
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
-use tower_stepup::testing::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE, DEFAULT_SUBJECT};
 use tower_stepup::{
     AuthError, AuthErrorKind, Authority, AuthorityCredential, AuthorityFuture, Confirmation, Guard,
     IntrospectionAuthority, RenewedTokens, Requirement, Session, SessionLayer, StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE, DEFAULT_SUBJECT};
 
 type TestResult = TestResultOf<()>;
 type TestResultOf<T> = Result<T, Box<dyn std::error::Error>>;

@@ -16,8 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
-use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 use tower_stepup::{KeySource, OidcProfile, Session, SessionLayer, StytchProject, TypPolicy};
+use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -72,24 +72,44 @@ async fn a_kid_listed_three_or_more_times_is_never_used() -> TestResult {
     Ok(())
 }
 
-fn rsa_set(modulus: &[u8]) -> tower_stepup::__bench::KeyLookup {
-    let jwks = json!({"keys": [{"kty": "RSA", "kid": "k", "n": URL_SAFE_NO_PAD.encode(modulus), "e": "AQAB"}]});
-    tower_stepup::__bench::KeyLookup::parse(&jwks.to_string())
+/// Whether a layer over a static set holding one RSA key with this modulus uses that
+/// key: a token naming it fails on its signature (key used) or as an unknown key
+/// (key refused). Public API only: the challenge's `error_description` tells which.
+async fn rsa_key_is_used(issuer: &DevIssuer, modulus: &[u8]) -> Result<bool, Box<dyn std::error::Error>> {
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "k", "alg": "RS256", "n": URL_SAFE_NO_PAD.encode(modulus), "e": "AQAB"}]});
+    let layer = SessionLayer::builder(KeySource::from_json(&jwks.to_string())?)
+        .with_issuer(issuer.issuer())
+        .with_audience(DEFAULT_AUDIENCE)
+        .with_typ(TypPolicy::AccessToken)
+        .with_profile(OidcProfile::rfc9068())
+        .build()
+        .await?;
+    let base = serve(Router::new().route("/me", get(info)).layer(layer)).await;
+    let token = issuer.access_token().kid("k").mint();
+    let response = reqwest::Client::new().get(format!("{base}/me")).bearer_auth(token).send().await?;
+    let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if challenge.contains("unknown key") {
+        return Ok(false);
+    }
+    assert!(challenge.contains("signature is invalid"), "unexpected answer: {challenge}");
+    Ok(true)
 }
 
 /// F10 turned around: the RSA size is counted in bits, not bytes.
-#[test]
-fn rsa_keys_below_2048_bits_are_refused() {
+#[tokio::test]
+async fn rsa_keys_below_2048_bits_are_refused() -> TestResult {
+    let issuer = DevIssuer::start().await?;
     let mut n = vec![0xffu8; 256];
     n[0] = 0x01; // 2041 bits in 256 bytes
-    assert!(rsa_set(&n).is_empty(), "a 2041-bit modulus is refused");
+    assert!(!rsa_key_is_used(&issuer, &n).await?, "a 2041-bit modulus is refused");
     n[0] = 0x7f; // 2047 bits
-    assert!(rsa_set(&n).is_empty(), "a 2047-bit modulus is refused");
+    assert!(!rsa_key_is_used(&issuer, &n).await?, "a 2047-bit modulus is refused");
     n.insert(0, 0x00);
-    assert!(rsa_set(&n).is_empty(), "a leading zero byte does not add to the size");
+    assert!(!rsa_key_is_used(&issuer, &n).await?, "a leading zero byte does not add to the size");
     n[1] = 0x80; // 2048 bits after a zero byte
-    assert_eq!(rsa_set(&n).len(), 1, "a 2048-bit modulus with a leading zero byte is accepted");
-    assert_eq!(rsa_set(&n[1..]).len(), 1, "a 2048-bit modulus is accepted");
+    assert!(rsa_key_is_used(&issuer, &n).await?, "a 2048-bit modulus with a leading zero byte is accepted");
+    assert!(rsa_key_is_used(&issuer, &n[1..]).await?, "a 2048-bit modulus is accepted");
+    Ok(())
 }
 
 // ------------------------------------------------------------------ items 14 and 15

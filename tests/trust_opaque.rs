@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use common::serve;
 use http::header::{COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
-use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, Endpoint, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 use tower_stepup::{Guard, IntrospectionAuthority, IssuerBudget, Session, SessionLayer, StytchProject};
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, Endpoint, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -19,11 +19,11 @@ use axum::{Json, Router};
 use http::header::{ACCEPT, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tower_stepup::testing::{DevFactor, DevIssuer, DevSession, Endpoint, Failure};
 use tower_stepup::{
     AuthErrorKind, Authority, AuthorityCredential, ConfigError, Guard, Session, SessionLayer, StytchAuthority,
     StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession, Endpoint, Failure};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -3,7 +3,6 @@
 //! even while its JWT runs (also once cached), and decimal `auth_time` follows the
 //! NumericDate rules of `exp`. Plus the same rules on the synchronous
 //! `Requirement` API, for sessions that never went through verification.
-#![cfg(feature = "dev-issuer")]
 
 mod common;
 
@@ -13,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
-use tower_stepup::testing::{DevFactor, DevIssuer, DEFAULT_AUDIENCE};
 use tower_stepup::{
     AuthState, Factor, FactorKind, Guard, GuardConfig, Requirement, Session, SessionLayer, StytchProject,
 };
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DEFAULT_AUDIENCE};
 
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
 const FIVE_MIN: Duration = Duration::from_secs(300);

@@ -17,11 +17,11 @@ use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION, COOKIE, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID};
 use tower_stepup::{
     AuthState, ConfigError, KeySource, OidcProfile, Session, SessionLayer, SessionLayerBuilder, SessionRejection,
     StytchProject, TypPolicy,
 };
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID};
 
 // ------------------------------------------------------------------ harness
 

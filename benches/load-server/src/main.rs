@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use tower_stepup::testing::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint};
+use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint};
 use tower_stepup::{JwksConfig, KeySource, Session, SessionLayer};
 
 mod report;

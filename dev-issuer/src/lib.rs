@@ -1,5 +1,9 @@
-//! A real HTTP test issuer for Stytch sessions and OAuth 2.0 / OpenID Connect tokens
-//! (feature `dev-issuer`).
+//! A real HTTP test issuer for Stytch sessions and OAuth 2.0 / OpenID Connect tokens,
+//! the companion of [tower-stepup](https://docs.rs/tower-stepup). It uses nothing of
+//! that crate: it imitates the issuers, so that tests of the library (and of your app)
+//! talk HTTP to something shaped like production. The binary
+//! `tower-stepup-dev-issuer` runs it standalone
+//! (`cargo run -p tower-stepup-dev-issuer -- --listen 127.0.0.1:4000`).
 //!
 //! [`DevIssuer::start`] binds an axum server on `127.0.0.1` with a random port and serves:
 //!
@@ -29,7 +33,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use tower_stepup::testing::{DevFactor, DevIssuer};
+//! use tower_stepup_dev_issuer::{DevFactor, DevIssuer};
 //!
 //! let issuer = DevIssuer::start().await?;
 //! let session = issuer.create_session("user-test-1", vec![DevFactor::password()]);
@@ -68,6 +72,22 @@ use self::keys::{CryptoError, DevKey, KeyStore};
 use self::session::{OpaqueRecord, Organization, SessionRecord, SessionStore};
 use self::token::{stytch_claims, StoredFactor};
 use self::util::{b64url, b64url_decode, random_token, time_add};
+
+/// Every route the issuer serves, as `(method, path)`; `{project_id}` stands for the
+/// project id. Printed by the standalone binary; a test checks each one answers.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/v1/sessions/jwks/{project_id}"),
+    ("GET", "/v1/b2b/sessions/jwks/{project_id}"),
+    ("GET", "/.well-known/openid-configuration"),
+    ("POST", "/v1/sessions/authenticate"),
+    ("POST", "/v1/b2b/sessions/authenticate"),
+    ("POST", "/v1/sessions/revoke"),
+    ("POST", "/v1/b2b/sessions/revoke"),
+    ("POST", "/oauth2/introspect"),
+    ("POST", "/dev/login"),
+    ("POST", "/dev/step-up"),
+];
 
 /// Default Stytch project id of a dev issuer.
 pub const DEFAULT_PROJECT_ID: &str = "project-test-11111111-2222-3333-4444-555555555555";
@@ -110,17 +130,6 @@ impl DevAlg {
             DevAlg::EdDSA => "EdDSA",
         }
     }
-
-    /// The matching `jsonwebtoken` algorithm.
-    pub fn algorithm(self) -> jsonwebtoken::Algorithm {
-        match self {
-            DevAlg::RS256 => jsonwebtoken::Algorithm::RS256,
-            DevAlg::PS256 => jsonwebtoken::Algorithm::PS256,
-            DevAlg::ES256 => jsonwebtoken::Algorithm::ES256,
-            DevAlg::ES384 => jsonwebtoken::Algorithm::ES384,
-            DevAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-        }
-    }
 }
 
 impl fmt::Display for DevAlg {
@@ -151,7 +160,7 @@ pub enum Failure {
     /// outside 400..=599 is answered as `500`.
     ///
     /// ```
-    /// use tower_stepup::testing::Failure;
+    /// use tower_stepup_dev_issuer::Failure;
     ///
     /// let not_found = Failure::StytchError { status: 404, error_type: "session_not_found" };
     /// assert_ne!(not_found, Failure::None);

@@ -1,5 +1,4 @@
 //! Integration tests of the dev issuer over real HTTP.
-#![cfg(feature = "dev-issuer")]
 
 use std::time::{Duration, SystemTime};
 
@@ -7,16 +6,18 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tower_stepup::testing::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint, Failure, OpaqueTokenSpec};
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint, Failure, OpaqueTokenSpec};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// With several jsonwebtoken backends compiled in, one must be chosen explicitly.
+/// jsonwebtoken's crypto backend for these checks (aws-lc-rs, as the dev issuer signs with).
 fn init_crypto() {
-    #[cfg(feature = "aws-lc-rs")]
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+/// The `jsonwebtoken` name of a dev issuer algorithm.
+fn algorithm(alg: DevAlg) -> jsonwebtoken::Algorithm {
+    alg.as_str().parse().expect("every DevAlg is a JOSE algorithm jsonwebtoken knows")
 }
 
 async fn start_all_algs() -> std::io::Result<DevIssuer> {
@@ -34,7 +35,7 @@ fn jwk_for<'a>(set: &'a JwkSet, token: &str) -> Result<&'a Jwk, Box<dyn std::err
 
 fn verify(set: &JwkSet, token: &str, alg: DevAlg, aud: &str, iss: &str) -> Result<Value, Box<dyn std::error::Error>> {
     let key = DecodingKey::from_jwk(jwk_for(set, token)?)?;
-    let mut validation = Validation::new(alg.algorithm());
+    let mut validation = Validation::new(algorithm(alg));
     validation.set_audience(&[aud]);
     validation.set_issuer(&[iss]);
     Ok(decode::<Value>(token, &key, &validation)?.claims)
@@ -98,7 +99,7 @@ async fn jwks_verifies_stytch_and_access_tokens_for_every_alg() -> TestResult {
             .custom_claim("tenant", json!("acme"))
             .mint();
         let header = decode_header(&token)?;
-        assert_eq!(header.alg, alg.algorithm());
+        assert_eq!(header.alg, algorithm(alg));
         assert_eq!(header.typ.as_deref(), Some("JWT"));
         assert_eq!(header.kid.as_deref(), Some(issuer.current_kid(alg).as_str()));
         let claims = verify(&set, &token, alg, issuer.project_id(), &issuer.stytch_issuer())?;
@@ -762,7 +763,7 @@ async fn dev_endpoints() -> TestResult {
         .send()
         .await?;
     assert_eq!(response.status(), StatusCode::OK);
-    let session: tower_stepup::testing::DevSession = response.json().await?;
+    let session: tower_stepup_dev_issuer::DevSession = response.json().await?;
     assert_eq!(session.user_id, "user-test-gina");
     let factors = peek(&session.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
     assert_eq!(factors[1]["phone_number_factor"]["phone_number"], "+15555550100");
@@ -773,7 +774,7 @@ async fn dev_endpoints() -> TestResult {
         .send()
         .await?;
     assert_eq!(response.status(), StatusCode::OK);
-    let stepped: tower_stepup::testing::DevSession = response.json().await?;
+    let stepped: tower_stepup_dev_issuer::DevSession = response.json().await?;
     let factors = peek(&stepped.session_jwt)?["https://stytch.com/session"]["authentication_factors"].clone();
     assert_eq!(factors.as_array().map(Vec::len), Some(3));
     assert_eq!(factors[2]["webauthn_factor"]["domain"], "localhost");
@@ -819,5 +820,78 @@ async fn secrets_stay_out_of_debug_and_server_stops_on_drop() -> TestResult {
     other.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(fresh.get(&url).send().await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_listed_route_is_served() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let http = reqwest::Client::new();
+    for (method, path) in tower_stepup_dev_issuer::ROUTES {
+        let url = format!("{}{}", issuer.base_url(), path.replace("{project_id}", issuer.project_id()));
+        let request = match *method {
+            "GET" => http.get(&url),
+            "POST" => http.post(&url).header("content-type", "application/json").body("{}"),
+            other => return Err(format!("unexpected method {other}").into()),
+        };
+        let status = request.send().await?.status();
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_serves_and_prints_its_routes() -> TestResult {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tower-stepup-dev-issuer"))
+        .args(["--listen", "127.0.0.1:0", "--project-id", "project-test-11111111-2222-3333-4444-000000000000"])
+        .args(["--secret", "secret-for-the-binary-test"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.ok_or("no output")?;
+    let base = first.rsplit(' ').next().ok_or("no address")?.to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let mut printed = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        printed.push(line);
+        if printed.len() == 7 + tower_stepup_dev_issuer::ROUTES.len() {
+            break;
+        }
+    }
+    assert!(printed.iter().any(|l| l.contains("/v1/sessions/authenticate")), "{printed:?}");
+    let jwks: Value =
+        reqwest::get(format!("{base}/v1/sessions/jwks/project-test-11111111-2222-3333-4444-000000000000"))
+            .await?
+            .json()
+            .await?;
+    assert!(jwks["keys"].as_array().is_some_and(|keys| !keys.is_empty()), "{jwks}");
+    // The configured secret authenticates; another does not.
+    let body = json!({"session_token": "x".repeat(44)});
+    let url = format!("{base}/v1/sessions/authenticate");
+    let http = reqwest::Client::new();
+    let wrong =
+        http.post(&url).basic_auth("project-test-11111111-2222-3333-4444-000000000000", Some("nope")).json(&body);
+    assert_eq!(wrong.send().await?.status(), StatusCode::UNAUTHORIZED);
+    let right = http
+        .post(&url)
+        .basic_auth("project-test-11111111-2222-3333-4444-000000000000", Some("secret-for-the-binary-test"))
+        .json(&body);
+    assert_eq!(right.send().await?.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_non_loopback_address() -> TestResult {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tower-stepup-dev-issuer"))
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .await?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
     Ok(())
 }
