@@ -6,96 +6,27 @@
 //! `reqwest`; a few also drive the router in-process (`oneshot`) to read the typed
 //! `AuthError` a refusal carries in its extensions.
 
-
-
-use crate::common::serve;
+use crate::common::{
+    b2b_project_with_secret, bearer, challenge, cookies, error_kind, info, introspection, oneshot, project_with_secret,
+    routes, serve, set_cookies, stytch_app, with_cookies, TestResult, JWT_COOKIE, MAX_POLLS, SHORT_WINDOW,
+    TOKEN_COOKIE,
+};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
 use axum::routing::get;
-use axum::{Json, Router};
-use http::header::{ACCEPT, AUTHORIZATION, COOKIE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::Router;
+use http::header::{ACCEPT, AUTHORIZATION, COOKIE, RETRY_AFTER, SET_COOKIE};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 use tower_stepup::{
-    AuthError, AuthErrorKind, Authority, AuthorityCredential, Confirmation, CookieAttributes, FactorKind, Guard,
-    IntrospectionAuthority, RenewedTokens, Requirement, Session, SessionLayer, SessionLayerBuilder, StytchAuthority,
-    StytchProject,
+    AuthErrorKind, Authority, AuthorityCredential, Confirmation, CookieAttributes, Guard, IntrospectionAuthority,
+    RenewedTokens, SessionLayer, SessionLayerBuilder, StytchAuthority, StytchProject,
 };
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession, Endpoint, Failure, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const JWT_COOKIE: &str = "stytch_session_jwt";
-const TOKEN_COOKIE: &str = "stytch_session";
-/// The short `fresh_within` window of `/short`.
-const SHORT_WINDOW: Duration = Duration::from_millis(300);
-/// Upper bound of every polling loop.
-const MAX_POLLS: usize = 500;
-
 // ------------------------------------------------------------------ helpers
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
-}
-
-fn b2b_project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::b2b(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
-}
-
-/// What the handlers answer: the session as the route saw it.
-async fn info(session: Session) -> Json<Value> {
-    Json(json!({
-        "sub": session.subject(),
-        "session_id": session.session_id(),
-        "organization": session.organization().map(|o| o.id.clone()),
-        "organization_slug": session.organization().and_then(|o| o.slug.clone()),
-        "scopes": session.scopes(),
-        "acr": session.acr(),
-        "amr": session.amr(),
-        "factors": session.factors().iter().map(|f| f.kind.as_str().to_owned()).collect::<Vec<_>>(),
-        "opaque": session.token_kind() == tower_stepup::TokenKind::Opaque,
-    }))
-}
-
-/// `/me` local only; `/transfer` `fresh()`; `/recent` `fresh_within(1 h)`; `/short`
-/// `fresh_within(300 ms)`; `/lenient` `fresh().fail_open()`; `/totp` a fresh TOTP
-/// step-up.
-fn routes(layer: SessionLayer) -> Router {
-    let totp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300));
-    Router::new()
-        .route("/me", get(info))
-        .route("/transfer", get(info).route_layer(Guard::authenticated().fresh()))
-        .route("/recent", get(info).route_layer(Guard::authenticated().fresh_within(Duration::from_secs(3600))))
-        .route("/short", get(info).route_layer(Guard::authenticated().fresh_within(SHORT_WINDOW)))
-        .route("/lenient", get(info).route_layer(Guard::authenticated().fresh().fail_open()))
-        .route("/totp", get(info).route_layer(Guard::new(totp).fresh()))
-        .layer(layer)
-}
 
 async fn app_with(builder: SessionLayerBuilder) -> String {
     serve(routes(builder.build().await.unwrap())).await
-}
-
-async fn stytch_app(issuer: &DevIssuer) -> String {
-    app_with(SessionLayer::stytch(&project(issuer))).await
-}
-
-fn cookies(session: &DevSession) -> String {
-    format!("{JWT_COOKIE}={}; {TOKEN_COOKIE}={}", session.session_jwt, session.session_token)
-}
-
-/// The `Set-Cookie` headers of a response, parsed.
-fn set_cookies(headers: &http::HeaderMap) -> Vec<cookie::Cookie<'static>> {
-    headers.get_all(SET_COOKIE).iter().map(|v| cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap()).collect()
 }
 
 fn find_cookie<'a>(cookies: &'a [cookie::Cookie<'static>], name: &str) -> &'a cookie::Cookie<'static> {
@@ -116,18 +47,6 @@ fn assert_cleared(headers: &http::HeaderMap) {
     }
 }
 
-fn challenge(response: &reqwest::Response) -> String {
-    response.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
-}
-
-async fn bearer(http: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
-    http.get(url).bearer_auth(token).send().await.unwrap()
-}
-
-async fn with_cookies(http: &reqwest::Client, url: String, cookie: &str) -> reqwest::Response {
-    http.get(url).header(COOKIE, cookie).send().await.unwrap()
-}
-
 /// An expired session JWT of a live session (correctly signed, `exp` ten minutes ago).
 fn expired_jwt(issuer: &DevIssuer, session: &DevSession) -> String {
     issuer
@@ -138,21 +57,6 @@ fn expired_jwt(issuer: &DevIssuer, session: &DevSession) -> String {
         .issued_at(SystemTime::now() - Duration::from_secs(15 * 60))
         .lifetime(Duration::from_secs(5 * 60))
         .mint()
-}
-
-/// Runs one request through the router in process (the issuer is still reached over
-/// HTTP) and returns the response with its extensions.
-async fn oneshot(app: Router, path: &str, token: &str) -> http::Response<Body> {
-    let request = http::Request::builder()
-        .uri(path)
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    app.oneshot(request).await.unwrap()
-}
-
-fn error_kind(response: &http::Response<Body>) -> Option<AuthErrorKind> {
-    response.extensions().get::<AuthError>().map(AuthError::kind)
 }
 
 // ------------------------------------------------------------------ revocation
@@ -246,7 +150,7 @@ async fn revocation_of_an_opaque_only_session_reaches_every_route() -> TestResul
     // passed, while the opaque-token cache still holds the earlier "alive".
     let issuer = DevIssuer::start().await?;
     let base = app_with(
-        SessionLayer::stytch(&project(&issuer))
+        SessionLayer::stytch(&project_with_secret(&issuer))
             .with_leeway(Duration::from_secs(1))
             .with_opaque_token_ttl(Duration::from_secs(60)),
     )
@@ -278,7 +182,7 @@ async fn revocation_learned_from_a_jwt_outlives_cached_opaque_answers() -> TestR
     // holds an "alive" for the session token.
     let issuer = DevIssuer::start().await?;
     let base = app_with(
-        SessionLayer::stytch(&project(&issuer))
+        SessionLayer::stytch(&project_with_secret(&issuer))
             .with_leeway(Duration::from_secs(1))
             .with_opaque_token_ttl(Duration::from_secs(60)),
     )
@@ -392,8 +296,8 @@ async fn five_hundred_concurrent_requests_cause_one_authenticate_call() -> TestR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_on_a_fresh_route_share_calls_in_flight() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_secs(10))?;
-    let base = app_with(SessionLayer::stytch(&project(&issuer)).with_authority(authority)).await;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_secs(10))?;
+    let base = app_with(SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(authority)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-fresh-burst", vec![DevFactor::password()]);
 
@@ -420,7 +324,7 @@ async fn concurrent_requests_on_a_fresh_route_share_calls_in_flight() -> TestRes
     // is long next to one loopback request, so it arrives while the call is held).
     issuer.reset_counts();
     issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::Slow(Duration::from_millis(1500)));
-    let first = tokio::spawn(bearer_owned(http.clone(), format!("{base}/transfer"), session.session_jwt.clone()));
+    let first = tokio::spawn(bearer_status(http.clone(), format!("{base}/transfer"), session.session_jwt.clone()));
     let mut polls = 0;
     while issuer.request_count(Endpoint::SessionsAuthenticate) == 0 {
         polls += 1;
@@ -434,7 +338,7 @@ async fn concurrent_requests_on_a_fresh_route_share_calls_in_flight() -> TestRes
     Ok(())
 }
 
-async fn bearer_owned(http: reqwest::Client, url: String, token: String) -> u16 {
+async fn bearer_status(http: reqwest::Client, url: String, token: String) -> u16 {
     http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16()
 }
 
@@ -489,8 +393,8 @@ async fn issuer_down_fails_closed_on_fresh_routes_and_open_where_allowed() -> Te
 #[tokio::test]
 async fn slow_issuer_times_out_as_authority_timeout() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200))?;
-    let layer = SessionLayer::stytch(&project(&issuer)).with_authority(authority).build().await?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let layer = SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(authority).build().await?;
     let app = routes(layer);
     let base = serve(app.clone()).await;
     let session = issuer.create_session("user-slow", vec![DevFactor::password()]);
@@ -521,7 +425,7 @@ async fn slow_issuer_times_out_as_authority_timeout() -> TestResult {
 #[tokio::test]
 async fn garbage_from_the_issuer_is_a_clear_error() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let layer = SessionLayer::stytch(&project(&issuer)).build().await?;
+    let layer = SessionLayer::stytch(&project_with_secret(&issuer)).build().await?;
     let app = routes(layer);
     let session = issuer.create_session("user-garbage", vec![DevFactor::password()]);
     issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::Garbage);
@@ -535,7 +439,7 @@ async fn garbage_from_the_issuer_is_a_clear_error() -> TestResult {
     assert_eq!(error_kind(&response), Some(AuthErrorKind::AuthorityResponse));
 
     // The authority itself says so.
-    let authority = StytchAuthority::new(&project(&issuer))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?;
     let error = authority.authenticate(AuthorityCredential::Opaque(&session.session_token)).await.unwrap_err();
     assert_eq!(error.kind(), AuthErrorKind::AuthorityResponse);
     assert!(!error.to_string().contains(&session.session_token), "{error}");
@@ -554,7 +458,7 @@ async fn garbage_from_the_issuer_is_a_clear_error() -> TestResult {
 #[tokio::test]
 async fn wrong_server_credentials_are_503_not_401() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let wrong = project(&issuer).with_secret("secret-test-not-the-right-one");
+    let wrong = project_with_secret(&issuer).with_secret("secret-test-not-the-right-one");
     let layer = SessionLayer::stytch(&wrong).build().await?;
     let app = routes(layer);
     let base = serve(app.clone()).await;
@@ -586,7 +490,7 @@ async fn wrong_server_credentials_are_503_not_401() -> TestResult {
 #[tokio::test]
 async fn authority_kinds_over_http() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200))?;
     let session = issuer.create_session("user-kinds", vec![DevFactor::password()]);
 
     let confirmation = authority.authenticate(AuthorityCredential::Jwt(&session.session_jwt)).await?;
@@ -670,19 +574,19 @@ async fn stytch_session_cookie_alone_authenticates_and_gets_a_jwt_cookie() -> Te
     Ok(())
 }
 
-async fn introspection_app(issuer: &DevIssuer, ttl: Duration) -> String {
-    let authority =
-        IntrospectionAuthority::new(&issuer.introspection_url(), issuer.client_id(), issuer.client_secret())
-            .unwrap()
-            .with_issuer(issuer.issuer());
-    app_with(SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_authority(authority).with_opaque_token_ttl(ttl))
-        .await
+async fn introspection_app_with_ttl(issuer: &DevIssuer, ttl: Duration) -> String {
+    app_with(
+        SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE)
+            .with_authority(introspection(issuer))
+            .with_opaque_token_ttl(ttl),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn introspected_opaque_tokens_become_sessions_and_are_cached() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let base = introspection_app(&issuer, Duration::from_secs(60)).await;
+    let base = introspection_app_with_ttl(&issuer, Duration::from_secs(60)).await;
     let http = reqwest::Client::new();
     let token = issuer.issue_opaque_access_token(
         OpaqueTokenSpec::new()
@@ -715,7 +619,7 @@ async fn introspected_opaque_tokens_become_sessions_and_are_cached() -> TestResu
 #[tokio::test]
 async fn opaque_token_cache_expires_after_its_ttl() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let base = introspection_app(&issuer, Duration::from_millis(200)).await;
+    let base = introspection_app_with_ttl(&issuer, Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
     let token = issuer.issue_opaque_access_token(OpaqueTokenSpec::new().audience(DEFAULT_AUDIENCE));
 
@@ -733,7 +637,7 @@ async fn opaque_token_cache_expires_after_its_ttl() -> TestResult {
 #[tokio::test]
 async fn inactive_opaque_tokens_are_invalid_tokens() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let base = introspection_app(&issuer, Duration::from_secs(60)).await;
+    let base = introspection_app_with_ttl(&issuer, Duration::from_secs(60)).await;
     let http = reqwest::Client::new();
 
     let revoked = issuer.issue_opaque_access_token(OpaqueTokenSpec::new());
@@ -765,7 +669,7 @@ async fn introspection_revocation_seen_on_a_fresh_route_reaches_local_routes() -
     // (one introspection call); the local route must not keep serving the "active"
     // answer it cached before.
     let issuer = DevIssuer::start().await?;
-    let base = introspection_app(&issuer, Duration::from_secs(60)).await;
+    let base = introspection_app_with_ttl(&issuer, Duration::from_secs(60)).await;
     let http = reqwest::Client::new();
     let token = issuer
         .issue_opaque_access_token(OpaqueTokenSpec::new().subject("user-opaque-fresh").audience(DEFAULT_AUDIENCE));
@@ -786,7 +690,7 @@ async fn introspection_revocation_seen_on_a_fresh_route_reaches_local_routes() -
 #[tokio::test]
 async fn garbage_tokens_never_reach_the_issuer() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let oidc = introspection_app(&issuer, Duration::from_secs(60)).await;
+    let oidc = introspection_app_with_ttl(&issuer, Duration::from_secs(60)).await;
     let stytch = stytch_app(&issuer).await;
     let http = reqwest::Client::new();
 
@@ -929,7 +833,7 @@ async fn cookie_attributes_are_configurable() -> TestResult {
         .with_domain("example.test")
         .with_path("/app")
         .with_same_site(tower_stepup::SameSite::Strict);
-    let base = app_with(SessionLayer::stytch(&project(&issuer)).with_cookie_attributes(attributes)).await;
+    let base = app_with(SessionLayer::stytch(&project_with_secret(&issuer)).with_cookie_attributes(attributes)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-attributes", vec![DevFactor::password()]);
 
@@ -1015,7 +919,7 @@ async fn step_up_on_a_fresh_route_then_renewed_cookies() -> TestResult {
 #[tokio::test]
 async fn b2b_sessions_carry_their_organization() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let base = app_with(SessionLayer::stytch(&b2b_project(&issuer))).await;
+    let base = app_with(SessionLayer::stytch(&b2b_project_with_secret(&issuer))).await;
     let http = reqwest::Client::new();
     let session =
         issuer.create_b2b_session("member-test-1", "organization-test-1", "acme", vec![DevFactor::password()]);
@@ -1068,7 +972,7 @@ async fn tokens_and_secrets_never_appear_in_debug_or_display() -> TestResult {
         }
     };
 
-    let stytch = StytchAuthority::new(&project(&issuer))?;
+    let stytch = StytchAuthority::new(&project_with_secret(&issuer))?;
     check("StytchAuthority", &format!("{stytch:?}"));
     let introspection =
         IntrospectionAuthority::new(&issuer.introspection_url(), issuer.client_id(), issuer.client_secret())?;
@@ -1097,7 +1001,7 @@ async fn tokens_and_secrets_never_appear_in_debug_or_display() -> TestResult {
     issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::Status500);
     errors.push(stytch.authenticate(AuthorityCredential::Opaque(&session.session_token)).await.unwrap_err());
     issuer.set_endpoint_failure(Endpoint::SessionsAuthenticate, Failure::None);
-    let wrong = StytchAuthority::new(&project(&issuer).with_secret("secret-test-wrong"))?;
+    let wrong = StytchAuthority::new(&project_with_secret(&issuer).with_secret("secret-test-wrong"))?;
     errors.push(wrong.authenticate(AuthorityCredential::Opaque(&session.session_token)).await.unwrap_err());
     assert!(issuer.revoke_session(&session.session_id));
     errors.push(stytch.authenticate(AuthorityCredential::Opaque(&session.session_token)).await.unwrap_err());

@@ -5,9 +5,7 @@
 //! (`Bearer` followed by comma-separated `name="quoted-string"` parameters).
 #![allow(clippy::too_many_lines)]
 
-
-
-use crate::common::serve;
+use crate::common::{client, project, serve};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -21,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use tower_stepup::{
     requirement, safe_return_to, AuthError, AuthErrorKind, Challenge, ChallengeContext, ConfigError, FactorKind, Guard,
-    GuardConfig, RbacPolicy, Rejection, Require, Requirement, RequirementSpec, Session, SessionLayer, StytchProject,
+    GuardConfig, RbacPolicy, Rejection, Require, Requirement, RequirementSpec, Session, SessionLayer,
 };
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Failure, DEFAULT_AUDIENCE};
 
@@ -75,14 +73,6 @@ fn forbidden_header(scope: Option<&str>) -> String {
         params.push(("scope", scope));
     }
     bearer(&params)
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).unwrap()
 }
 
 /// A Stytch layer (no secret, so no authority: every decision here is local).

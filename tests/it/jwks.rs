@@ -2,9 +2,7 @@
 //! endpoint, eager and lazy start, discovery, `Cache-Control`, limits and key filtering.
 #![allow(clippy::too_many_lines)]
 
-
-
-use crate::common::{hmac_sha256, serve};
+use crate::common::{hmac_sha256, jwks_fetches, project, quick_issuer, serve, state_text};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tower_stepup::{
     Algorithm, AuthErrorKind, AuthState, ConfigError, JwksConfig, KeySource, OidcProfile, Session, SessionLayer,
-    SessionLayerBuilder, StytchProject, TypPolicy,
+    SessionLayerBuilder, TypPolicy,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
 
@@ -24,11 +22,6 @@ use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Fail
 
 async fn issuer_with(algs: &[DevAlg]) -> DevIssuer {
     DevIssuer::start_with(DevIssuerConfig::default().with_algs(algs)).await.expect("dev issuer starts")
-}
-
-/// An issuer with an Ed25519 signer only: quick to start.
-async fn quick_issuer() -> DevIssuer {
-    issuer_with(&[DevAlg::EdDSA]).await
 }
 
 /// Serves a JSON document (that the test may change) at `path`: a hand-made JWKS or
@@ -42,14 +35,6 @@ async fn serve_json(path: &str, document: Arc<Mutex<Value>>) -> String {
         }),
     );
     serve(app).await
-}
-
-fn state_text(state: &AuthState) -> String {
-    match state {
-        AuthState::Anonymous => "anonymous".to_owned(),
-        AuthState::Authenticated(session) => format!("ok:{}", session.subject()),
-        AuthState::Invalid(error) => format!("{:?}", error.kind()),
-    }
 }
 
 #[derive(Clone)]
@@ -85,13 +70,6 @@ impl Harness {
     }
 }
 
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .expect("project id")
-        .with_base_url(issuer.base_url())
-        .expect("base url")
-}
-
 fn stytch(issuer: &DevIssuer, jwks: JwksConfig) -> SessionLayerBuilder {
     SessionLayer::stytch(&project(issuer)).with_jwks_config(jwks)
 }
@@ -99,10 +77,6 @@ fn stytch(issuer: &DevIssuer, jwks: JwksConfig) -> SessionLayerBuilder {
 /// A fresh token (never seen by the layer, so never served from its cache).
 fn fresh(issuer: &DevIssuer, subject: &str) -> String {
     issuer.stytch_session().subject(subject).mint()
-}
-
-fn jwks(issuer: &DevIssuer) -> u64 {
-    issuer.request_count(Endpoint::Jwks) as u64
 }
 
 fn ms(millis: u64) -> Duration {
@@ -146,7 +120,7 @@ async fn rotation(cache: bool) {
     }
     let harness = Harness::start(builder.build().await.expect("layer")).await;
     let label = if cache { "cache on" } else { "cache off" };
-    assert_eq!(jwks(&issuer), 1, "{label}: eager start fetched once");
+    assert_eq!(jwks_fetches(&issuer), 1, "{label}: eager start fetched once");
 
     let old_kid = issuer.current_kid(DevAlg::RS256);
     let old = fresh(&issuer, "old");
@@ -157,11 +131,11 @@ async fn rotation(cache: bool) {
     assert_ne!(new_kid, old_kid);
     let new = fresh(&issuer, "new");
     assert_eq!(harness.state(&new).await, "ok:new", "{label}: the new kid is fetched and accepted");
-    assert_eq!(jwks(&issuer), 2, "{label}: exactly one refresh for the new kid");
+    assert_eq!(jwks_fetches(&issuer), 2, "{label}: exactly one refresh for the new kid");
     assert_eq!(harness.state(&old).await, "ok:old", "{label}: old tokens still verify while the old key is served");
     let old_again = issuer.stytch_session().subject("old-again").signed_by(&old_kid).mint();
     assert_eq!(harness.state(&old_again).await, "ok:old-again", "{label}: the old key still verifies new tokens");
-    assert_eq!(jwks(&issuer), 2, "{label}: known kids cause no fetch");
+    assert_eq!(jwks_fetches(&issuer), 2, "{label}: known kids cause no fetch");
 
     // The old key is retired. Until the layer refreshes, it still holds the old key.
     assert!(issuer.remove_key(&old_kid));
@@ -171,12 +145,12 @@ async fn rotation(cache: bool) {
     // Any unknown kid triggers a refresh that drops the old key.
     let probe = issuer.stytch_session().kid("kid-probe").mint();
     assert_eq!(harness.state(&probe).await, "UnknownKey", "{label}");
-    assert_eq!(jwks(&issuer), 3, "{label}: the probe refreshed the set");
+    assert_eq!(jwks_fetches(&issuer), 3, "{label}: the probe refreshed the set");
 
     // The old kid is unknown now: looked for again (no blind window), not found.
     let after = issuer.stytch_session().subject("after").signed_by(&old_kid).mint();
     assert_eq!(harness.state(&after).await, "UnknownKey", "{label}: the removed key no longer verifies");
-    assert_eq!(jwks(&issuer), 4, "{label}: each unknown kid is looked for while the budget lasts");
+    assert_eq!(jwks_fetches(&issuer), 4, "{label}: each unknown kid is looked for while the budget lasts");
     assert_eq!(harness.state(&fresh(&issuer, "new-2")).await, "ok:new-2", "{label}: the new key still does");
     if cache {
         // Documented: a token verified before the removal stays cached until its exp.
@@ -250,12 +224,12 @@ async fn unknown_kid_flood_with_a_cooldown_fetches_once_per_cooldown() {
     let results = flood(&harness, unknown_kid_tokens(&issuer, "a", N)).await;
     assert_eq!(results.len(), N);
     assert_flood(&results);
-    assert_eq!(jwks(&issuer), 1, "{N} concurrent unknown kids: one fetch");
+    assert_eq!(jwks_fetches(&issuer), 1, "{N} concurrent unknown kids: one fetch");
     let results = flood(&harness, unknown_kid_tokens(&issuer, "b", N)).await;
     assert!(results.iter().all(|r| r == "KeySetUnavailable"), "within the cooldown nobody could look");
-    assert_eq!(jwks(&issuer), 1, "a second flood within the cooldown: no fetch");
+    assert_eq!(jwks_fetches(&issuer), 1, "a second flood within the cooldown: no fetch");
     assert_eq!(harness.state(&fresh(&issuer, "known")).await, "ok:known", "known kids are unaffected");
-    assert_eq!(jwks(&issuer), 1);
+    assert_eq!(jwks_fetches(&issuer), 1);
 
     // A short cooldown: one fetch per flood once it has passed.
     let cooldown = Duration::from_secs(2);
@@ -267,11 +241,11 @@ async fn unknown_kid_flood_with_a_cooldown_fetches_once_per_cooldown() {
     issuer.reset_counts();
     let results = flood(&harness, unknown_kid_tokens(&issuer, "c", N)).await;
     assert_flood(&results);
-    assert_eq!(jwks(&issuer), 1, "first flood: one fetch");
+    assert_eq!(jwks_fetches(&issuer), 1, "first flood: one fetch");
     tokio::time::sleep(cooldown + ms(100)).await;
     let results = flood(&harness, unknown_kid_tokens(&issuer, "d", N)).await;
     assert_flood(&results);
-    assert_eq!(jwks(&issuer), 2, "after the cooldown: exactly one more fetch");
+    assert_eq!(jwks_fetches(&issuer), 2, "after the cooldown: exactly one more fetch");
 }
 
 /// The outcomes of one flood of unknown kids: those that joined the fetch learned the
@@ -291,14 +265,17 @@ async fn a_refresh_does_not_block_known_keys() {
     let config = JwksConfig::default().with_fetch_timeout(Duration::from_secs(10));
     let harness = Harness::start(stytch(&issuer, config).build().await.expect("layer")).await;
     issuer.set_endpoint_failure(Endpoint::Jwks, Failure::Slow(Duration::from_secs(3)));
-    let before = jwks(&issuer);
+    let before = jwks_fetches(&issuer);
 
     let unknown = issuer.stytch_session().kid("slow-unknown").mint();
     let slow = {
         let harness = harness.clone();
         tokio::spawn(async move { harness.state(&unknown).await })
     };
-    assert!(eventually(Duration::from_secs(5), || async { jwks(&issuer) > before }).await, "the refresh started");
+    assert!(
+        eventually(Duration::from_secs(5), || async { jwks_fetches(&issuer) > before }).await,
+        "the refresh started"
+    );
     // While that fetch hangs, requests with known keys go through.
     for i in 0..5 {
         assert_eq!(harness.state(&fresh(&issuer, &format!("known-{i}"))).await, format!("ok:known-{i}"));
@@ -322,14 +299,14 @@ async fn jwks_failures_keep_the_last_good_set() {
         assert_eq!(harness.state(&fresh(&issuer, "before")).await, "ok:before");
 
         issuer.set_endpoint_failure(Endpoint::Jwks, failure);
-        let before = jwks(&issuer);
+        let before = jwks_fetches(&issuer);
         let unknown = issuer.stytch_session().kid("unknown-while-down").mint();
         assert_eq!(
             harness.state(&unknown).await,
             "KeySetUnavailable",
             "{failure:?}: an unknown kid cannot be judged while the key set cannot be refreshed"
         );
-        assert_eq!(jwks(&issuer), before + 1, "{failure:?}: the refresh was tried");
+        assert_eq!(jwks_fetches(&issuer), before + 1, "{failure:?}: the refresh was tried");
         assert_eq!(harness.me_status(&unknown).await, 503, "{failure:?}: the server is at fault, not the token");
         for i in 0..3 {
             let subject = format!("known-{i}");
@@ -363,9 +340,9 @@ async fn background_refresh_failures_serve_stale_keys_up_to_the_limit() {
     let strict = Harness::start(stytch(&issuer, refresh(ms(300))).build().await.expect("layer")).await;
 
     issuer.set_endpoint_failure(Endpoint::Jwks, Failure::Status500);
-    let failed_at = jwks(&issuer);
+    let failed_at = jwks_fetches(&issuer);
     // Several background refreshes fail…
-    assert!(eventually(Duration::from_secs(5), || async { jwks(&issuer) >= failed_at + 6 }).await);
+    assert!(eventually(Duration::from_secs(5), || async { jwks_fetches(&issuer) >= failed_at + 6 }).await);
     // …and the tolerant layer keeps verifying with its last good set.
     assert_eq!(tolerant.state(&fresh(&issuer, "stale-ok")).await, "ok:stale-ok");
     // The strict one dropped its keys once they were older than its limit.
@@ -409,7 +386,7 @@ async fn eager_start_fails_fast_when_the_jwks_is_failing() {
     issuer.set_failure(Failure::None);
     issuer.reset_counts();
     let _layer = stytch(&issuer, config()).build().await.expect("healthy issuer");
-    assert_eq!(jwks(&issuer), 1, "an eager start fetches the keys before the first request");
+    assert_eq!(jwks_fetches(&issuer), 1, "an eager start fetches the keys before the first request");
 
     // An issuer that is not there at all.
     let gone = quick_issuer().await;
@@ -439,22 +416,22 @@ async fn lazy_start_builds_without_keys_and_fetches_on_first_request() {
     // Healthy: nothing is fetched until the first request needs a key.
     issuer.reset_counts();
     let harness = Harness::start(stytch(&issuer, config()).with_lazy_start().build().await.expect("lazy layer")).await;
-    assert_eq!(jwks(&issuer), 0, "a lazy start fetches nothing");
+    assert_eq!(jwks_fetches(&issuer), 0, "a lazy start fetches nothing");
     assert_eq!(harness.anonymous().await, "anonymous");
-    assert_eq!(jwks(&issuer), 0, "anonymous requests need no keys");
+    assert_eq!(jwks_fetches(&issuer), 0, "anonymous requests need no keys");
     assert_eq!(harness.state(&fresh(&issuer, "first")).await, "ok:first");
-    assert_eq!(jwks(&issuer), 1, "the first token fetched the keys");
+    assert_eq!(jwks_fetches(&issuer), 1, "the first token fetched the keys");
     assert_eq!(harness.state(&fresh(&issuer, "second")).await, "ok:second");
-    assert_eq!(jwks(&issuer), 1);
+    assert_eq!(jwks_fetches(&issuer), 1);
 
     // Failing at start: the build still succeeds.
     issuer.set_endpoint_failure(Endpoint::Jwks, Failure::Status500);
     issuer.reset_counts();
     let layer = stytch(&issuer, config()).with_lazy_start().build().await.expect("lazy layer while the JWKS fails");
     let harness = Harness::start(layer).await;
-    assert_eq!(jwks(&issuer), 0);
+    assert_eq!(jwks_fetches(&issuer), 0);
     assert_eq!(harness.state(&fresh(&issuer, "down")).await, "KeySetUnavailable", "no keys at all: the server's fault");
-    assert_eq!(jwks(&issuer), 1);
+    assert_eq!(jwks_fetches(&issuer), 1);
     assert_eq!(harness.me_status(&fresh(&issuer, "down-me")).await, 503);
 
     issuer.set_failure(Failure::None);
@@ -473,7 +450,7 @@ async fn discovery_finds_the_keys_and_checks_the_issuer() {
     let issuer = quick_issuer().await;
     let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).build().await.expect("discovery");
     assert_eq!(issuer.request_count(Endpoint::Discovery), 1);
-    assert_eq!(jwks(&issuer), 1, "jwks_uri from the discovery document");
+    assert_eq!(jwks_fetches(&issuer), 1, "jwks_uri from the discovery document");
     let harness = Harness::start(layer).await;
     assert_eq!(harness.state(&issuer.access_token().subject("discovered").mint()).await, "ok:discovered");
 
@@ -497,7 +474,7 @@ async fn discovery_finds_the_keys_and_checks_the_issuer() {
     let lazy = Harness::start(builder().with_lazy_start().build().await.expect("lazy")).await;
     let token = issuer.access_token().issuer(impostor.clone()).mint();
     assert_eq!(lazy.state(&token).await, "KeySetUnavailable");
-    assert_eq!(jwks(&issuer), 0, "the impostor's jwks_uri was never followed");
+    assert_eq!(jwks_fetches(&issuer), 0, "the impostor's jwks_uri was never followed");
 
     // A jwks_uri over plain http to a non-loopback host is refused too.
     *document.lock().expect("document") = json!({ "issuer": impostor, "jwks_uri": "http://keys.example/jwks.json" });
@@ -526,9 +503,9 @@ async fn cache_control_max_age_schedules_the_refresh() {
         .with_default_refresh(Duration::from_secs(3600))
         .with_refresh_bounds(ms(100), Duration::from_secs(3600));
     let layer = stytch(&issuer, config).build().await.expect("layer");
-    assert_eq!(jwks(&issuer), 1);
+    assert_eq!(jwks_fetches(&issuer), 1);
     assert!(
-        eventually(Duration::from_secs(6), || async { jwks(&issuer) >= 2 }).await,
+        eventually(Duration::from_secs(6), || async { jwks_fetches(&issuer) >= 2 }).await,
         "max-age=1 refreshes long before the one-hour default"
     );
     drop(layer);
@@ -539,7 +516,7 @@ async fn cache_control_max_age_schedules_the_refresh() {
     let config = JwksConfig::default().with_refresh_bounds(ms(50), ms(200));
     let layer = stytch(&issuer, config).build().await.expect("layer");
     assert!(
-        eventually(Duration::from_secs(6), || async { jwks(&issuer) >= 3 }).await,
+        eventually(Duration::from_secs(6), || async { jwks_fetches(&issuer) >= 3 }).await,
         "max-age above the upper bound is clamped to it"
     );
     drop(layer);
@@ -552,7 +529,7 @@ async fn cache_control_max_age_schedules_the_refresh() {
         .with_refresh_bounds(ms(100), Duration::from_secs(3600));
     let layer = stytch(&issuer, config).build().await.expect("layer");
     assert!(
-        eventually(Duration::from_secs(6), || async { jwks(&issuer) >= 3 }).await,
+        eventually(Duration::from_secs(6), || async { jwks_fetches(&issuer) >= 3 }).await,
         "no-store: refresh at the minimum"
     );
     drop(layer);
@@ -564,7 +541,7 @@ async fn cache_control_max_age_schedules_the_refresh() {
         JwksConfig::default().with_default_refresh(ms(50)).with_refresh_bounds(ms(10), Duration::from_secs(7200));
     let layer = stytch(&issuer, config).build().await.expect("layer");
     tokio::time::sleep(ms(500)).await;
-    assert_eq!(jwks(&issuer), 1, "max-age=3600: no refresh although the default is 50 ms");
+    assert_eq!(jwks_fetches(&issuer), 1, "max-age=3600: no refresh although the default is 50 ms");
     drop(layer);
 
     // Without a header, the default interval applies.
@@ -572,7 +549,10 @@ async fn cache_control_max_age_schedules_the_refresh() {
     let config =
         JwksConfig::default().with_default_refresh(ms(100)).with_refresh_bounds(ms(10), Duration::from_secs(3600));
     let layer = stytch(&issuer, config).build().await.expect("layer");
-    assert!(eventually(Duration::from_secs(6), || async { jwks(&issuer) >= 3 }).await, "the default interval applies");
+    assert!(
+        eventually(Duration::from_secs(6), || async { jwks_fetches(&issuer) >= 3 }).await,
+        "the default interval applies"
+    );
     drop(layer);
 }
 
@@ -624,13 +604,13 @@ async fn key_count_and_body_size_limits() {
     let first_kid = issuer.current_kid(DevAlg::EdDSA);
     issuer.rotate(DevAlg::EdDSA);
     issuer.add_keys(DevAlg::EdDSA, 5); // 16 keys
-    let before = jwks(&issuer);
+    let before = jwks_fetches(&issuer);
     assert_eq!(
         harness.state(&fresh(&issuer, "new-key")).await,
         "KeySetUnavailable",
         "the oversized set was not installed: the new kid cannot be judged"
     );
-    assert_eq!(jwks(&issuer), before + 1);
+    assert_eq!(jwks_fetches(&issuer), before + 1);
     let old_signed = issuer.stytch_session().subject("old-key").signed_by(&first_kid).mint();
     assert_eq!(harness.state(&old_signed).await, "ok:old-key", "the last good set keeps serving");
 }
@@ -737,6 +717,6 @@ async fn static_key_sets_never_fetch() {
     let harness = Harness::start(layer).await;
     assert_eq!(harness.state(&fresh(&issuer, "static")).await, "ok:static");
     assert_eq!(harness.state(&issuer.stytch_session().kid("elsewhere").mint()).await, "UnknownKey");
-    assert_eq!(jwks(&issuer), 0, "a static set is never fetched");
+    assert_eq!(jwks_fetches(&issuer), 0, "a static set is never fetched");
     assert!(KeySource::from_json("not json").is_err());
 }

@@ -1,7 +1,5 @@
 //! End-to-end smoke test: dev issuer → layer → guard → handler, over real HTTP.
 
-
-
 use crate::common::serve;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! real HTTP.
 
 use std::convert::Infallible;
+
+use crate::common::state_text;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -14,18 +16,13 @@ use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_stepup::{AuthState, JwksConfig, SessionLayer, StytchProject};
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
 
-fn state_text(state: Option<&AuthState>) -> String {
-    match state {
-        None => "no state".to_owned(),
-        Some(AuthState::Anonymous) => "anonymous".to_owned(),
-        Some(AuthState::Authenticated(session)) => format!("ok:{}", session.subject()),
-        Some(AuthState::Invalid(error)) => format!("{:?}", error.kind()),
-    }
-}
-
 /// The inner service: echoes the AuthState it sees and the request body.
 async fn echo(request: Request<String>) -> Result<Response<String>, Infallible> {
-    let text = format!("{}|{}", state_text(request.extensions().get::<AuthState>()), request.body());
+    let text = format!(
+        "{}|{}",
+        request.extensions().get::<AuthState>().map_or_else(|| "no state".to_owned(), state_text),
+        request.body()
+    );
     let mut response = Response::new(text);
     *response.status_mut() = StatusCode::ACCEPTED;
     response.headers_mut().insert("x-inner", "yes".parse().expect("header"));
@@ -121,7 +118,7 @@ async fn any_request_body_type_works() {
     let issuer = DevIssuer::start().await.expect("issuer");
     let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).build().await.expect("layer");
     let service = layer.layer(service_fn(|request: Request<Full<Bytes>>| async move {
-        let state = state_text(request.extensions().get::<AuthState>());
+        let state = request.extensions().get::<AuthState>().map_or_else(|| "no state".to_owned(), state_text);
         let body = request.into_body().collect().await.expect("body").to_bytes();
         Ok::<_, Infallible>(Response::new(format!("{state}|{}", String::from_utf8_lossy(&body))))
     }));

@@ -8,101 +8,23 @@
 //! loopback ports and talks to both with `reqwest`; a few also drive the router in
 //! process (`oneshot`) to read the typed `AuthError` a refusal carries.
 
-
-
-use crate::common::serve;
+use crate::common::{
+    bearer, bearer_owned, challenge, error_kind, introspection_app, oneshot, project_with_secret, routes, serve,
+    set_cookies, stytch_app, with_cookies, TestResult, TestResultOf, JWT_COOKIE, MAX_POLLS, TOKEN_COOKIE,
+};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
-use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
+use http::header::SET_COOKIE;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 use tower_stepup::{
-    AuthError, AuthErrorKind, Authority, AuthorityCredential, AuthorityFuture, Confirmation, Guard,
-    IntrospectionAuthority, RenewedTokens, Requirement, Session, SessionLayer, StytchProject,
+    AuthErrorKind, Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority,
+    RenewedTokens, Session, SessionLayer,
 };
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE, DEFAULT_SUBJECT};
 
-type TestResult = TestResultOf<()>;
-type TestResultOf<T> = Result<T, Box<dyn std::error::Error>>;
-
-const JWT_COOKIE: &str = "stytch_session_jwt";
-const TOKEN_COOKIE: &str = "stytch_session";
-/// Upper bound of every polling loop.
-const MAX_POLLS: usize = 500;
-
 // ------------------------------------------------------------------ helpers
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
-}
-
-fn introspection(issuer: &DevIssuer) -> IntrospectionAuthority {
-    IntrospectionAuthority::new(&issuer.introspection_url(), issuer.client_id(), issuer.client_secret())
-        .unwrap()
-        .with_issuer(issuer.issuer())
-}
-
-/// What the handlers answer: the session as the route saw it.
-async fn info(session: Session) -> Json<Value> {
-    Json(json!({
-        "sub": session.subject(),
-        "session_id": session.session_id(),
-        "scopes": session.scopes(),
-        "client_id": session.client_id(),
-    }))
-}
-
-/// `/me` local only; `/transfer` `fresh()`; `/recent` `fresh_within(1 h)`;
-/// `/lenient` `fresh().fail_open()`; `/admin` scope `admin`, `fresh_within(1 min)`;
-/// `/admin-fresh` scope `admin`, `fresh()`.
-fn routes(layer: SessionLayer) -> Router {
-    let admin = Requirement::scope("admin");
-    Router::new()
-        .route("/me", get(info))
-        .route("/transfer", get(info).route_layer(Guard::authenticated().fresh()))
-        .route("/recent", get(info).route_layer(Guard::authenticated().fresh_within(Duration::from_secs(3600))))
-        .route("/lenient", get(info).route_layer(Guard::authenticated().fresh().fail_open()))
-        .route("/admin", get(info).route_layer(Guard::new(admin.clone()).fresh_within(Duration::from_secs(60))))
-        .route("/admin-fresh", get(info).route_layer(Guard::new(admin).fresh()))
-        .layer(layer)
-}
-
-async fn introspection_app(issuer: &DevIssuer) -> String {
-    let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_authority(introspection(issuer));
-    serve(routes(layer.build().await.unwrap())).await
-}
-
-async fn stytch_app(issuer: &DevIssuer) -> String {
-    serve(routes(SessionLayer::stytch(&project(issuer)).build().await.unwrap())).await
-}
-
-async fn bearer(http: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
-    http.get(url).bearer_auth(token).send().await.unwrap()
-}
-
-async fn bearer_owned(http: reqwest::Client, url: String, token: String) -> reqwest::Response {
-    http.get(url).bearer_auth(token).send().await.unwrap()
-}
-
-async fn with_cookies(http: &reqwest::Client, url: String, cookie: &str) -> reqwest::Response {
-    http.get(url).header(COOKIE, cookie).send().await.unwrap()
-}
-
-fn challenge(response: &reqwest::Response) -> String {
-    response.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
-}
-
-/// The `Set-Cookie` headers of a response, parsed.
-fn set_cookies(headers: &http::HeaderMap) -> Vec<cookie::Cookie<'static>> {
-    headers.get_all(SET_COOKIE).iter().map(|v| cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap()).collect()
-}
 
 /// No cookie of a response carries a value (clearing a cookie is fine; writing
 /// someone's tokens is not).
@@ -120,21 +42,6 @@ async fn wait_for_calls(issuer: &DevIssuer, endpoint: Endpoint, count: usize) {
         assert!(polls < MAX_POLLS, "the call never reached the issuer");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Runs one request through the router in process (the issuer is still reached over
-/// HTTP) and returns the response with its extensions.
-async fn oneshot(app: Router, path: &str, token: &str) -> http::Response<Body> {
-    let request = http::Request::builder()
-        .uri(path)
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    app.oneshot(request).await.unwrap()
-}
-
-fn error_kind(response: &http::Response<Body>) -> Option<AuthErrorKind> {
-    response.extensions().get::<AuthError>().map(AuthError::kind)
 }
 
 fn unix_now() -> u64 {
@@ -322,7 +229,7 @@ async fn an_answer_about_another_session_is_refused_without_side_effects() -> Te
         OtherSession { subject: "user-asked", session_id: "session-other" },
     ];
     for authority in answers {
-        let layer = SessionLayer::stytch(&project(&issuer)).with_authority(authority).build().await?;
+        let layer = SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(authority).build().await?;
         let base = serve(routes(layer)).await;
         for path in ["/transfer", "/recent", "/lenient"] {
             let response = with_cookies(&http, format!("{base}{path}"), &cookie).await;

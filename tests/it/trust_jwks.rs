@@ -3,9 +3,7 @@
 //! is accepted soon even during a flood of made-up kids), and `503` when the key set
 //! cannot be refreshed for a token naming a key we do not hold.
 
-
-
-use crate::common::serve;
+use crate::common::{info, jwks_fetches, project, quick_issuer, serve, TestResult, TestResultOf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
-use tower_stepup::{KeySource, OidcProfile, Session, SessionLayer, StytchProject, TypPolicy};
-use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint, Failure, DEFAULT_AUDIENCE};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-async fn info(session: Session) -> Json<Value> {
-    Json(json!({ "sub": session.subject() }))
-}
+use tower_stepup::{KeySource, OidcProfile, SessionLayer, TypPolicy};
+use tower_stepup_dev_issuer::{DevAlg, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 // ------------------------------------------------------------------ item 8
 
@@ -123,19 +115,11 @@ fn budget(elapsed: Duration) -> usize {
     BURST + usize::try_from(elapsed.as_millis() / EVERY.as_millis()).expect("a short test")
 }
 
-async fn quick_issuer() -> DevIssuer {
-    DevIssuer::start_with(DevIssuerConfig::default().with_algs(&[DevAlg::EdDSA])).await.expect("dev issuer starts")
-}
-
-/// A Stytch layer with the default key set configuration, served on loopback.
-async fn stytch_app(issuer: &DevIssuer) -> Result<String, Box<dyn std::error::Error>> {
-    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?;
-    let layer = SessionLayer::stytch(&project).build().await?;
+/// A Stytch layer with the default key set configuration and no authority (keys
+/// only), serving `/me` on loopback.
+async fn local_app(issuer: &DevIssuer) -> TestResultOf<String> {
+    let layer = SessionLayer::stytch(&project(issuer)).build().await?;
     Ok(serve(Router::new().route("/me", get(info)).layer(layer)).await)
-}
-
-fn jwks(issuer: &DevIssuer) -> usize {
-    issuer.request_count(Endpoint::Jwks)
 }
 
 /// Status and `Retry-After` (seconds) of `GET /me` with `token`.
@@ -161,17 +145,17 @@ fn made_up(issuer: &DevIssuer, n: usize) -> String {
 #[tokio::test]
 async fn a_key_published_right_after_a_made_up_kid_fetch_is_accepted_at_once() -> TestResult {
     let issuer = quick_issuer().await;
-    let base = stytch_app(&issuer).await?;
+    let base = local_app(&issuer).await?;
     let http = reqwest::Client::new();
-    let before = jwks(&issuer);
+    let before = jwks_fetches(&issuer);
     assert_eq!(me(&http, &base, &made_up(&issuer, 0)).await.0, 401, "a made-up kid, looked for and not found");
-    assert_eq!(jwks(&issuer), before + 1);
+    assert_eq!(jwks_fetches(&issuer), before + 1);
 
     // The issuer publishes a new key and signs with it right away.
     issuer.rotate(DevAlg::EdDSA);
     let new = issuer.stytch_session().subject("new-key").mint();
     assert_eq!(me(&http, &base, &new).await, (200, None), "the new key is fetched and accepted");
-    assert_eq!(jwks(&issuer), before + 2);
+    assert_eq!(jwks_fetches(&issuer), before + 2);
 
     Ok(())
 }
@@ -240,7 +224,7 @@ async fn flood(http: &reqwest::Client, base: &str, tokens: Vec<String>) -> Vec<u
 async fn unknown_kid_flood_stays_within_the_budget_and_a_new_key_is_accepted_after_retry_after() -> TestResult {
     const N: usize = 200;
     let issuer = quick_issuer().await;
-    let base = stytch_app(&issuer).await?;
+    let base = local_app(&issuer).await?;
     let http = reqwest::Client::new();
     let known = issuer.stytch_session().subject("known").mint();
     assert_eq!(me(&http, &base, &known).await.0, 200);
@@ -250,8 +234,8 @@ async fn unknown_kid_flood_stays_within_the_budget_and_a_new_key_is_accepted_aft
     // N concurrent made-up kids: each is looked for (401) or the budget is spent (503).
     let statuses = flood(&http, &base, (0..N).map(|i| made_up(&issuer, i)).collect()).await;
     assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
-    assert!(jwks(&issuer) >= 1);
-    assert!(jwks(&issuer) <= budget(start.elapsed()), "{} fetches for {N} made-up kids", jwks(&issuer));
+    assert!(jwks_fetches(&issuer) >= 1);
+    assert!(jwks_fetches(&issuer) <= budget(start.elapsed()), "{} fetches for {N} made-up kids", jwks_fetches(&issuer));
     // Spend what is left of the budget, one made-up kid at a time.
     let mut exhausted = false;
     for i in 0..=BURST {
@@ -264,7 +248,7 @@ async fn unknown_kid_flood_stays_within_the_budget_and_a_new_key_is_accepted_aft
         assert_eq!(status, 401);
     }
     assert!(exhausted, "the budget runs out");
-    assert!(jwks(&issuer) <= budget(start.elapsed()));
+    assert!(jwks_fetches(&issuer) <= budget(start.elapsed()));
     assert_eq!(me(&http, &base, &issuer.stytch_session().mint()).await.0, 200, "known keys are unaffected");
 
     // The attacker keeps going while the issuer publishes a new key.
@@ -301,7 +285,7 @@ async fn unknown_kid_flood_stays_within_the_budget_and_a_new_key_is_accepted_aft
     stop.store(true, Ordering::SeqCst);
     let paced = attacker.await?;
     assert_eq!(accepted, 200, "the new key is accepted after one Retry-After, flood or not");
-    let fetches = jwks(&issuer);
+    let fetches = jwks_fetches(&issuer);
     let allowed = budget(start.elapsed());
     println!(
         "flood: {N} concurrent + {paced} paced made-up kids over {:?}: {fetches} fetches (budget {allowed})",
@@ -317,7 +301,7 @@ async fn unknown_kid_flood_stays_within_the_budget_and_a_new_key_is_accepted_aft
 #[tokio::test]
 async fn issuer_outage_unknown_kid_is_503_with_retry_after_and_known_keys_work() -> TestResult {
     let issuer = quick_issuer().await;
-    let base = stytch_app(&issuer).await?;
+    let base = local_app(&issuer).await?;
     let http = reqwest::Client::new();
     assert_eq!(me(&http, &base, &issuer.stytch_session().mint()).await.0, 200);
 
@@ -336,8 +320,8 @@ async fn issuer_outage_unknown_kid_is_503_with_retry_after_and_known_keys_work()
         let known = issuer.stytch_session().subject("known").signed_by(&old_kid).mint();
         assert_eq!(me(&http, &base, &known).await.0, 200, "known keys keep working");
     }
-    assert!(jwks(&issuer) >= 1, "the refresh was tried");
-    assert!(jwks(&issuer) <= budget(start.elapsed()), "{} fetches while down", jwks(&issuer));
+    assert!(jwks_fetches(&issuer) >= 1, "the refresh was tried");
+    assert!(jwks_fetches(&issuer) <= budget(start.elapsed()), "{} fetches while down", jwks_fetches(&issuer));
 
     // The issuer is back: once the budget allows a look, the new key is accepted.
     issuer.set_failure(Failure::None);

@@ -9,26 +9,17 @@
 //! - B2B revoke names `member_session_id`, and each revoke endpoint takes only its own
 //!   fields.
 
-
-
-use crate::common::serve;
+use crate::common::{
+    b2b_project_with_secret, cookies, project_with_secret, stytch_app, TestResult, JWT_COOKIE, TOKEN_COOKIE,
+};
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::{Json, Router};
 use http::header::{ACCEPT, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tower_stepup::{
-    AuthErrorKind, Authority, AuthorityCredential, ConfigError, Guard, Session, SessionLayer, StytchAuthority,
-    StytchProject,
-};
-use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession, Endpoint, Failure};
+use tower_stepup::{AuthErrorKind, Authority, AuthorityCredential, ConfigError, StytchAuthority};
+use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Endpoint, Failure};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const JWT_COOKIE: &str = "stytch_session_jwt";
-const TOKEN_COOKIE: &str = "stytch_session";
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Stytch errors that say nothing about the user's session, each with the kind it
@@ -45,42 +36,6 @@ const NOT_ABOUT_THE_SESSION: &[(u16, &str, AuthErrorKind)] = &[
     (500, "internal_server_error", AuthErrorKind::AuthorityUnavailable),
     (502, "bad_gateway", AuthErrorKind::AuthorityUnavailable),
 ];
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
-}
-
-fn b2b_project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::b2b(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
-}
-
-async fn subject(session: Session) -> Json<Value> {
-    Json(json!({ "sub": session.subject() }))
-}
-
-/// `/me` local only; `/transfer` confirmed with Stytch on every request.
-async fn stytch_app(issuer: &DevIssuer) -> String {
-    let layer = SessionLayer::stytch(&project(issuer)).build().await.unwrap();
-    serve(
-        Router::new()
-            .route("/me", get(subject))
-            .route("/transfer", get(subject).route_layer(Guard::authenticated().fresh()))
-            .layer(layer),
-    )
-    .await
-}
-
-fn cookies(session: &DevSession) -> String {
-    format!("{JWT_COOKIE}={}; {TOKEN_COOKIE}={}", session.session_jwt, session.session_token)
-}
 
 async fn get_with(
     http: &reqwest::Client,
@@ -193,7 +148,7 @@ async fn session_not_found_ends_the_session() -> TestResult {
 #[tokio::test]
 async fn authority_reads_each_stytch_error_for_authenticate_and_revoke() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?;
     let session = issuer.create_session("user-kinds", vec![DevFactor::password()]);
     let ended = [(404, "session_not_found", AuthErrorKind::SessionRevoked)];
 
@@ -226,7 +181,7 @@ async fn authority_reads_each_stytch_error_for_authenticate_and_revoke() -> Test
 #[tokio::test]
 async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let new = || StytchAuthority::new(&project(&issuer));
+    let new = || StytchAuthority::new(&project_with_secret(&issuer));
     for bad in [Duration::ZERO, 4 * MINUTE, Duration::from_secs(299), 527_041 * MINUTE, Duration::MAX] {
         let error = new()?.with_session_duration(bad).unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
@@ -269,7 +224,7 @@ async fn dev_issuer_refuses_session_durations_stytch_refuses() -> TestResult {
 #[tokio::test]
 async fn b2b_revoke_sends_member_session_id() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&b2b_project(&issuer))?;
+    let authority = StytchAuthority::new(&b2b_project_with_secret(&issuer))?;
     let member = issuer.create_b2b_session("member-test-revoke", "organization-test-1", "acme", vec![]);
     authority.authenticate(AuthorityCredential::Opaque(&member.session_token)).await?;
 
@@ -283,7 +238,7 @@ async fn b2b_revoke_sends_member_session_id() -> TestResult {
     assert_eq!(error.kind(), AuthErrorKind::SessionRevoked);
 
     // Consumer revoke keeps `session_id`.
-    let consumer = StytchAuthority::new(&project(&issuer))?;
+    let consumer = StytchAuthority::new(&project_with_secret(&issuer))?;
     let user = issuer.create_session("user-test-revoke", vec![DevFactor::password()]);
     consumer.revoke(&user.session_id).await?;
     let error = consumer.authenticate(AuthorityCredential::Opaque(&user.session_token)).await.unwrap_err();

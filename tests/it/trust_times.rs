@@ -4,25 +4,17 @@
 //! NumericDate rules of `exp`. Plus the same rules on the synchronous
 //! `Requirement` API, for sessions that never went through verification.
 
-
-
-use crate::common::serve;
+use crate::common::{project, serve};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
-use tower_stepup::{
-    AuthState, Factor, FactorKind, Guard, GuardConfig, Requirement, Session, SessionLayer, StytchProject,
-};
+use tower_stepup::{AuthState, Factor, FactorKind, Guard, GuardConfig, Requirement, Session, SessionLayer};
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DEFAULT_AUDIENCE};
 
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
 const FIVE_MIN: Duration = Duration::from_secs(300);
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).unwrap()
-}
 
 /// What the layer concluded, for an unguarded route.
 async fn state(Extension(state): Extension<AuthState>) -> Json<Value> {

@@ -3,9 +3,7 @@
 //! issuer and an axum app over real HTTP.
 #![allow(clippy::too_many_lines)]
 
-
-
-use crate::common::{hmac_sha256, serve};
+use crate::common::{hmac_sha256, project, serve};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -223,13 +221,6 @@ impl Dialect {
     async fn harness(self, issuer: &DevIssuer) -> Harness {
         Harness::start(self.builder(issuer).build().await.expect("layer builds")).await
     }
-}
-
-fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .expect("project id")
-        .with_base_url(issuer.base_url())
-        .expect("base url")
 }
 
 /// What a test changes in a minted token; applied to either dialect's builder.
