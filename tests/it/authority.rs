@@ -6,6 +6,13 @@
 //! `reqwest`; a few also drive the router in-process (`oneshot`) to read the typed
 //! `AuthError` a refusal carries in its extensions.
 
+/// Issuer answers bound to the credential they are about.
+mod confirm;
+/// Credentials only the issuer can judge: budget, issuer and audience rules.
+mod opaque;
+/// Stytch answers read right: errors, durations, B2B revocation.
+mod stytch;
+
 use crate::common::{
     b2b_project_with_secret, bearer, challenge, cookies, error_kind, info, introspection, oneshot, project_with_secret,
     routes, serve, set_cookies, stytch_app, with_cookies, TestResult, JWT_COOKIE, MAX_POLLS, SHORT_WINDOW,

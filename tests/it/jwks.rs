@@ -2,6 +2,9 @@
 //! endpoint, eager and lazy start, discovery, `Cache-Control`, limits and key filtering.
 #![allow(clippy::too_many_lines)]
 
+/// Strict key sets and the unknown-`kid` fetch budget.
+mod strict;
+
 use crate::common::{hmac_sha256, jwks_fetches, project, quick_issuer, serve, state_text};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! issuer and an axum app over real HTTP.
 #![allow(clippy::too_many_lines)]
 
+/// Times a session carries, end to end and on the synchronous API.
+mod times;
+
 use crate::common::{hmac_sha256, project, serve};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
