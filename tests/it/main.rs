@@ -3,8 +3,10 @@
 mod common;
 
 mod authority;
+mod challenges;
 mod guards;
 mod jwks;
+mod requirements;
 mod resource_server;
 mod smoke;
 mod tower_service;
