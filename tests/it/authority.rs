@@ -14,9 +14,9 @@ mod opaque;
 mod stytch;
 
 use crate::common::{
-    b2b_project_with_secret, bearer, challenge, cookies, error_kind, info, introspection, oneshot, project_with_secret,
-    routes, serve, set_cookies, stytch_app, with_cookies, TestResult, JWT_COOKIE, MAX_POLLS, SHORT_WINDOW,
-    TOKEN_COOKIE,
+    b2b_project_with_secret, bearer, challenge, cookies, error_kind, info, introspection, oneshot, project,
+    project_with_secret, routes, serve, set_cookies, stytch_app, with_cookies, TestResult, JWT_COOKIE, MAX_POLLS,
+    SHORT_WINDOW, TOKEN_COOKIE,
 };
 use std::time::{Duration, SystemTime};
 
@@ -26,7 +26,7 @@ use http::header::{ACCEPT, AUTHORIZATION, COOKIE, RETRY_AFTER, SET_COOKIE};
 use serde_json::{json, Value};
 use tower_stepup::{
     AuthErrorKind, Authority, AuthorityCredential, Confirmation, CookieAttributes, Guard, IntrospectionAuthority,
-    RenewedTokens, SessionLayer, SessionLayerBuilder, StytchAuthority, StytchProject,
+    RenewedTokens, SessionLayer, SessionLayerBuilder, StytchAuthority,
 };
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevSession, Endpoint, Failure, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 
@@ -527,8 +527,7 @@ async fn authority_kinds_over_http() -> TestResult {
     }
 
     // Nobody listening: unavailable, not a panic.
-    let dead =
-        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?.with_secret(issuer.secret());
+    let dead = project_with_secret(&issuer);
     issuer.shutdown();
     let mut polls = 0;
     let error = loop {
@@ -741,7 +740,7 @@ async fn garbage_tokens_never_reach_the_issuer() -> TestResult {
 async fn opaque_tokens_without_an_authority_are_unsupported() -> TestResult {
     let issuer = DevIssuer::start().await?;
     // No secret: no authority.
-    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?;
+    let project = project(&issuer);
     let app = Router::new().route("/me", get(info)).layer(SessionLayer::stytch(&project).build().await?);
     let base = serve(app.clone()).await;
     let session = issuer.create_session("user-no-authority", vec![DevFactor::password()]);

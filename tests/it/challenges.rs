@@ -140,7 +140,11 @@ async fn challenge_table() {
         (
             Rejection::StepUp(step_up()),
             Api,
-            api(401, &["error=\"insufficient_user_authentication\"", "acr_values=\"aal2 aal3\"", "max_age=\"300\""], false),
+            api(
+                401,
+                &["error=\"insufficient_user_authentication\"", "acr_values=\"aal2 aal3\"", "max_age=\"300\""],
+                false,
+            ),
         ),
         (Rejection::StepUp(step_up()), ApiJson, api(401, &["error=\"insufficient_user_authentication\""], true)),
         (

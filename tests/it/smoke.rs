@@ -1,21 +1,17 @@
 //! End-to-end smoke test: dev issuer → layer → guard → handler, over real HTTP.
 
-use crate::common::serve;
+use crate::common::{project_with_secret, serve};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use tower_stepup::{FactorKind, Guard, Requirement, Session, SessionLayer, StytchProject};
+use tower_stepup::{FactorKind, Guard, Requirement, Session, SessionLayer};
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer};
 
 #[tokio::test]
 async fn stytch_session_end_to_end() {
     let issuer = DevIssuer::start().await.unwrap();
-    let project = StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret());
+    let project = project_with_secret(&issuer);
     let layer = SessionLayer::stytch(&project).build().await.unwrap();
     let app = Router::new()
         .route("/me", get(|s: Session| async move { s.subject().to_owned() }))

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use crate::common::state_text;
+use crate::common::{project, state_text};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_stepup::{AuthState, JwksConfig, SessionLayer, StytchProject};
+use tower_stepup::{AuthState, JwksConfig, SessionLayer};
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
 
 /// The inner service: echoes the AuthState it sees and the request body.
@@ -30,11 +30,7 @@ async fn echo(request: Request<String>) -> Result<Response<String>, Infallible> 
 }
 
 async fn stytch_layer(issuer: &DevIssuer) -> SessionLayer {
-    let project = StytchProject::consumer(issuer.project_id())
-        .expect("project")
-        .with_base_url(issuer.base_url())
-        .expect("base url");
-    SessionLayer::stytch(&project)
+    SessionLayer::stytch(&project(issuer))
         .with_jwks_config(JwksConfig::default().with_unknown_kid_fetches(5, std::time::Duration::from_millis(10)))
         .build()
         .await
