@@ -15,34 +15,14 @@ use serde_json::json;
 
 use crate::credential::CredentialSource;
 use crate::error::AuthError;
-use crate::guard::{Forbidden, StepUpRequired};
+use crate::rejection::Rejection;
 use crate::session::FactorKind;
-
-/// Why a guard refused a request. Attached to the response extensions of every
-/// refusal (together with the [`AuthError`], when there is one), so apps can log or
-/// rewrite it.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// No credential was sent.
-    Unauthenticated,
-    /// The credential was rejected (malformed, expired, bad signature, …).
-    InvalidCredential(AuthError),
-    /// The issuer reports the session ended (revoked, expired, unknown).
-    SessionEnded(AuthError),
-    /// The session is valid but not strong or recent enough: a step-up would help.
-    StepUp(StepUpRequired),
-    /// The session lacks authorization; no step-up would help.
-    Forbidden(Forbidden),
-    /// The issuer or its keys could not be reached; try again later.
-    Unavailable(AuthError),
-}
 
 /// What a [`Challenge`] knows about the refused request.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy)]
 pub struct ChallengeContext<'a> {
-    /// The `realm` configured on the layer.
+    /// The `realm` configured with [`GuardConfig::with_realm`](crate::GuardConfig::with_realm).
     pub realm: &'a str,
     /// Where the credential was found (`None`: no credential).
     pub source: Option<CredentialSource>,

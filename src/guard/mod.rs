@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -31,14 +31,12 @@ pub use config::GuardConfig;
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
 pub use policy::RbacPolicy;
-pub use requirement::{FactorRequirement, Forbidden, Requirement, Shortfall, StepUpRequired};
+pub use requirement::{FactorRequirement, Requirement};
 
-use crate::authority::AuthorityCredential;
-use crate::challenge::{safe_return_to, ChallengeContext, Rejection};
-use crate::credential::{Credential, CredentialSource};
-use crate::error::{AuthError, AuthErrorKind};
-use crate::service::{CookieUpdate, LayerHandle, LayerState};
-use crate::session::{AuthState, Session, TokenKind};
+use crate::error::AuthErrorKind;
+use crate::rejection::Rejection;
+use crate::session::{AuthState, Session};
+use crate::state::{missing_layer, Confirmed, CookieUpdate, LayerHandle, LayerState, Unconfirmed};
 
 /// A tower [`Layer`] that lets a request through only when its session meets a
 /// [`Requirement`]; otherwise it answers with a challenge (see
@@ -180,8 +178,8 @@ where
     }
 }
 
-/// The fresh-route path: confirm with the issuer, judge the confirmed session, call
-/// the route, write renewed cookies.
+/// The fresh-route path: [confirm](LayerState::confirm) the session with the
+/// issuer, judge the confirmed session, call the route, write renewed cookies.
 async fn confirm_then_call<S, B, ResBody>(
     layer: Arc<LayerState>,
     guard: Guard,
@@ -194,51 +192,14 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,
 {
-    let arrival = Instant::now();
-    let Some(authority) = &layer.authority else {
-        return Ok(no_authority().map(ResBody::from));
+    let source = request.extensions().get::<LayerHandle>().and_then(|h| h.source);
+    let confirmed = layer.confirm(local_session, request.headers(), source, window, guard.fail_open).await;
+    let Confirmed { session, renewed } = match confirmed {
+        Ok(confirmed) => confirmed,
+        Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(ResBody::from)),
+        Err(Unconfirmed::Refused(rejection)) => return Ok(refuse(&layer, rejection, &request).map(ResBody::from)),
     };
-    let from_cookie =
-        request.extensions().get::<LayerHandle>().and_then(|h| h.source) == Some(CredentialSource::Cookie);
-    let found = layer.credentials.find(request.headers()).ok().flatten();
-    let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local_session, found)) else {
-        return Ok(refuse(&layer, Rejection::Unauthenticated, &request).map(ResBody::from));
-    };
-    let answer = authority.confirm(&local_session, credential, window, arrival).await;
-    let (session, renewed) = match &answer.outcome {
-        Ok(confirmation) if !local_session.is_same_session(&confirmation.session) => {
-            // Not an answer about this request's session: judge nothing on it, write
-            // none of its cookies, deny-list nothing.
-            tracing::warn!("the issuer confirmed another session than the request's; refused");
-            let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "the issuer confirmed another session");
-            return Ok(refuse(&layer, Rejection::InvalidCredential(error), &request).map(ResBody::from));
-        }
-        Ok(confirmation) => (confirmation.session.clone(), confirmation.renewed.as_ref().filter(|_| from_cookie)),
-        Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
-            // The credential asked about is the one that produced `local_session`
-            // (and a shared answer came from a token of the same session id): the
-            // session that ended is this one.
-            layer.forget(&local_session, credential.token());
-            return Ok(refuse(&layer, Rejection::SessionEnded(error.clone()), &request).map(ResBody::from));
-        }
-        Err(error) if error.kind().is_server_fault() => {
-            if guard.fail_open {
-                tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
-                (local_session, None)
-            } else {
-                if error.kind() == AuthErrorKind::BadServerCredentials {
-                    tracing::error!(%error, "the issuer refused this server's credentials");
-                }
-                return Ok(refuse(&layer, Rejection::Unavailable(error.clone()), &request).map(ResBody::from));
-            }
-        }
-        // About the credential (expired, another audience, a bad claim in the answer):
-        // the client's token is at fault, not the issuer; `fail_open` does not apply.
-        Err(error) => {
-            return Ok(refuse(&layer, Rejection::InvalidCredential(error.clone()), &request).map(ResBody::from));
-        }
-    };
-    let mut response = match judge(&guard.requirement, &layer.guards, &session) {
+    let mut response = match guard.requirement.judge(&session, layer.guards()) {
         None => {
             request.extensions_mut().insert(AuthState::Authenticated(session));
             inner.call(request).await?
@@ -246,20 +207,9 @@ where
         Some(rejection) => refuse(&layer, rejection, &request).map(ResBody::from),
     };
     if let Some(renewed) = renewed {
-        layer.apply_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed.clone()));
+        layer.write_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed));
     }
     Ok(response)
-}
-
-/// The credential that produced `local`: the JWT when the session was verified
-/// from one, else the opaque token the issuer answered about. A cookie pair can
-/// hold a JWT and a session token of different sessions; confirming the other
-/// one would judge (and renew, or deny-list) a session this request is not.
-fn producing_credential<'a>(local: &Session, found: &Credential<'a>) -> Option<AuthorityCredential<'a>> {
-    match local.token_kind() {
-        TokenKind::Jwt => found.jwt.map(AuthorityCredential::Jwt),
-        TokenKind::Opaque => found.opaque.map(AuthorityCredential::Opaque),
-    }
 }
 
 pin_project! {
@@ -320,21 +270,6 @@ impl<F, ResBody, E> std::fmt::Debug for GuardFuture<F, ResBody, E> {
     }
 }
 
-/// The rejection for a session that falls short of `requirement`, if it does.
-fn judge(requirement: &Requirement, config: &GuardConfig, session: &Session) -> Option<Rejection> {
-    let now = SystemTime::now();
-    if requirement.is_met(session, config, now) {
-        return None;
-    }
-    let shortfall = requirement.shortfall(session, config, now)?;
-    match (shortfall.forbidden, shortfall.step_up) {
-        (Some(forbidden), _) => Some(Rejection::Forbidden(forbidden)),
-        (None, Some(step_up)) => Some(Rejection::StepUp(step_up)),
-        // Unmet, yet nothing to ask for (e.g. an empty `any`): fail closed.
-        (None, None) => Some(Rejection::Forbidden(Forbidden::default())),
-    }
-}
-
 /// Checks a requirement against the request's [`AuthState`]. `Ok` carries the
 /// session; `Err` the challenge response (with the typed reason in its extensions).
 pub(crate) fn check(
@@ -349,7 +284,7 @@ pub(crate) fn check(
         return Err(missing_layer());
     };
     let rejection = match state {
-        AuthState::Authenticated(session) => match judge(requirement, &layer.guards, session) {
+        AuthState::Authenticated(session) => match requirement.judge(session, layer.guards()) {
             None => return Ok(session.clone()),
             Some(rejection) => rejection,
         },
@@ -360,52 +295,11 @@ pub(crate) fn check(
         AuthState::Invalid(error) if error.kind().is_server_fault() => Rejection::Unavailable(error.clone()),
         AuthState::Invalid(error) => Rejection::InvalidCredential(error.clone()),
     };
-    Err(refuse_parts(layer, rejection, extensions, headers, uri))
+    Err(layer.refuse(rejection, extensions, headers, uri))
 }
 
 fn refuse<B>(layer: &LayerState, rejection: Rejection, request: &Request<B>) -> Response<Bytes> {
-    refuse_parts(layer, rejection, request.extensions(), request.headers(), request.uri())
-}
-
-/// Renders a refusal with the configured challenge, attaches the reason, and clears
-/// the session cookies when the issuer ended the session.
-fn refuse_parts(
-    layer: &LayerState,
-    rejection: Rejection,
-    extensions: &http::Extensions,
-    headers: &http::HeaderMap,
-    uri: &http::Uri,
-) -> Response<Bytes> {
-    let config = &layer.guards;
-    let source = extensions.get::<LayerHandle>().and_then(|h| h.source);
-    // Inside `Router::nest` the URI lost its prefix; come back to the full path.
-    #[cfg(feature = "axum")]
-    let uri = extensions.get::<axum::extract::OriginalUri>().map_or(uri, |original| &original.0);
-    let return_to = uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
-    let context = ChallengeContext {
-        realm: &layer.realm,
-        source,
-        accept: headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
-        return_to,
-        login_url: config.login_url.as_deref(),
-        step_up_url: config.step_up_url.as_deref(),
-    };
-    let mut response = config.challenge.respond(&rejection, &context);
-    tracing::debug!(?rejection, "guard refused the request");
-    match &rejection {
-        Rejection::SessionEnded(error) => {
-            if source == Some(CredentialSource::Cookie) {
-                layer.apply_cookies(response.headers_mut(), &CookieUpdate::Clear);
-            }
-            response.extensions_mut().insert(error.clone());
-        }
-        Rejection::InvalidCredential(error) | Rejection::Unavailable(error) => {
-            response.extensions_mut().insert(error.clone());
-        }
-        _ => {}
-    }
-    response.extensions_mut().insert(rejection);
-    response
+    layer.refuse(rejection, request.extensions(), request.headers(), request.uri())
 }
 
 fn no_authority() -> Response<Bytes> {
@@ -414,15 +308,5 @@ fn no_authority() -> Response<Bytes> {
         b"tower-stepup: this route's guard is fresh() but the SessionLayer has no authority; configure one with `with_authority`",
     ));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-}
-
-pub(crate) fn missing_layer() -> Response<Bytes> {
-    tracing::error!("a tower-stepup guard ran without a SessionLayer in front of it");
-    let mut response = Response::new(Bytes::from_static(
-        b"tower-stepup: this route has a guard but no SessionLayer runs before it; add `.layer(session_layer)` to the Router",
-    ));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.extensions_mut().insert(AuthError::new(AuthErrorKind::MissingLayer));
     response
 }
