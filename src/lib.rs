@@ -139,7 +139,11 @@ pub mod __bench {
         step_up_url: Option<&str>,
     ) -> Response<Bytes> {
         let source = Some(if bearer { CredentialSource::Bearer } else { CredentialSource::Cookie });
-        let context = ChallengeContext { realm: "api", source, accept, return_to, login_url, step_up_url };
+        let context = ChallengeContext::new("api", return_to)
+            .with_source(source)
+            .with_accept(accept)
+            .with_login_url(login_url)
+            .with_step_up_url(step_up_url);
         challenge.respond(rejection, &context)
     }
 

@@ -432,14 +432,12 @@ impl LayerState {
         let uri = extensions.get::<axum::extract::OriginalUri>().map_or(uri, |original| &original.0);
         let return_to =
             uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
-        let context = ChallengeContext {
-            realm: &config.realm,
-            source,
-            accept: headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
-            return_to,
-            login_url: config.login_url.as_deref(),
-            step_up_url: config.step_up_url.as_deref(),
-        };
+        let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+        let context = ChallengeContext::new(&config.realm, return_to)
+            .with_source(source)
+            .with_accept(accept)
+            .with_login_url(config.login_url.as_deref())
+            .with_step_up_url(config.step_up_url.as_deref());
         let mut response = config.challenge.respond(&rejection, &context);
         tracing::debug!(?rejection, "guard refused the request");
         match &rejection {
