@@ -188,7 +188,7 @@ pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
-pub use future::ResponseFuture;
+pub use future::SessionFuture;
 pub use guard::{FactorRequirement, Guard, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};

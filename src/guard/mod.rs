@@ -18,7 +18,7 @@ mod requirement;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -137,6 +137,36 @@ pub struct GuardService<S> {
     guard: Guard,
 }
 
+impl<S> GuardService<S> {
+    /// The inner service.
+    ///
+    /// ```
+    /// use tower::{service_fn, Layer};
+    /// use tower_stepup::Guard;
+    ///
+    /// let inner = service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) });
+    /// let mut guarded = Guard::authenticated().layer(inner);
+    /// let _: &_ = guarded.get_ref();
+    /// let _: &mut _ = guarded.get_mut();
+    /// let _inner = guarded.into_inner();
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// The inner service, without the guard.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+    /// The guard.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
 impl<S, B, ResBody> Service<Request<B>> for GuardService<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -216,6 +246,11 @@ pin_project! {
     /// Response future of [`GuardService`]: the route's own future when the session
     /// passed locally, a ready refusal, or (fresh routes only) a boxed confirmation
     /// with the issuer.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it completed (a contract violation by the caller, as
+    /// for tower-http's futures).
     pub struct GuardFuture<F, ResBody, E> {
         #[pin]
         kind: GuardKind<F, ResBody, E>,
@@ -226,10 +261,12 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 pin_project! {
     #[project = GuardKindProj]
+    #[project_replace = GuardKindReplace]
     enum GuardKind<F, ResBody, E> {
         Allowed { #[pin] future: F },
         Refused { response: Option<Response<ResBody>> },
         Confirming { future: BoxFuture<Result<Response<ResBody>, E>> },
+        Done,
     }
 }
 
@@ -252,15 +289,20 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            GuardKindProj::Allowed { future } => future.poll(cx),
+        let mut kind = self.project().kind;
+        let output = match kind.as_mut().project() {
+            GuardKindProj::Allowed { future } => ready!(future.poll(cx)),
             GuardKindProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled after completion: a contract violation by the caller.
-                None => Poll::Pending,
+                Some(response) => Ok(response),
+                None => panic!("GuardFuture polled after completion"),
             },
-            GuardKindProj::Confirming { future } => future.as_mut().poll(cx),
-        }
+            GuardKindProj::Confirming { future } => ready!(future.as_mut().poll(cx)),
+            // A contract violation by the caller: say so rather than hang.
+            GuardKindProj::Done => panic!("GuardFuture polled after completion"),
+        };
+        // Drops the finished future now, and makes a further poll a clear panic.
+        kind.project_replace(GuardKind::Done);
+        Poll::Ready(output)
     }
 }
 
@@ -309,4 +351,29 @@ fn no_authority() -> Response<Bytes> {
     ));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Refusal = GuardFuture<std::future::Ready<Result<Response<()>, ()>>, (), ()>;
+
+    #[test]
+    #[should_panic(expected = "GuardFuture polled after completion")]
+    fn a_refusal_polled_after_completion_panics() {
+        let mut future = std::pin::pin!(Refusal::refused(Response::new(())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        let _ = future.as_mut().poll(&mut cx);
+    }
+
+    #[test]
+    #[should_panic(expected = "GuardFuture polled after completion")]
+    fn an_allowed_future_polled_after_completion_panics() {
+        let mut future = std::pin::pin!(Refusal::allowed(std::future::ready(Ok(Response::new(())))));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        let _ = future.as_mut().poll(&mut cx);
+    }
 }
