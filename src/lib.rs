@@ -189,7 +189,7 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
-pub use guard::{FactorRequirement, Guard, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
+pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
 pub use jsonwebtoken::Algorithm;

@@ -9,6 +9,7 @@
 //! keeps the rule next to the handler's code and hands it the session in one
 //! argument, but needs a named type per requirement (see [`requirement!`](crate::requirement)).
 
+mod body;
 mod config;
 #[cfg(feature = "axum")]
 mod extract;
@@ -27,6 +28,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use body::GuardBody;
 pub use config::GuardConfig;
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
@@ -172,9 +174,9 @@ where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: Send + 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<GuardBody<ResBody>>;
     type Error = S::Error;
     type Future = GuardFuture<S::Future, ResBody, S::Error>;
 
@@ -187,7 +189,7 @@ where
         let Some(window) = self.guard.freshness else {
             return match local {
                 Ok(_) => GuardFuture::allowed(self.inner.call(request)),
-                Err(response) => GuardFuture::refused(response.map(ResBody::from)),
+                Err(response) => GuardFuture::refused(response),
             };
         };
         // Fresh routes: anything refused locally (no session, bad token) is refused
@@ -196,10 +198,10 @@ where
         let session = match (local, request.extensions().get::<AuthState>()) {
             (Ok(session), _) => session,
             (Err(_), Some(AuthState::Authenticated(session))) => session.clone(),
-            (Err(response), _) => return GuardFuture::refused(response.map(ResBody::from)),
+            (Err(response), _) => return GuardFuture::refused(response),
         };
         let Some(LayerHandle { layer, .. }) = request.extensions().get::<LayerHandle>().cloned() else {
-            return GuardFuture::refused(missing_layer().map(ResBody::from));
+            return GuardFuture::refused(missing_layer());
         };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -217,24 +219,23 @@ async fn confirm_then_call<S, B, ResBody>(
     local_session: Session,
     mut request: Request<B>,
     mut inner: S,
-) -> Result<Response<ResBody>, S::Error>
+) -> Result<Response<GuardBody<ResBody>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: From<Bytes>,
 {
     let source = request.extensions().get::<LayerHandle>().and_then(|h| h.source);
     let confirmed = layer.confirm(local_session, request.headers(), source, window, guard.fail_open).await;
     let Confirmed { session, renewed } = match confirmed {
         Ok(confirmed) => confirmed,
-        Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(ResBody::from)),
-        Err(Unconfirmed::Refused(rejection)) => return Ok(refuse(&layer, rejection, &request).map(ResBody::from)),
+        Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(GuardBody::refusal)),
+        Err(Unconfirmed::Refused(rejection)) => return Ok(refuse(&layer, rejection, &request).map(GuardBody::refusal)),
     };
     let mut response = match guard.requirement.judge(&session, layer.guards()) {
         None => {
             request.extensions_mut().insert(AuthState::Authenticated(session));
-            inner.call(request).await?
+            inner.call(request).await?.map(GuardBody::route)
         }
-        Some(rejection) => refuse(&layer, rejection, &request).map(ResBody::from),
+        Some(rejection) => refuse(&layer, rejection, &request).map(GuardBody::refusal),
     };
     if let Some(renewed) = renewed {
         layer.write_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed));
@@ -264,8 +265,8 @@ pin_project! {
     #[project_replace = GuardKindReplace]
     enum GuardKind<F, ResBody, E> {
         Allowed { #[pin] future: F },
-        Refused { response: Option<Response<ResBody>> },
-        Confirming { future: BoxFuture<Result<Response<ResBody>, E>> },
+        Refused { response: Option<Response<Bytes>> },
+        Confirming { future: BoxFuture<Result<Response<GuardBody<ResBody>>, E>> },
         Done,
     }
 }
@@ -274,10 +275,10 @@ impl<F, ResBody, E> GuardFuture<F, ResBody, E> {
     fn allowed(future: F) -> Self {
         Self { kind: GuardKind::Allowed { future } }
     }
-    fn refused(response: Response<ResBody>) -> Self {
+    fn refused(response: Response<Bytes>) -> Self {
         Self { kind: GuardKind::Refused { response: Some(response) } }
     }
-    fn confirming(future: BoxFuture<Result<Response<ResBody>, E>>) -> Self {
+    fn confirming(future: BoxFuture<Result<Response<GuardBody<ResBody>>, E>>) -> Self {
         Self { kind: GuardKind::Confirming { future } }
     }
 }
@@ -286,14 +287,14 @@ impl<F, ResBody, E> Future for GuardFuture<F, ResBody, E>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response<ResBody>, E>;
+    type Output = Result<Response<GuardBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         let output = match kind.as_mut().project() {
-            GuardKindProj::Allowed { future } => ready!(future.poll(cx)),
+            GuardKindProj::Allowed { future } => ready!(future.poll(cx)).map(|response| response.map(GuardBody::route)),
             GuardKindProj::Refused { response } => match response.take() {
-                Some(response) => Ok(response),
+                Some(response) => Ok(response.map(GuardBody::refusal)),
                 None => panic!("GuardFuture polled after completion"),
             },
             GuardKindProj::Confirming { future } => ready!(future.as_mut().poll(cx)),
@@ -362,7 +363,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "GuardFuture polled after completion")]
     fn a_refusal_polled_after_completion_panics() {
-        let mut future = std::pin::pin!(Refusal::refused(Response::new(())));
+        let mut future = std::pin::pin!(Refusal::refused(Response::new(Bytes::new())));
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
         let _ = future.as_mut().poll(&mut cx);
