@@ -3,9 +3,9 @@
 //! issuer and an axum app over real HTTP.
 #![allow(clippy::too_many_lines)]
 
-mod common;
 
-use common::{hmac_sha256, serve};
+
+use crate::common::{hmac_sha256, serve};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,9 +2,9 @@
 //! endpoint, eager and lazy start, discovery, `Cache-Control`, limits and key filtering.
 #![allow(clippy::too_many_lines)]
 
-mod common;
 
-use common::{hmac_sha256, serve};
+
+use crate::common::{hmac_sha256, serve};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

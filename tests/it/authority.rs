@@ -6,9 +6,9 @@
 //! `reqwest`; a few also drive the router in-process (`oneshot`) to read the typed
 //! `AuthError` a refusal carries in its extensions.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;

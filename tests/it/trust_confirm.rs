@@ -8,9 +8,9 @@
 //! loopback ports and talks to both with `reqwest`; a few also drive the router in
 //! process (`oneshot`) to read the typed `AuthError` a refusal carries.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;

@@ -9,9 +9,9 @@
 //! - B2B revoke names `member_session_id`, and each revoke endpoint takes only its own
 //!   fields.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::Duration;
 
 use axum::routing::get;

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, Endpoint, Failure, DEFAULT_AUDIENCE};
 
 fn example_binary() -> PathBuf {
-    // target/<profile>/deps/resource_server-<hash> → target/<profile>/examples/resource_server
+    // target/<profile>/deps/it-<hash> → target/<profile>/examples/resource_server
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile dir");
     let binary = profile_dir.join("examples").join(format!("resource_server{}", std::env::consts::EXE_SUFFIX));

@@ -5,9 +5,9 @@
 //! (`Bearer` followed by comma-separated `name="quoted-string"` parameters).
 #![allow(clippy::too_many_lines)]
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;

@@ -4,9 +4,9 @@
 //! NumericDate rules of `exp`. Plus the same rules on the synchronous
 //! `Requirement` API, for sessions that never went through verification.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;

@@ -3,9 +3,9 @@
 //! is accepted soon even during a flood of made-up kids), and `503` when the key set
 //! cannot be refreshed for a token naming a key we do not hold.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,13 +3,13 @@
 //! audience rules applied to the issuer's answers, answers that end with the token,
 //! and revocations remembered until the session itself would have ended.
 
-mod common;
+
 
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use common::serve;
+use crate::common::serve;
 use http::header::{COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use tower_stepup::{Guard, IntrospectionAuthority, IssuerBudget, Session, SessionLayer, StytchProject};

@@ -1,8 +1,8 @@
 //! End-to-end smoke test: dev issuer → layer → guard → handler, over real HTTP.
 
-mod common;
 
-use common::serve;
+
+use crate::common::serve;
 use std::time::Duration;
 
 use axum::routing::get;
