@@ -40,10 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let guards = GuardConfig::default()
         .with_acr_levels(["pwd", "mfa", "phr"])
         .with_factor_acr(FactorKind::Totp, "mfa")
-        .with_factor_acr(FactorKind::WebAuthn, "phr");
+        .with_factor_acr(FactorKind::WebAuthn, "phr")
+        .with_realm("demo");
     let sessions = SessionLayer::stytch(&project)
         .with_guard_config(guards)
-        .with_realm("demo")
         // The demo runs on plain http://127.0.0.1; real deployments keep `Secure`.
         .with_cookie_attributes(CookieAttributes::default().with_secure(false))
         .build()

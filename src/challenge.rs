@@ -15,34 +15,14 @@ use serde_json::json;
 
 use crate::credential::CredentialSource;
 use crate::error::AuthError;
-use crate::guard::{Forbidden, StepUpRequired};
+use crate::rejection::{Forbidden, Rejection, StepUpRequired};
 use crate::session::FactorKind;
-
-/// Why a guard refused a request. Attached to the response extensions of every
-/// refusal (together with the [`AuthError`], when there is one), so apps can log or
-/// rewrite it.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// No credential was sent.
-    Unauthenticated,
-    /// The credential was rejected (malformed, expired, bad signature, …).
-    InvalidCredential(AuthError),
-    /// The issuer reports the session ended (revoked, expired, unknown).
-    SessionEnded(AuthError),
-    /// The session is valid but not strong or recent enough: a step-up would help.
-    StepUp(StepUpRequired),
-    /// The session lacks authorization; no step-up would help.
-    Forbidden(Forbidden),
-    /// The issuer or its keys could not be reached; try again later.
-    Unavailable(AuthError),
-}
 
 /// What a [`Challenge`] knows about the refused request.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy)]
 pub struct ChallengeContext<'a> {
-    /// The `realm` configured on the layer.
+    /// The `realm` configured with [`GuardConfig::with_realm`](crate::GuardConfig::with_realm).
     pub realm: &'a str,
     /// Where the credential was found (`None`: no credential).
     pub source: Option<CredentialSource>,
@@ -57,7 +37,75 @@ pub struct ChallengeContext<'a> {
     pub step_up_url: Option<&'a str>,
 }
 
-impl ChallengeContext<'_> {
+impl<'a> ChallengeContext<'a> {
+    /// The context of a request with no credential and no `Accept` header, under
+    /// `realm`, to come back to `return_to`; no login or step-up page. Add the rest
+    /// with the `with_*` methods. Guards build it for you; this is for testing your
+    /// own [`Challenge`].
+    ///
+    /// `return_to` is used as given: pass a path checked with [`safe_return_to`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{header, Response, StatusCode};
+    /// use tower_stepup::{Challenge, ChallengeContext, CredentialSource, DefaultChallenge, Rejection};
+    ///
+    /// /// Hides forbidden routes behind a 404; everything else as the default.
+    /// struct Hide404;
+    ///
+    /// impl Challenge for Hide404 {
+    ///     fn respond(&self, rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
+    ///         match rejection {
+    ///             Rejection::Forbidden(_) => {
+    ///                 let mut response = Response::new(Bytes::new());
+    ///                 *response.status_mut() = StatusCode::NOT_FOUND;
+    ///                 response
+    ///             }
+    ///             other => DefaultChallenge.respond(other, context),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let browser = ChallengeContext::new("api", "/orders?page=2")
+    ///     .with_source(Some(CredentialSource::Cookie))
+    ///     .with_accept(Some("text/html"))
+    ///     .with_login_url(Some("/login"));
+    /// let response = Hide404.respond(&Rejection::Unauthenticated, &browser);
+    /// assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    /// assert_eq!(response.headers()[header::LOCATION], "/login?return_to=%2Forders%3Fpage%3D2");
+    ///
+    /// let forbidden = Rejection::Forbidden(Default::default());
+    /// assert_eq!(Hide404.respond(&forbidden, &browser).status(), StatusCode::NOT_FOUND);
+    /// ```
+    pub fn new(realm: &'a str, return_to: &'a str) -> Self {
+        Self { realm, source: None, accept: None, return_to, login_url: None, step_up_url: None }
+    }
+    /// Where the credential was found (`None`: no credential).
+    #[must_use]
+    pub fn with_source(mut self, source: Option<CredentialSource>) -> Self {
+        self.source = source;
+        self
+    }
+    /// The request's `Accept` header.
+    #[must_use]
+    pub fn with_accept(mut self, accept: Option<&'a str>) -> Self {
+        self.accept = accept;
+        self
+    }
+    /// The login page browsers are sent to.
+    #[must_use]
+    pub fn with_login_url(mut self, login_url: Option<&'a str>) -> Self {
+        self.login_url = login_url;
+        self
+    }
+    /// The step-up page browsers are sent to.
+    #[must_use]
+    pub fn with_step_up_url(mut self, step_up_url: Option<&'a str>) -> Self {
+        self.step_up_url = step_up_url;
+        self
+    }
     /// A browser: no bearer token, and HTML accepted.
     pub fn is_browser(&self) -> bool {
         self.source != Some(CredentialSource::Bearer) && self.accepts("text/html")
@@ -114,106 +162,118 @@ pub struct DefaultChallenge;
 impl Challenge for DefaultChallenge {
     fn respond(&self, rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
         match rejection {
-            Rejection::Unavailable(error) => {
-                let mut response = problem(
-                    context,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "temporarily_unavailable",
-                    error.kind().description(),
-                    json!({}),
-                );
-                response.headers_mut().insert(RETRY_AFTER, retry_after_value(error));
-                response
+            Rejection::Unauthenticated => unauthenticated(context, None),
+            Rejection::InvalidCredential(error) | Rejection::SessionEnded(error) => {
+                unauthenticated(context, Some(error))
             }
-            Rejection::Unauthenticated | Rejection::InvalidCredential(_) | Rejection::SessionEnded(_) => {
-                let error = match rejection {
-                    Rejection::InvalidCredential(error) | Rejection::SessionEnded(error) => Some(error),
-                    _ => None,
-                };
-                if let (true, Some(login)) = (context.is_browser(), context.login_url) {
-                    return redirect(login, &[("return_to", context.return_to)]);
-                }
-                let (status, challenge) = BearerChallenge::for_error(context.realm, error);
-                let (slug, code, detail) = match (error, challenge.error) {
-                    (Some(error), Some(code)) => ("invalid-credential", code, error.kind().description()),
-                    _ => ("unauthenticated", "", "authentication is required"),
-                };
-                let mut response = problem(context, status, slug, code, detail, json!({}));
-                response.headers_mut().insert(WWW_AUTHENTICATE, challenge.to_header());
-                response
-            }
-            Rejection::StepUp(step_up) => {
-                let acr_values = step_up.acr_values.join(" ");
-                let max_age = step_up.max_age.map(|d| d.as_secs());
-                if let (true, Some(url)) = (context.is_browser(), context.step_up_url) {
-                    let factors = step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>().join(",");
-                    let max_age_text = max_age.map(|s| s.to_string()).unwrap_or_default();
-                    let mut params = vec![("return_to", context.return_to)];
-                    if !acr_values.is_empty() {
-                        params.push(("acr_values", &acr_values));
-                    }
-                    if max_age.is_some() {
-                        params.push(("max_age", &max_age_text));
-                    }
-                    if !factors.is_empty() {
-                        params.push(("factors", &factors));
-                    }
-                    return redirect(url, &params);
-                }
-                let description = "a stronger or more recent authentication is required";
-                let challenge = BearerChallenge {
-                    realm: context.realm,
-                    error: Some("insufficient_user_authentication"),
-                    error_description: Some(description),
-                    acr_values: (!acr_values.is_empty()).then_some(acr_values.as_str()),
-                    max_age,
-                    ..BearerChallenge::default()
-                };
-                let extra = json!({
-                    "acr_values": step_up.acr_values,
-                    "max_age": max_age,
-                    "factors": step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>(),
-                });
-                let mut response = problem(
-                    context,
-                    StatusCode::UNAUTHORIZED,
-                    "step-up-required",
-                    "insufficient_user_authentication",
-                    description,
-                    extra,
-                );
-                response.headers_mut().insert(WWW_AUTHENTICATE, challenge.to_header());
-                response
-            }
-            Rejection::Forbidden(forbidden) => {
-                let scope = forbidden.scopes.join(" ");
-                let description = if forbidden.configuration_error.is_some() {
-                    "the route's requirement is misconfigured (a server configuration error)"
-                } else {
-                    "the session lacks the required authorization"
-                };
-                let challenge = BearerChallenge {
-                    realm: context.realm,
-                    error: Some("insufficient_scope"),
-                    error_description: Some(description),
-                    scope: (!scope.is_empty()).then_some(scope.as_str()),
-                    ..BearerChallenge::default()
-                };
-                let extra = json!({
-                    "scopes": forbidden.scopes,
-                    "roles": forbidden.roles,
-                    "permissions": forbidden.permissions,
-                    "predicates": forbidden.predicates,
-                    "configuration_error": forbidden.configuration_error,
-                });
-                let mut response =
-                    problem(context, StatusCode::FORBIDDEN, "forbidden", "insufficient_scope", description, extra);
-                response.headers_mut().insert(WWW_AUTHENTICATE, challenge.to_header());
-                response
-            }
+            Rejection::StepUp(step_up) => step_up_required(context, step_up),
+            Rejection::Forbidden(forbidden) => forbidden_response(context, forbidden),
+            Rejection::Unavailable(error) => unavailable(context, error),
         }
     }
+}
+
+/// No credential (`error: None`), or a rejected one: `401` (`400` for a malformed
+/// request) with an RFC 6750 challenge; browsers go to the login page.
+fn unauthenticated(context: &ChallengeContext<'_>, error: Option<&AuthError>) -> Response<Bytes> {
+    if let (true, Some(login)) = (context.is_browser(), context.login_url) {
+        return redirect(login, &[("return_to", context.return_to)]);
+    }
+    let (status, challenge) = BearerChallenge::for_error(context.realm, error);
+    let (slug, code, detail) = match (error, challenge.error) {
+        (Some(error), Some(code)) => ("invalid-credential", code, error.kind().description()),
+        _ => ("unauthenticated", "", "authentication is required"),
+    };
+    challenged(context, status, &challenge, slug, code, detail, json!({}))
+}
+
+/// Not strong or recent enough: `401` with an RFC 9470 challenge; browsers go to the
+/// step-up page.
+fn step_up_required(context: &ChallengeContext<'_>, step_up: &StepUpRequired) -> Response<Bytes> {
+    let acr_values = step_up.acr_values.join(" ");
+    let max_age = step_up.max_age.map(|d| d.as_secs());
+    if let (true, Some(url)) = (context.is_browser(), context.step_up_url) {
+        let factors = step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>().join(",");
+        let max_age_text = max_age.map(|s| s.to_string()).unwrap_or_default();
+        let mut params = vec![("return_to", context.return_to)];
+        if !acr_values.is_empty() {
+            params.push(("acr_values", &acr_values));
+        }
+        if max_age.is_some() {
+            params.push(("max_age", &max_age_text));
+        }
+        if !factors.is_empty() {
+            params.push(("factors", &factors));
+        }
+        return redirect(url, &params);
+    }
+    let description = "a stronger or more recent authentication is required";
+    let challenge = BearerChallenge {
+        realm: context.realm,
+        error: Some("insufficient_user_authentication"),
+        error_description: Some(description),
+        acr_values: (!acr_values.is_empty()).then_some(acr_values.as_str()),
+        max_age,
+        ..BearerChallenge::default()
+    };
+    let extra = json!({
+        "acr_values": step_up.acr_values,
+        "max_age": max_age,
+        "factors": step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>(),
+    });
+    let code = "insufficient_user_authentication";
+    challenged(context, StatusCode::UNAUTHORIZED, &challenge, "step-up-required", code, description, extra)
+}
+
+/// Lacking authorization: `403` with an `insufficient_scope` challenge, for browsers
+/// too (no page can fix it).
+fn forbidden_response(context: &ChallengeContext<'_>, forbidden: &Forbidden) -> Response<Bytes> {
+    let scope = forbidden.scopes.join(" ");
+    let description = if forbidden.configuration_error.is_some() {
+        "the route's requirement is misconfigured (a server configuration error)"
+    } else {
+        "the session lacks the required authorization"
+    };
+    let challenge = BearerChallenge {
+        realm: context.realm,
+        error: Some("insufficient_scope"),
+        error_description: Some(description),
+        scope: (!scope.is_empty()).then_some(scope.as_str()),
+        ..BearerChallenge::default()
+    };
+    let extra = json!({
+        "scopes": forbidden.scopes,
+        "roles": forbidden.roles,
+        "permissions": forbidden.permissions,
+        "predicates": forbidden.predicates,
+        "configuration_error": forbidden.configuration_error,
+    });
+    challenged(context, StatusCode::FORBIDDEN, &challenge, "forbidden", "insufficient_scope", description, extra)
+}
+
+/// The issuer or its keys are unreachable: `503` with `Retry-After`, no challenge
+/// (the credential may well be good).
+fn unavailable(context: &ChallengeContext<'_>, error: &AuthError) -> Response<Bytes> {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let detail = error.kind().description();
+    let mut response = problem(context, status, "unavailable", "temporarily_unavailable", detail, json!({}));
+    response.headers_mut().insert(RETRY_AFTER, retry_after_value(error));
+    response
+}
+
+/// The shared shape of a challenge: [`problem`] plus its `WWW-Authenticate` header.
+fn challenged(
+    context: &ChallengeContext<'_>,
+    status: StatusCode,
+    challenge: &BearerChallenge<'_>,
+    slug: &str,
+    error: &str,
+    detail: &str,
+    extra: serde_json::Value,
+) -> Response<Bytes> {
+    let mut response = problem(context, status, slug, error, detail, extra);
+    response.headers_mut().insert(WWW_AUTHENTICATE, challenge.to_header());
+    response
 }
 
 /// A response with `status`; an RFC 9457 body when the client accepts JSON.

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::request::Parts;
 
-use crate::challenge::Rejection;
 use crate::error::AuthError;
 use crate::guard::{check, Requirement};
+use crate::rejection::Rejection;
 use crate::session::{AuthState, Session};
 
 /// Why a [`Session`] could not be extracted: the same challenge response a
@@ -93,7 +93,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthState {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<AuthState>() {
             Some(state) => Ok(state.clone()),
-            None => Err(SessionRejection { response: crate::guard::missing_layer() }),
+            None => Err(SessionRejection { response: crate::state::missing_layer() }),
         }
     }
 }

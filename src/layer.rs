@@ -14,7 +14,8 @@ use crate::error::ConfigError;
 use crate::guard::GuardConfig;
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
-use crate::service::{LayerState, SessionService};
+use crate::service::SessionService;
+use crate::state::LayerState;
 use crate::stytch::StytchProject;
 use crate::verify::{TimeRules, TypPolicy, Verifier};
 
@@ -83,7 +84,6 @@ impl SessionLayer {
             credentials: CredentialConfig::default(),
             eager: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
-            realm: "api".to_owned(),
             guards: GuardConfig::default(),
             authority: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
@@ -147,7 +147,6 @@ pub struct SessionLayerBuilder {
     credentials: CredentialConfig,
     eager: bool,
     cache_bytes: u64,
-    realm: String,
     guards: GuardConfig,
     authority: Option<Result<Arc<dyn Authority>, ConfigError>>,
     opaque_ttl: Duration,
@@ -234,14 +233,9 @@ impl SessionLayerBuilder {
         self.cache_bytes = bytes;
         self
     }
-    /// The `realm` of `WWW-Authenticate` challenges (default `api`).
-    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = realm.into();
-        self
-    }
 
     /// How guards behind this layer judge sessions and answer (acr levels, RBAC
-    /// policy, login and step-up pages, challenge format).
+    /// policy, login and step-up pages, challenge realm and format).
     pub fn with_guard_config(mut self, config: GuardConfig) -> Self {
         self.guards = config;
         self
@@ -374,7 +368,6 @@ impl SessionLayerBuilder {
             verifier,
             keys,
             cache,
-            realm: self.realm,
             guards: self.guards,
             authority,
             opaque_shape,

@@ -34,6 +34,24 @@
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
 
+// Module graph, top-down (each module imports only modules below it):
+//
+//   layer            SessionLayer, its builder          -> service, state, and the leaves
+//   service          SessionService (tower Service)     -> state, future
+//   future           SessionService's response future   -> (std, pin-project only)
+//   guard            Guard, GuardService, GuardFuture   -> state, guard::requirement, rejection
+//   extract, guard::extract   axum extractors           -> guard (check), state, rejection
+//   state            LayerState: resolve, settle, confirm, refuse, write_cookies
+//                                                       -> challenge, guard::config, rejection,
+//                                                          authority, cache, cookies, credential,
+//                                                          jwks, verify, session, error
+//   guard::requirement  Requirement                     -> guard::config, rejection, session
+//   guard::config    GuardConfig (realm, challenge, acr) -> challenge, guard::policy, session
+//   challenge        Challenge, DefaultChallenge        -> rejection, credential, session, error
+//   rejection        Rejection, StepUpRequired, Forbidden, Shortfall -> session, error
+//   leaves           authority, jwks, verify, cache, cookies, credential, profile, stytch,
+//                    http_client, secret, session, error (none imports a module above)
+
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -53,9 +71,11 @@ mod http_client;
 mod jwks;
 mod layer;
 pub mod profile;
+mod rejection;
 mod secret;
 mod service;
 mod session;
+mod state;
 mod stytch;
 mod verify;
 
@@ -72,10 +92,11 @@ pub mod __bench {
     use bytes::Bytes;
     use http::{HeaderMap, Response};
 
-    use crate::challenge::{Challenge, ChallengeContext, Rejection};
+    use crate::challenge::{Challenge, ChallengeContext};
     use crate::credential::{CredentialConfig, CredentialSource};
-    use crate::service::Resolution;
+    use crate::rejection::Rejection;
     use crate::session::AuthState;
+    use crate::state::Resolution;
     use crate::SessionLayer;
 
     /// Credential extraction with the default configuration (bearer, Stytch cookies).
@@ -118,7 +139,11 @@ pub mod __bench {
         step_up_url: Option<&str>,
     ) -> Response<Bytes> {
         let source = Some(if bearer { CredentialSource::Bearer } else { CredentialSource::Cookie });
-        let context = ChallengeContext { realm: "api", source, accept, return_to, login_url, step_up_url };
+        let context = ChallengeContext::new("api", return_to)
+            .with_source(source)
+            .with_accept(accept)
+            .with_login_url(login_url)
+            .with_step_up_url(step_up_url);
         challenge.respond(rejection, &context)
     }
 
@@ -157,23 +182,21 @@ pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, IssuerBudget, RenewedTokens,
     StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE,
 };
-pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge, Rejection};
+pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge};
 pub use cookies::{CookieAttributes, SameSite};
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
-pub use future::ResponseFuture;
-pub use guard::{
-    FactorRequirement, Forbidden, Guard, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement, Shortfall,
-    StepUpRequired,
-};
+pub use future::SessionFuture;
+pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{JwksConfig, KeySource};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
+pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
 pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};
 pub use stytch::StytchProject;

@@ -9,11 +9,14 @@ use crate::error::ConfigError;
 use crate::guard::policy::RbacPolicy;
 use crate::session::FactorKind;
 
+/// The `realm` of challenges unless [`GuardConfig::with_realm`] says otherwise.
+const DEFAULT_REALM: &str = "api";
+
 /// Guard settings shared by every guard behind one layer.
 ///
 /// Defaults: no `acr` levels (every `acr_at_least` fails until levels are set), no
 /// factor → `acr` mapping, no RBAC policy, no login or step-up URL (browsers get the
-/// same `401` as API clients), the [`DefaultChallenge`] format.
+/// same `401` as API clients), realm `api`, the [`DefaultChallenge`] format.
 ///
 /// # Example
 ///
@@ -37,6 +40,7 @@ pub struct GuardConfig {
     rbac: Option<Arc<RbacPolicy>>,
     pub(crate) login_url: Option<String>,
     pub(crate) step_up_url: Option<String>,
+    pub(crate) realm: String,
     pub(crate) challenge: Arc<dyn Challenge>,
 }
 
@@ -49,6 +53,7 @@ impl Default for GuardConfig {
             rbac: None,
             login_url: None,
             step_up_url: None,
+            realm: DEFAULT_REALM.to_owned(),
             challenge: Arc::new(DefaultChallenge),
         }
     }
@@ -61,6 +66,7 @@ impl std::fmt::Debug for GuardConfig {
             .field("factor_acr", &self.factor_acr)
             .field("login_url", &self.login_url)
             .field("step_up_url", &self.step_up_url)
+            .field("realm", &self.realm)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +105,20 @@ impl GuardConfig {
     pub fn with_step_up_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         self.step_up_url = Some(check_redirect_target("step-up URL", url.into())?);
         Ok(self)
+    }
+    /// The `realm` of `WWW-Authenticate` challenges (default `api`), as
+    /// [`ChallengeContext::realm`](crate::ChallengeContext::realm). Characters a header
+    /// cannot carry are dropped when the challenge is rendered.
+    ///
+    /// ```
+    /// use tower_stepup::GuardConfig;
+    ///
+    /// let config = GuardConfig::default().with_realm("billing");
+    /// # let _ = config;
+    /// ```
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
     }
     /// Replaces how challenges are rendered.
     pub fn with_challenge(mut self, challenge: impl Challenge) -> Self {

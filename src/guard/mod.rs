@@ -9,6 +9,7 @@
 //! keeps the rule next to the handler's code and hands it the session in one
 //! argument, but needs a named type per requirement (see [`requirement!`](crate::requirement)).
 
+mod body;
 mod config;
 #[cfg(feature = "axum")]
 mod extract;
@@ -18,8 +19,8 @@ mod requirement;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -27,18 +28,17 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use body::GuardBody;
 pub use config::GuardConfig;
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
 pub use policy::RbacPolicy;
-pub use requirement::{FactorRequirement, Forbidden, Requirement, Shortfall, StepUpRequired};
+pub use requirement::{FactorRequirement, Requirement};
 
-use crate::authority::AuthorityCredential;
-use crate::challenge::{safe_return_to, ChallengeContext, Rejection};
-use crate::credential::{Credential, CredentialSource};
-use crate::error::{AuthError, AuthErrorKind};
-use crate::service::{CookieUpdate, LayerHandle, LayerState};
-use crate::session::{AuthState, Session, TokenKind};
+use crate::error::AuthErrorKind;
+use crate::rejection::Rejection;
+use crate::session::{AuthState, Session};
+use crate::state::{missing_layer, Confirmed, CookieUpdate, LayerHandle, LayerState, Unconfirmed};
 
 /// A tower [`Layer`] that lets a request through only when its session meets a
 /// [`Requirement`]; otherwise it answers with a challenge (see
@@ -139,14 +139,44 @@ pub struct GuardService<S> {
     guard: Guard,
 }
 
+impl<S> GuardService<S> {
+    /// The inner service.
+    ///
+    /// ```
+    /// use tower::{service_fn, Layer};
+    /// use tower_stepup::Guard;
+    ///
+    /// let inner = service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) });
+    /// let mut guarded = Guard::authenticated().layer(inner);
+    /// let _: &_ = guarded.get_ref();
+    /// let _: &mut _ = guarded.get_mut();
+    /// let _inner = guarded.into_inner();
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// The inner service, without the guard.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+    /// The guard.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
 impl<S, B, ResBody> Service<Request<B>> for GuardService<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: Send + 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<GuardBody<ResBody>>;
     type Error = S::Error;
     type Future = GuardFuture<S::Future, ResBody, S::Error>;
 
@@ -159,7 +189,7 @@ where
         let Some(window) = self.guard.freshness else {
             return match local {
                 Ok(_) => GuardFuture::allowed(self.inner.call(request)),
-                Err(response) => GuardFuture::refused(response.map(ResBody::from)),
+                Err(response) => GuardFuture::refused(response),
             };
         };
         // Fresh routes: anything refused locally (no session, bad token) is refused
@@ -168,10 +198,10 @@ where
         let session = match (local, request.extensions().get::<AuthState>()) {
             (Ok(session), _) => session,
             (Err(_), Some(AuthState::Authenticated(session))) => session.clone(),
-            (Err(response), _) => return GuardFuture::refused(response.map(ResBody::from)),
+            (Err(response), _) => return GuardFuture::refused(response),
         };
         let Some(LayerHandle { layer, .. }) = request.extensions().get::<LayerHandle>().cloned() else {
-            return GuardFuture::refused(missing_layer().map(ResBody::from));
+            return GuardFuture::refused(missing_layer());
         };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -180,8 +210,8 @@ where
     }
 }
 
-/// The fresh-route path: confirm with the issuer, judge the confirmed session, call
-/// the route, write renewed cookies.
+/// The fresh-route path: [confirm](LayerState::confirm) the session with the
+/// issuer, judge the confirmed session, call the route, write renewed cookies.
 async fn confirm_then_call<S, B, ResBody>(
     layer: Arc<LayerState>,
     guard: Guard,
@@ -189,83 +219,39 @@ async fn confirm_then_call<S, B, ResBody>(
     local_session: Session,
     mut request: Request<B>,
     mut inner: S,
-) -> Result<Response<ResBody>, S::Error>
+) -> Result<Response<GuardBody<ResBody>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: From<Bytes>,
 {
-    let arrival = Instant::now();
-    let Some(authority) = &layer.authority else {
-        return Ok(no_authority().map(ResBody::from));
+    let source = request.extensions().get::<LayerHandle>().and_then(|h| h.source);
+    let confirmed = layer.confirm(local_session, request.headers(), source, window, guard.fail_open).await;
+    let Confirmed { session, renewed } = match confirmed {
+        Ok(confirmed) => confirmed,
+        Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(GuardBody::refusal)),
+        Err(Unconfirmed::Refused(rejection)) => return Ok(refuse(&layer, rejection, &request).map(GuardBody::refusal)),
     };
-    let from_cookie =
-        request.extensions().get::<LayerHandle>().and_then(|h| h.source) == Some(CredentialSource::Cookie);
-    let found = layer.credentials.find(request.headers()).ok().flatten();
-    let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local_session, found)) else {
-        return Ok(refuse(&layer, Rejection::Unauthenticated, &request).map(ResBody::from));
-    };
-    let answer = authority.confirm(&local_session, credential, window, arrival).await;
-    let (session, renewed) = match &answer.outcome {
-        Ok(confirmation) if !local_session.is_same_session(&confirmation.session) => {
-            // Not an answer about this request's session: judge nothing on it, write
-            // none of its cookies, deny-list nothing.
-            tracing::warn!("the issuer confirmed another session than the request's; refused");
-            let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "the issuer confirmed another session");
-            return Ok(refuse(&layer, Rejection::InvalidCredential(error), &request).map(ResBody::from));
-        }
-        Ok(confirmation) => (confirmation.session.clone(), confirmation.renewed.as_ref().filter(|_| from_cookie)),
-        Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
-            // The credential asked about is the one that produced `local_session`
-            // (and a shared answer came from a token of the same session id): the
-            // session that ended is this one.
-            layer.forget(&local_session, credential.token());
-            return Ok(refuse(&layer, Rejection::SessionEnded(error.clone()), &request).map(ResBody::from));
-        }
-        Err(error) if error.kind().is_server_fault() => {
-            if guard.fail_open {
-                tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
-                (local_session, None)
-            } else {
-                if error.kind() == AuthErrorKind::BadServerCredentials {
-                    tracing::error!(%error, "the issuer refused this server's credentials");
-                }
-                return Ok(refuse(&layer, Rejection::Unavailable(error.clone()), &request).map(ResBody::from));
-            }
-        }
-        // About the credential (expired, another audience, a bad claim in the answer):
-        // the client's token is at fault, not the issuer; `fail_open` does not apply.
-        Err(error) => {
-            return Ok(refuse(&layer, Rejection::InvalidCredential(error.clone()), &request).map(ResBody::from));
-        }
-    };
-    let mut response = match judge(&guard.requirement, &layer.guards, &session) {
+    let mut response = match guard.requirement.judge(&session, layer.guards()) {
         None => {
             request.extensions_mut().insert(AuthState::Authenticated(session));
-            inner.call(request).await?
+            inner.call(request).await?.map(GuardBody::route)
         }
-        Some(rejection) => refuse(&layer, rejection, &request).map(ResBody::from),
+        Some(rejection) => refuse(&layer, rejection, &request).map(GuardBody::refusal),
     };
     if let Some(renewed) = renewed {
-        layer.apply_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed.clone()));
+        layer.write_cookies(response.headers_mut(), &CookieUpdate::Renew(renewed));
     }
     Ok(response)
-}
-
-/// The credential that produced `local`: the JWT when the session was verified
-/// from one, else the opaque token the issuer answered about. A cookie pair can
-/// hold a JWT and a session token of different sessions; confirming the other
-/// one would judge (and renew, or deny-list) a session this request is not.
-fn producing_credential<'a>(local: &Session, found: &Credential<'a>) -> Option<AuthorityCredential<'a>> {
-    match local.token_kind() {
-        TokenKind::Jwt => found.jwt.map(AuthorityCredential::Jwt),
-        TokenKind::Opaque => found.opaque.map(AuthorityCredential::Opaque),
-    }
 }
 
 pin_project! {
     /// Response future of [`GuardService`]: the route's own future when the session
     /// passed locally, a ready refusal, or (fresh routes only) a boxed confirmation
     /// with the issuer.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it completed (a contract violation by the caller, as
+    /// for tower-http's futures).
     pub struct GuardFuture<F, ResBody, E> {
         #[pin]
         kind: GuardKind<F, ResBody, E>,
@@ -276,10 +262,12 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 pin_project! {
     #[project = GuardKindProj]
+    #[project_replace = GuardKindReplace]
     enum GuardKind<F, ResBody, E> {
         Allowed { #[pin] future: F },
-        Refused { response: Option<Response<ResBody>> },
-        Confirming { future: BoxFuture<Result<Response<ResBody>, E>> },
+        Refused { response: Option<Response<Bytes>> },
+        Confirming { future: BoxFuture<Result<Response<GuardBody<ResBody>>, E>> },
+        Done,
     }
 }
 
@@ -287,10 +275,10 @@ impl<F, ResBody, E> GuardFuture<F, ResBody, E> {
     fn allowed(future: F) -> Self {
         Self { kind: GuardKind::Allowed { future } }
     }
-    fn refused(response: Response<ResBody>) -> Self {
+    fn refused(response: Response<Bytes>) -> Self {
         Self { kind: GuardKind::Refused { response: Some(response) } }
     }
-    fn confirming(future: BoxFuture<Result<Response<ResBody>, E>>) -> Self {
+    fn confirming(future: BoxFuture<Result<Response<GuardBody<ResBody>>, E>>) -> Self {
         Self { kind: GuardKind::Confirming { future } }
     }
 }
@@ -299,39 +287,29 @@ impl<F, ResBody, E> Future for GuardFuture<F, ResBody, E>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response<ResBody>, E>;
+    type Output = Result<Response<GuardBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            GuardKindProj::Allowed { future } => future.poll(cx),
+        let mut kind = self.project().kind;
+        let output = match kind.as_mut().project() {
+            GuardKindProj::Allowed { future } => ready!(future.poll(cx)).map(|response| response.map(GuardBody::route)),
             GuardKindProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled after completion: a contract violation by the caller.
-                None => Poll::Pending,
+                Some(response) => Ok(response.map(GuardBody::refusal)),
+                None => panic!("GuardFuture polled after completion"),
             },
-            GuardKindProj::Confirming { future } => future.as_mut().poll(cx),
-        }
+            GuardKindProj::Confirming { future } => ready!(future.as_mut().poll(cx)),
+            // A contract violation by the caller: say so rather than hang.
+            GuardKindProj::Done => panic!("GuardFuture polled after completion"),
+        };
+        // Drops the finished future now, and makes a further poll a clear panic.
+        kind.project_replace(GuardKind::Done);
+        Poll::Ready(output)
     }
 }
 
 impl<F, ResBody, E> std::fmt::Debug for GuardFuture<F, ResBody, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuardFuture").finish_non_exhaustive()
-    }
-}
-
-/// The rejection for a session that falls short of `requirement`, if it does.
-fn judge(requirement: &Requirement, config: &GuardConfig, session: &Session) -> Option<Rejection> {
-    let now = SystemTime::now();
-    if requirement.is_met(session, config, now) {
-        return None;
-    }
-    let shortfall = requirement.shortfall(session, config, now)?;
-    match (shortfall.forbidden, shortfall.step_up) {
-        (Some(forbidden), _) => Some(Rejection::Forbidden(forbidden)),
-        (None, Some(step_up)) => Some(Rejection::StepUp(step_up)),
-        // Unmet, yet nothing to ask for (e.g. an empty `any`): fail closed.
-        (None, None) => Some(Rejection::Forbidden(Forbidden::default())),
     }
 }
 
@@ -349,7 +327,7 @@ pub(crate) fn check(
         return Err(missing_layer());
     };
     let rejection = match state {
-        AuthState::Authenticated(session) => match judge(requirement, &layer.guards, session) {
+        AuthState::Authenticated(session) => match requirement.judge(session, layer.guards()) {
             None => return Ok(session.clone()),
             Some(rejection) => rejection,
         },
@@ -360,52 +338,11 @@ pub(crate) fn check(
         AuthState::Invalid(error) if error.kind().is_server_fault() => Rejection::Unavailable(error.clone()),
         AuthState::Invalid(error) => Rejection::InvalidCredential(error.clone()),
     };
-    Err(refuse_parts(layer, rejection, extensions, headers, uri))
+    Err(layer.refuse(rejection, extensions, headers, uri))
 }
 
 fn refuse<B>(layer: &LayerState, rejection: Rejection, request: &Request<B>) -> Response<Bytes> {
-    refuse_parts(layer, rejection, request.extensions(), request.headers(), request.uri())
-}
-
-/// Renders a refusal with the configured challenge, attaches the reason, and clears
-/// the session cookies when the issuer ended the session.
-fn refuse_parts(
-    layer: &LayerState,
-    rejection: Rejection,
-    extensions: &http::Extensions,
-    headers: &http::HeaderMap,
-    uri: &http::Uri,
-) -> Response<Bytes> {
-    let config = &layer.guards;
-    let source = extensions.get::<LayerHandle>().and_then(|h| h.source);
-    // Inside `Router::nest` the URI lost its prefix; come back to the full path.
-    #[cfg(feature = "axum")]
-    let uri = extensions.get::<axum::extract::OriginalUri>().map_or(uri, |original| &original.0);
-    let return_to = uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
-    let context = ChallengeContext {
-        realm: &layer.realm,
-        source,
-        accept: headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
-        return_to,
-        login_url: config.login_url.as_deref(),
-        step_up_url: config.step_up_url.as_deref(),
-    };
-    let mut response = config.challenge.respond(&rejection, &context);
-    tracing::debug!(?rejection, "guard refused the request");
-    match &rejection {
-        Rejection::SessionEnded(error) => {
-            if source == Some(CredentialSource::Cookie) {
-                layer.apply_cookies(response.headers_mut(), &CookieUpdate::Clear);
-            }
-            response.extensions_mut().insert(error.clone());
-        }
-        Rejection::InvalidCredential(error) | Rejection::Unavailable(error) => {
-            response.extensions_mut().insert(error.clone());
-        }
-        _ => {}
-    }
-    response.extensions_mut().insert(rejection);
-    response
+    layer.refuse(rejection, request.extensions(), request.headers(), request.uri())
 }
 
 fn no_authority() -> Response<Bytes> {
@@ -417,12 +354,27 @@ fn no_authority() -> Response<Bytes> {
     response
 }
 
-pub(crate) fn missing_layer() -> Response<Bytes> {
-    tracing::error!("a tower-stepup guard ran without a SessionLayer in front of it");
-    let mut response = Response::new(Bytes::from_static(
-        b"tower-stepup: this route has a guard but no SessionLayer runs before it; add `.layer(session_layer)` to the Router",
-    ));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.extensions_mut().insert(AuthError::new(AuthErrorKind::MissingLayer));
-    response
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Refusal = GuardFuture<std::future::Ready<Result<Response<()>, ()>>, (), ()>;
+
+    #[test]
+    #[should_panic(expected = "GuardFuture polled after completion")]
+    fn a_refusal_polled_after_completion_panics() {
+        let mut future = std::pin::pin!(Refusal::refused(Response::new(Bytes::new())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        let _ = future.as_mut().poll(&mut cx);
+    }
+
+    #[test]
+    #[should_panic(expected = "GuardFuture polled after completion")]
+    fn an_allowed_future_polled_after_completion_panics() {
+        let mut future = std::pin::pin!(Refusal::allowed(std::future::ready(Ok(Response::new(())))));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        let _ = future.as_mut().poll(&mut cx);
+    }
 }

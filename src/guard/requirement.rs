@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::ConfigError;
 use crate::guard::config::GuardConfig;
+use crate::rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 use crate::session::{FactorKind, Session};
 
 /// What a route requires of a session. Built once at startup, evaluated per request
@@ -283,6 +284,11 @@ impl Requirement {
         }
         Some(self.node.explain(session, config, now))
     }
+
+    /// The refusal for `session` now, if it falls short.
+    pub(crate) fn judge(&self, session: &Session, config: &GuardConfig) -> Option<Rejection> {
+        self.shortfall(session, config, SystemTime::now()).map(Shortfall::into_rejection)
+    }
 }
 
 const EMPTY_ALL: &str = "Requirement::all over no requirements";
@@ -318,78 +324,6 @@ impl fmt::Debug for Node {
             Self::Any(nodes) => f.debug_tuple("Any").field(nodes).finish(),
             Self::Misconfigured(reason) => f.debug_tuple("Misconfigured").field(reason).finish(),
         }
-    }
-}
-
-/// Why a session falls short of a [`Requirement`]: what a step-up would fix and what
-/// no step-up can fix.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Shortfall {
-    /// Authentication a step-up can provide (`None` when none would help).
-    pub step_up: Option<StepUpRequired>,
-    /// Authorization the session lacks (roles, scopes, permissions, predicates).
-    pub forbidden: Option<Forbidden>,
-}
-
-/// What a step-up must achieve: the RFC 9470 parameters and the factors that would
-/// satisfy the route.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StepUpRequired {
-    /// Acceptable `acr` values, in order of preference (RFC 9470 `acr_values`).
-    pub acr_values: Vec<String>,
-    /// Maximum age of the authentication (RFC 9470 `max_age`).
-    pub max_age: Option<Duration>,
-    /// Factor kinds that would satisfy the route.
-    pub factors: Vec<FactorKind>,
-}
-
-/// What authorization the session lacks.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Forbidden {
-    /// Missing scopes (RFC 6750 `scope`).
-    pub scopes: Vec<String>,
-    /// Missing roles.
-    pub roles: Vec<String>,
-    /// Missing permissions as `resource:action`.
-    pub permissions: Vec<String>,
-    /// Failed custom predicates, by description.
-    pub predicates: Vec<String>,
-    /// Set when the requirement itself is misconfigured (e.g. an empty
-    /// [`Requirement::all_factors`]): no session can pass until the server's
-    /// configuration is fixed. See [`Requirement::validate`].
-    pub configuration_error: Option<String>,
-}
-
-fn push_unique<T: PartialEq>(into: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
-    for item in items {
-        if !into.contains(&item) {
-            into.push(item);
-        }
-    }
-}
-
-impl StepUpRequired {
-    fn merge(&mut self, other: StepUpRequired) {
-        push_unique(&mut self.acr_values, other.acr_values);
-        push_unique(&mut self.factors, other.factors);
-        // Re-authenticating now satisfies every bound, so the tightest one is right.
-        self.max_age = match (self.max_age, other.max_age) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
-impl Forbidden {
-    fn merge(&mut self, other: Forbidden) {
-        push_unique(&mut self.scopes, other.scopes);
-        push_unique(&mut self.roles, other.roles);
-        push_unique(&mut self.permissions, other.permissions);
-        push_unique(&mut self.predicates, other.predicates);
-        self.configuration_error = self.configuration_error.take().or(other.configuration_error);
     }
 }
 
@@ -477,7 +411,7 @@ impl Node {
                 let mut out = Shortfall::default();
                 for node in nodes.iter().filter(|n| !n.is_met(session, config, now)) {
                     let part = node.explain(session, config, now);
-                    merge_into(&mut out, part);
+                    out.merge(part);
                 }
                 if out.forbidden.is_some() {
                     out.step_up = None;
@@ -491,7 +425,7 @@ impl Node {
                 let mut out = Shortfall::default();
                 for part in parts {
                     if !curable || part.forbidden.is_none() {
-                        merge_into(&mut out, part);
+                        out.merge(part);
                     }
                 }
                 if curable {
@@ -499,21 +433,6 @@ impl Node {
                 }
                 out
             }
-        }
-    }
-}
-
-fn merge_into(out: &mut Shortfall, part: Shortfall) {
-    if let Some(step_up) = part.step_up {
-        match &mut out.step_up {
-            Some(existing) => existing.merge(step_up),
-            None => out.step_up = Some(step_up),
-        }
-    }
-    if let Some(forbidden) = part.forbidden {
-        match &mut out.forbidden {
-            Some(existing) => existing.merge(forbidden),
-            None => out.forbidden = Some(forbidden),
         }
     }
 }

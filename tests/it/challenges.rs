@@ -59,10 +59,10 @@ async fn respond(rejection: Rejection, client: Client) -> Response<Bytes> {
         .expect("login url")
         .with_step_up_url("/step-up")
         .expect("step-up url")
-        .with_challenge(Render(rejection));
+        .with_challenge(Render(rejection))
+        .with_realm("shop");
     let layer = SessionLayer::stytch(&project)
         .with_lazy_start()
-        .with_realm("shop")
         .with_guard_config(config)
         .build()
         .await

@@ -1031,14 +1031,12 @@ impl Challenge for PlainText {
 #[tokio::test]
 async fn a_custom_challenge_replaces_the_format() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = GuardConfig::default().with_login_url("/login").unwrap().with_challenge(PlainText);
+    let config = GuardConfig::default().with_login_url("/login").unwrap().with_challenge(PlainText).with_realm("shop");
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
         .merge(guarded("/totp", Requirement::factor(FactorKind::Totp)))
         .merge(guarded("/admin", Requirement::role("admin")))
-        .layer(
-            SessionLayer::stytch(&project(&issuer)).with_realm("shop").with_guard_config(config).build().await.unwrap(),
-        );
+        .layer(SessionLayer::stytch(&project(&issuer)).with_guard_config(config).build().await.unwrap());
     let base = serve(app.clone()).await;
     let token = issuer.stytch_session().factor(DevFactor::password()).mint();
 
@@ -1267,13 +1265,9 @@ async fn header_values_cannot_inject_syntax() {
         .with_acr_levels(["pwd", nasty_level, "phr"])
         .with_factor_acr(FactorKind::Totp, "to\"tp\r\n")
         .with_step_up_url("/step-up")
-        .unwrap();
-    let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE)
-        .with_realm("my \"realm\"\\\r\nSet-Cookie: a=b; \u{e9}t\u{e9}")
-        .with_guard_config(config)
-        .build()
-        .await
-        .unwrap();
+        .unwrap()
+        .with_realm("my \"realm\"\\\r\nSet-Cookie: a=b; \u{e9}t\u{e9}");
+    let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_guard_config(config).build().await.unwrap();
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
         .merge(guarded("/level", Requirement::acr_at_least(nasty_level)))

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_stepup::{AuthState, JwksConfig, SessionLayer};
-use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
+use tower_stepup::{AuthState, FactorKind, Guard, JwksConfig, Rejection, Requirement, SessionLayer};
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE};
 
 /// The inner service: echoes the AuthState it sees and the request body.
 async fn echo(request: Request<String>) -> Result<Response<String>, Infallible> {
@@ -126,4 +126,57 @@ async fn any_request_body_type_works() {
         .expect("request");
     let response = service.oneshot(request).await.expect("call");
     assert_eq!(response.into_body(), "ok:api-client|bytes body");
+}
+
+/// A `Guard` in a plain tower stack (no axum) over a route whose body cannot be made
+/// from bytes (`Empty<Bytes>`): refusals carry the challenge, allowed requests the
+/// route's own response.
+#[tokio::test]
+async fn a_guard_works_in_a_plain_tower_stack_with_any_body() {
+    let issuer = DevIssuer::start().await.expect("issuer");
+    let layer = stytch_layer(&issuer).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let route = {
+        let calls = calls.clone();
+        service_fn(move |request: Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let subject =
+                request.extensions().get::<AuthState>().and_then(AuthState::session).map(|s| s.subject().to_owned());
+            async move {
+                let mut response = Response::new(Empty::<Bytes>::new());
+                *response.status_mut() = StatusCode::ACCEPTED;
+                response.headers_mut().insert("x-subject", subject.unwrap_or_default().parse().expect("header"));
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let service =
+        ServiceBuilder::new().layer(layer).layer(Guard::new(Requirement::factor(FactorKind::Totp))).service(route);
+
+    let anonymous = service.clone().oneshot(request(None, "")).await.expect("call");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer realm="api""#);
+    assert_eq!(anonymous.extensions().get::<Rejection>(), Some(&Rejection::Unauthenticated));
+
+    let weak = issuer.stytch_session().subject("weak").without_factors().mint();
+    let mut refused = request(Some(&format!("Bearer {weak}")), "");
+    refused.headers_mut().insert(http::header::ACCEPT, "application/json".parse().expect("header"));
+    let refused = service.clone().oneshot(refused).await.expect("call");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(matches!(refused.extensions().get::<Rejection>(), Some(Rejection::StepUp(_))));
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    let body = refused.into_body().collect().await.expect("body").to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+    assert_eq!(problem["type"], "urn:tower-stepup:problem:step-up-required");
+    assert_eq!(problem["factors"], serde_json::json!(["totp"]));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "refused requests never reach the route");
+
+    let strong = issuer.stytch_session().subject("strong").factor(DevFactor::totp()).mint();
+    let allowed = service.clone().oneshot(request(Some(&format!("Bearer {strong}")), "")).await.expect("call");
+    assert_eq!(allowed.status(), StatusCode::ACCEPTED, "the route's own response");
+    assert_eq!(allowed.headers()["x-subject"], "strong");
+    assert!(allowed.extensions().get::<Rejection>().is_none());
+    let body = allowed.into_body().collect().await.expect("body").to_bytes();
+    assert!(body.is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

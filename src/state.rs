@@ -1,0 +1,481 @@
+//! The per-layer state shared by a [`SessionLayer`](crate::SessionLayer), its
+//! services, the guards and the extractors behind it, with the small API they all
+//! call: [`resolve`](LayerState::resolve) a request's credential (and finish it on
+//! the network with [`settle`](LayerState::settle)), [`confirm`](LayerState::confirm)
+//! a session with the issuer, [`refuse`](LayerState::refuse) a request, and
+//! [`write_cookies`](LayerState::write_cookies).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, Response, StatusCode, Uri};
+
+use crate::authority::state::AuthorityState;
+use crate::authority::{AuthorityCredential, RenewedTokens};
+use crate::cache::{token_bytes_hash, token_hash, SessionCache, TokenHash};
+use crate::challenge::{safe_return_to, ChallengeContext};
+use crate::cookies::CookieAttributes;
+use crate::credential::{Credential, CredentialConfig, CredentialSource};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::guard::GuardConfig;
+use crate::jwks::KeyStore;
+use crate::rejection::Rejection;
+use crate::session::{AuthState, Session, TokenKind};
+use crate::verify::{Verified, Verifier};
+
+/// The state shared by a layer, its services and the guards behind it.
+pub(crate) struct LayerState {
+    pub(crate) credentials: CredentialConfig,
+    pub(crate) verifier: Verifier,
+    pub(crate) keys: Arc<KeyStore>,
+    pub(crate) cache: Option<SessionCache>,
+    pub(crate) guards: GuardConfig,
+    pub(crate) authority: Option<AuthorityState>,
+    /// Local check of opaque tokens before they may become issuer calls.
+    pub(crate) opaque_shape: fn(&str) -> bool,
+    pub(crate) cookies: CookieAttributes,
+}
+
+/// Lets guards and extractors reach the layer that authenticated the request, and
+/// know where its credential came from. One extension, not two: every insert is an
+/// allocation on the hot path.
+#[derive(Clone)]
+pub(crate) struct LayerHandle {
+    pub(crate) layer: Arc<LayerState>,
+    pub(crate) source: Option<CredentialSource>,
+}
+
+/// The outcome of the synchronous part of authentication.
+pub(crate) enum Resolution {
+    Done(AuthState),
+    /// The token names a key we do not have: refresh the key set, then verify again.
+    NeedsKeys(String),
+    /// An opaque token (or an expired Stytch JWT with its session token): ask the
+    /// issuer.
+    NeedsAuthority {
+        token: String,
+        expired: Option<ExpiredJwt>,
+    },
+}
+
+/// An expired JWT sent next to the session token that renews it, with the session
+/// it names (signature, issuer and audience verified; only `exp` failed).
+pub(crate) struct ExpiredJwt {
+    pub(crate) session: Session,
+    pub(crate) jwt: String,
+}
+
+/// What to do to the client's cookies on the way out.
+#[derive(Debug)]
+pub(crate) enum CookieUpdate {
+    Renew(RenewedTokens),
+    Clear,
+}
+
+impl LayerState {
+    /// Authenticates without the network when possible: a cache hit, or a
+    /// signature check with a key we already hold.
+    pub(crate) fn resolve(&self, credential: Result<Option<Credential<'_>>, AuthError>) -> Resolution {
+        let credential = match credential {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Resolution::Done(AuthState::Anonymous),
+            Err(error) => return Resolution::Done(AuthState::Invalid(error)),
+        };
+        let Some(jwt) = credential.jwt else {
+            return match (credential.opaque, &self.authority) {
+                (Some(token), Some(_)) => self.ask_about(token, None),
+                _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
+            };
+        };
+        // Hashed only when there is a cache to look in (a kilobyte of SHA-256 per request).
+        let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+        if let (Some(cache), Some(hash)) = (&self.cache, &hash) {
+            if let Some(verified) = cache.get(hash, &self.verifier.time) {
+                return Resolution::Done(self.admit(&verified.session, Some(hash), jwt.as_bytes()));
+            }
+        }
+        match self.verifier.verify(jwt, &self.keys.snapshot()) {
+            Ok(verified) => {
+                let session = self.remember(hash, verified, jwt.len());
+                Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()))
+            }
+            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
+                Resolution::NeedsKeys(jwt.to_owned())
+            }
+            // An expired session JWT next to its session token: the session may well
+            // be alive; the issuer renews the JWT.
+            Err(error) if error.kind() == AuthErrorKind::Expired && self.authority.is_some() => {
+                match credential.opaque {
+                    Some(token) if credential.source == CredentialSource::Cookie => {
+                        // Which session the expired JWT names (signature, issuer and
+                        // audience checked): a second verification, but only on this
+                        // path, once per JWT lifetime per client.
+                        let expired = self
+                            .verifier
+                            .verify_expired(jwt, &self.keys.snapshot())
+                            .ok()
+                            .map(|v| ExpiredJwt { session: v.session, jwt: jwt.to_owned() });
+                        match (&expired, &self.authority) {
+                            // Known revoked: no issuer call.
+                            (Some(expired), Some(authority)) if authority.is_denied(&expired.session) => {
+                                Resolution::Done(AuthState::Invalid(AuthErrorKind::SessionRevoked.into()))
+                            }
+                            _ => self.ask_about(token, expired),
+                        }
+                    }
+                    _ => Resolution::Done(AuthState::Invalid(error)),
+                }
+            }
+            Err(error) => Resolution::Done(AuthState::Invalid(error)),
+        }
+    }
+
+    /// The hot path for API clients: a bearer token seen before is found in the
+    /// cache from its raw header bytes, before any parsing or validation (only
+    /// validated tokens are ever cached, so a hit proves these bytes were validated).
+    pub(crate) fn cached_bearer(&self, headers: &http::HeaderMap) -> Option<AuthState> {
+        let cache = self.cache.as_ref()?;
+        let token = self.credentials.unvalidated_bearer(headers)?;
+        let hash = token_bytes_hash(token);
+        let verified = cache.get(&hash, &self.verifier.time)?;
+        Some(self.admit(&verified.session, Some(&hash), token))
+    }
+
+    /// Where the request's credential is, and what the synchronous part of
+    /// authentication makes of it (the bearer cache first).
+    pub(crate) fn locate(&self, headers: &HeaderMap) -> (Option<CredentialSource>, Resolution) {
+        match self.cached_bearer(headers) {
+            Some(state) => (Some(CredentialSource::Bearer), Resolution::Done(state)),
+            None => {
+                let (source, credential) = self.credentials.locate(headers);
+                (source, self.resolve(credential))
+            }
+        }
+    }
+
+    /// Finishes a [`Resolution`] on the network when it needs to: the session, and
+    /// what to do to the client's cookies.
+    pub(crate) async fn settle(
+        &self,
+        resolution: Resolution,
+        source: Option<CredentialSource>,
+    ) -> (AuthState, Option<CookieUpdate>) {
+        match resolution {
+            Resolution::NeedsKeys(jwt) => (self.resolve_with_refresh(&jwt).await, None),
+            Resolution::NeedsAuthority { token, expired } => {
+                self.resolve_with_authority(&token, expired.as_ref(), source).await
+            }
+            Resolution::Done(auth) => (auth, None),
+        }
+    }
+
+    /// Sends an opaque token to the issuer, unless it fails the local shape check.
+    fn ask_about(&self, token: &str, expired: Option<ExpiredJwt>) -> Resolution {
+        if (self.opaque_shape)(token) {
+            Resolution::NeedsAuthority { token: token.to_owned(), expired }
+        } else {
+            Resolution::Done(AuthState::Invalid(AuthError::with_detail(
+                AuthErrorKind::Malformed,
+                "not a session token of this issuer",
+            )))
+        }
+    }
+
+    /// A verified session, unless the issuer told us it ended: by its session id,
+    /// or (a session without one) by the hash of `token`, reused when the caller
+    /// already has it. Nothing but an atomic load while nothing was ever revoked.
+    fn admit(&self, session: &Session, hash: Option<&TokenHash>, token: &[u8]) -> AuthState {
+        match &self.authority {
+            Some(authority)
+                if authority
+                    .is_credential_denied(session, || hash.copied().unwrap_or_else(|| token_bytes_hash(token))) =>
+            {
+                AuthState::Invalid(AuthErrorKind::SessionRevoked.into())
+            }
+            _ => AuthState::Authenticated(session.clone()),
+        }
+    }
+
+    /// The slow path: refresh the key set (coalesced, on a budget), verify again.
+    async fn resolve_with_refresh(&self, jwt: &str) -> AuthState {
+        let arrived = std::time::Instant::now();
+        if let Err(error) = self.keys.refresh_for_unknown_key(arrived).await {
+            // No fresh look at the key set was possible (issuer down, budget spent): we
+            // cannot tell whether the token is good, so it is the server's fault (503
+            // with Retry-After), never `UnknownKey`, which would tell the client to
+            // throw away a token that may be good.
+            tracing::debug!(%error, "key refresh for an unknown kid failed");
+            return AuthState::Invalid(error);
+        }
+        match self.verifier.verify(jwt, &self.keys.snapshot()) {
+            Ok(verified) => {
+                let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+                let session = self.remember(hash, verified, jwt.len());
+                self.admit(&session, hash.as_ref(), jwt.as_bytes())
+            }
+            Err(error) => AuthState::Invalid(error),
+        }
+    }
+
+    /// The slow path for opaque tokens: ask the issuer (cached, coalesced, within
+    /// the issuer-call budget). `expired`: an expired JWT sent next to `token`
+    /// (renewal); when the issuer says its session is gone, that session is
+    /// remembered as revoked, so its other JWTs are refused too.
+    async fn resolve_with_authority(
+        &self,
+        token: &str,
+        expired: Option<&ExpiredJwt>,
+        source: Option<CredentialSource>,
+    ) -> (AuthState, Option<CookieUpdate>) {
+        let Some(authority) = &self.authority else {
+            return (AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into()), None);
+        };
+        let answer = authority.opaque(token).await;
+        let from_cookie = source == Some(CredentialSource::Cookie);
+        match &answer.outcome {
+            // The session token and the expired JWT beside it must be one session:
+            // two credentials that disagree are refused, with no cookies written.
+            Ok(confirmation) if expired.is_some_and(|jwt| !jwt.session.is_same_session(&confirmation.session)) => {
+                let error = AuthError::with_detail(
+                    AuthErrorKind::InvalidClaim,
+                    "the session token and the session JWT belong to different sessions",
+                );
+                (AuthState::Invalid(error), None)
+            }
+            Ok(confirmation) => {
+                let state = self.admit(&confirmation.session, None, token.as_bytes());
+                let update = match &state {
+                    AuthState::Authenticated(_) => {
+                        confirmation.renewed.clone().filter(|_| from_cookie).map(CookieUpdate::Renew)
+                    }
+                    _ => None,
+                };
+                (state, update)
+            }
+            Err(error) => {
+                if let (AuthErrorKind::SessionRevoked, Some(expired)) = (error.kind(), expired) {
+                    // The answer is about the session token, which need not belong to
+                    // the JWT's session (a token planted next to someone's expired
+                    // JWT): only the issuer's answer about the JWT itself may end its
+                    // session here. One more budgeted call, only when a session ends.
+                    if authority.is_gone(&expired.jwt).await {
+                        self.forget(&expired.session, &expired.jwt);
+                    }
+                }
+                let update =
+                    (from_cookie && error.kind() == AuthErrorKind::SessionRevoked).then_some(CookieUpdate::Clear);
+                (AuthState::Invalid(error.clone()), update)
+            }
+        }
+    }
+
+    /// The issuer said the session that `token` produced ended: refuse it everywhere
+    /// from now on, until the session itself would have ended. Remembered by
+    /// session id where the authority answers about whole sessions, else by `token`
+    /// and by every cached credential that produced this very `Session`.
+    fn forget(&self, session: &Session, token: &str) {
+        let Some(authority) = &self.authority else { return };
+        authority.deny(session);
+        if authority.session_key(session).is_some() {
+            if let (Some(cache), Some(id)) = (&self.cache, session.session_id()) {
+                cache.evict_session(id);
+            }
+            return;
+        }
+        authority.deny_token(token_hash(token), Some(session));
+        for hash in self.cache.iter().flat_map(|cache| cache.tokens_of(session)) {
+            authority.deny_token(hash, Some(session));
+        }
+    }
+
+    /// Writes (renews or clears) the session cookies into response `headers`.
+    pub(crate) fn write_cookies(&self, headers: &mut HeaderMap, update: &CookieUpdate) {
+        match update {
+            CookieUpdate::Renew(renewed) => self.cookies.set_renewed(headers, &self.credentials, renewed),
+            CookieUpdate::Clear => self.cookies.clear(headers, &self.credentials),
+        }
+    }
+
+    /// Writes the cookies of an earlier answer, unless the response already set
+    /// them: a guard, extractor or handler that wrote the session cookies itself
+    /// (cleared after a revocation, renewed from a newer confirmation, a logout)
+    /// knows better.
+    pub(crate) fn write_cookies_unless_set(&self, headers: &mut HeaderMap, update: &CookieUpdate) {
+        if !self.sets_session_cookie(headers) {
+            self.write_cookies(headers, update);
+        }
+    }
+
+    /// Whether `headers` already set one of the session cookies.
+    fn sets_session_cookie(&self, headers: &http::HeaderMap) -> bool {
+        let names = [&self.credentials.jwt_cookie, &self.credentials.token_cookie];
+        headers.get_all(http::header::SET_COOKIE).iter().any(|value| {
+            let value = value.as_bytes();
+            names.into_iter().flatten().any(|name| {
+                value.strip_prefix(name.as_bytes()).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+            })
+        })
+    }
+
+    fn remember(&self, hash: Option<TokenHash>, verified: Verified, token_len: usize) -> Session {
+        let session = verified.session.clone();
+        if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
+            // How long a revocation must be remembered depends on how long this
+            // layer's JWTs live.
+            authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
+        }
+        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
+            cache.insert(hash, Arc::new(verified), token_len);
+        }
+        session
+    }
+}
+
+/// A session the issuer confirmed for a fresh route.
+pub(crate) struct Confirmed {
+    /// The session as the issuer returned it (with factors added by a step-up).
+    pub(crate) session: Session,
+    /// Tokens to write to the cookies (only for cookie clients).
+    pub(crate) renewed: Option<RenewedTokens>,
+}
+
+/// Why a session could not be confirmed.
+pub(crate) enum Unconfirmed {
+    /// The layer has no authority to ask: a server configuration error.
+    NoAuthority,
+    /// The request is refused for this reason.
+    Refused(Rejection),
+}
+
+impl LayerState {
+    /// The guard settings of this layer.
+    pub(crate) fn guards(&self) -> &GuardConfig {
+        &self.guards
+    }
+
+    /// Confirms `local` (the locally verified session of a request with `headers`,
+    /// whose credential came from `source`) with the issuer, at most `window` old.
+    ///
+    /// What is confirmed is the credential that produced `local`; an answer about
+    /// another session is refused and changes nothing; only `SessionRevoked` ends the
+    /// session here (deny-listed from now on); `fail_open` applies to issuer faults
+    /// only; renewed tokens are handed back only for cookie clients.
+    pub(crate) async fn confirm(
+        &self,
+        local: Session,
+        headers: &HeaderMap,
+        source: Option<CredentialSource>,
+        window: Duration,
+        fail_open: bool,
+    ) -> Result<Confirmed, Unconfirmed> {
+        let arrival = Instant::now();
+        let Some(authority) = &self.authority else {
+            return Err(Unconfirmed::NoAuthority);
+        };
+        let from_cookie = source == Some(CredentialSource::Cookie);
+        let found = self.credentials.find(headers).ok().flatten();
+        let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local, found)) else {
+            return Err(Unconfirmed::Refused(Rejection::Unauthenticated));
+        };
+        let answer = authority.confirm(&local, credential, window, arrival).await;
+        match &answer.outcome {
+            Ok(confirmation) if !local.is_same_session(&confirmation.session) => {
+                // Not an answer about this request's session: judge nothing on it,
+                // write none of its cookies, deny-list nothing.
+                tracing::warn!("the issuer confirmed another session than the request's; refused");
+                let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "the issuer confirmed another session");
+                Err(Unconfirmed::Refused(Rejection::InvalidCredential(error)))
+            }
+            Ok(confirmation) => Ok(Confirmed {
+                session: confirmation.session.clone(),
+                renewed: confirmation.renewed.clone().filter(|_| from_cookie),
+            }),
+            Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
+                // The credential asked about is the one that produced `local` (and a
+                // shared answer came from a token of the same session id): the
+                // session that ended is this one.
+                self.forget(&local, credential.token());
+                Err(Unconfirmed::Refused(Rejection::SessionEnded(error.clone())))
+            }
+            Err(error) if error.kind().is_server_fault() => {
+                if fail_open {
+                    tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
+                    return Ok(Confirmed { session: local, renewed: None });
+                }
+                if error.kind() == AuthErrorKind::BadServerCredentials {
+                    tracing::error!(%error, "the issuer refused this server's credentials");
+                }
+                Err(Unconfirmed::Refused(Rejection::Unavailable(error.clone())))
+            }
+            // About the credential (expired, another audience, a bad claim in the
+            // answer): the client's token is at fault, not the issuer; `fail_open`
+            // does not apply.
+            Err(error) => Err(Unconfirmed::Refused(Rejection::InvalidCredential(error.clone()))),
+        }
+    }
+
+    /// Renders a refusal with the configured challenge, attaches the reason, and
+    /// clears the session cookies (of cookie clients) when the issuer ended the
+    /// session.
+    pub(crate) fn refuse(
+        &self,
+        rejection: Rejection,
+        extensions: &Extensions,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Response<Bytes> {
+        let config = &self.guards;
+        let source = extensions.get::<LayerHandle>().and_then(|h| h.source);
+        // Inside `Router::nest` the URI lost its prefix; come back to the full path.
+        #[cfg(feature = "axum")]
+        let uri = extensions.get::<axum::extract::OriginalUri>().map_or(uri, |original| &original.0);
+        let return_to =
+            uri.path_and_query().map(http::uri::PathAndQuery::as_str).and_then(safe_return_to).unwrap_or("/");
+        let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+        let context = ChallengeContext::new(&config.realm, return_to)
+            .with_source(source)
+            .with_accept(accept)
+            .with_login_url(config.login_url.as_deref())
+            .with_step_up_url(config.step_up_url.as_deref());
+        let mut response = config.challenge.respond(&rejection, &context);
+        tracing::debug!(?rejection, "guard refused the request");
+        match &rejection {
+            Rejection::SessionEnded(error) => {
+                if source == Some(CredentialSource::Cookie) {
+                    self.write_cookies(response.headers_mut(), &CookieUpdate::Clear);
+                }
+                response.extensions_mut().insert(error.clone());
+            }
+            Rejection::InvalidCredential(error) | Rejection::Unavailable(error) => {
+                response.extensions_mut().insert(error.clone());
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(rejection);
+        response
+    }
+}
+
+/// The credential that produced `local`: the JWT when the session was verified
+/// from one, else the opaque token the issuer answered about. A cookie pair can
+/// hold a JWT and a session token of different sessions; confirming the other
+/// one would judge (and renew, or deny-list) a session this request is not.
+fn producing_credential<'a>(local: &Session, found: &Credential<'a>) -> Option<AuthorityCredential<'a>> {
+    match local.token_kind() {
+        TokenKind::Jwt => found.jwt.map(AuthorityCredential::Jwt),
+        TokenKind::Opaque => found.opaque.map(AuthorityCredential::Opaque),
+    }
+}
+
+/// The `500` for a guard or extractor with no [`SessionLayer`](crate::SessionLayer)
+/// in front of it.
+pub(crate) fn missing_layer() -> Response<Bytes> {
+    tracing::error!("a tower-stepup guard ran without a SessionLayer in front of it");
+    let mut response = Response::new(Bytes::from_static(
+        b"tower-stepup: this route has a guard but no SessionLayer runs before it; add `.layer(session_layer)` to the Router",
+    ));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.extensions_mut().insert(AuthError::new(AuthErrorKind::MissingLayer));
+    response
+}
