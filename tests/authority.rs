@@ -36,19 +36,11 @@ const MAX_POLLS: usize = 500;
 // ------------------------------------------------------------------ helpers
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
+    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).with_secret(issuer.secret())
 }
 
 fn b2b_project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::b2b(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
+    StytchProject::b2b(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).with_secret(issuer.secret())
 }
 
 /// What the handlers answer: the session as the route saw it.
@@ -392,7 +384,7 @@ async fn five_hundred_concurrent_requests_cause_one_authenticate_call() -> TestR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_on_a_fresh_route_share_calls_in_flight() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_secs(10))?;
+    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_secs(10));
     let base = app_with(SessionLayer::stytch(&project(&issuer)).with_authority(authority)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-fresh-burst", vec![DevFactor::password()]);
@@ -489,7 +481,7 @@ async fn issuer_down_fails_closed_on_fresh_routes_and_open_where_allowed() -> Te
 #[tokio::test]
 async fn slow_issuer_times_out_as_authority_timeout() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200));
     let layer = SessionLayer::stytch(&project(&issuer)).with_authority(authority).build().await?;
     let app = routes(layer);
     let base = serve(app.clone()).await;
@@ -586,7 +578,7 @@ async fn wrong_server_credentials_are_503_not_401() -> TestResult {
 #[tokio::test]
 async fn authority_kinds_over_http() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let authority = StytchAuthority::new(&project(&issuer))?.with_timeout(Duration::from_millis(200));
     let session = issuer.create_session("user-kinds", vec![DevFactor::password()]);
 
     let confirmation = authority.authenticate(AuthorityCredential::Jwt(&session.session_jwt)).await?;
@@ -617,7 +609,7 @@ async fn authority_kinds_over_http() -> TestResult {
 
     // Nobody listening: unavailable, not a panic.
     let dead =
-        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?.with_secret(issuer.secret());
+        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url()).with_secret(issuer.secret());
     issuer.shutdown();
     let mut polls = 0;
     let error = loop {
@@ -830,7 +822,7 @@ async fn garbage_tokens_never_reach_the_issuer() -> TestResult {
 async fn opaque_tokens_without_an_authority_are_unsupported() -> TestResult {
     let issuer = DevIssuer::start().await?;
     // No secret: no authority.
-    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?;
+    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url());
     let app = Router::new().route("/me", get(info)).layer(SessionLayer::stytch(&project).build().await?);
     let base = serve(app.clone()).await;
     let session = issuer.create_session("user-no-authority", vec![DevFactor::password()]);
@@ -1075,11 +1067,10 @@ async fn tokens_and_secrets_never_appear_in_debug_or_display() -> TestResult {
     check("IntrospectionAuthority", &format!("{introspection:?}"));
     check("AuthorityCredential::Jwt", &format!("{:?}", AuthorityCredential::Jwt(&session.session_jwt)));
     check("AuthorityCredential::Opaque", &format!("{:?}", AuthorityCredential::Opaque(&session.session_token)));
-    let renewed = RenewedTokens::new(
-        Some(session.session_jwt.clone()),
-        Some(session.session_token.clone()),
-        Some(SystemTime::now() + Duration::from_secs(60)),
-    );
+    let renewed = RenewedTokens::new()
+        .with_session_jwt(session.session_jwt.clone())
+        .with_session_token(session.session_token.clone())
+        .with_expires_at(SystemTime::now() + Duration::from_secs(60));
     check("RenewedTokens", &format!("{renewed:?}"));
     assert_eq!(renewed.session_jwt(), Some(session.session_jwt.as_str()), "still readable through the accessor");
 

@@ -82,7 +82,7 @@ fn client() -> reqwest::Client {
 }
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).unwrap()
+    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url())
 }
 
 /// A Stytch layer (no secret, so no authority: every decision here is local).
@@ -1413,12 +1413,12 @@ async fn guards_on_groups_and_nested_routers() {
 requirement!(RecentTotp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
 requirement!(Admin = Requirement::role("admin"));
 
-async fn recent_totp(Require(session, ..): Require<RecentTotp>) -> String {
-    format!("totp ok for {}", session.subject())
+async fn recent_totp(totp: Require<RecentTotp>) -> String {
+    format!("totp ok for {}", totp.subject())
 }
 
-async fn admin_only(Require(session, ..): Require<Admin>) -> String {
-    format!("admin ok for {}", session.subject())
+async fn admin_only(admin: Require<Admin>) -> String {
+    format!("admin ok for {}", admin.into_session().subject())
 }
 
 #[tokio::test]

@@ -86,10 +86,7 @@ impl Harness {
 }
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .expect("project id")
-        .with_base_url(issuer.base_url())
-        .expect("base url")
+    StytchProject::consumer(issuer.project_id()).expect("project id").with_base_url(issuer.base_url())
 }
 
 fn stytch(issuer: &DevIssuer, jwks: JwksConfig) -> SessionLayerBuilder {

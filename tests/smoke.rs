@@ -16,7 +16,6 @@ async fn stytch_session_end_to_end() {
     let project = StytchProject::consumer(issuer.project_id())
         .unwrap()
         .with_base_url(issuer.base_url())
-        .unwrap()
         .with_secret(issuer.secret());
     let layer = SessionLayer::stytch(&project).build().await.unwrap();
     let app = Router::new()

@@ -33,10 +33,7 @@ async fn echo(request: Request<String>) -> Result<Response<String>, Infallible> 
 }
 
 async fn stytch_layer(issuer: &DevIssuer) -> SessionLayer {
-    let project = StytchProject::consumer(issuer.project_id())
-        .expect("project")
-        .with_base_url(issuer.base_url())
-        .expect("base url");
+    let project = StytchProject::consumer(issuer.project_id()).expect("project").with_base_url(issuer.base_url());
     SessionLayer::stytch(&project)
         .with_jwks_config(JwksConfig::default().with_unknown_kid_fetches(5, std::time::Duration::from_millis(10)))
         .build()

@@ -36,11 +36,7 @@ const MAX_POLLS: usize = 500;
 // ------------------------------------------------------------------ helpers
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
+    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).with_secret(issuer.secret())
 }
 
 fn introspection(issuer: &DevIssuer) -> IntrospectionAuthority {
@@ -300,7 +296,7 @@ impl Authority for OtherSession {
         Box::pin(async move {
             let session = Session::builder(self.subject, "https://other.example").session_id(self.session_id).build();
             let renewed =
-                RenewedTokens::new(Some("other.session.jwt".to_owned()), Some("other-session-token".to_owned()), None);
+                RenewedTokens::new().with_session_jwt("other.session.jwt").with_session_token("other-session-token");
             Ok(Confirmation::new(session).with_renewed(renewed))
         })
     }
@@ -350,7 +346,7 @@ async fn introspection_answering(body: Value) -> String {
 async fn app_introspecting_at(issuer: &DevIssuer, url: &str, audience: Option<&str>) -> TestResultOf<Router> {
     let mut authority = IntrospectionAuthority::new(url, "client", "secret")?
         .with_issuer(issuer.issuer())
-        .with_timeout(Duration::from_millis(500))?;
+        .with_timeout(Duration::from_millis(500));
     if let Some(audience) = audience {
         authority = authority.with_audience(audience);
     }

@@ -129,7 +129,7 @@ async fn quick_issuer() -> DevIssuer {
 
 /// A Stytch layer with the default key set configuration, served on loopback.
 async fn stytch_app(issuer: &DevIssuer) -> Result<String, Box<dyn std::error::Error>> {
-    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?;
+    let project = StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url());
     let layer = SessionLayer::stytch(&project).build().await?;
     Ok(serve(Router::new().route("/me", get(info)).layer(layer)).await)
 }

@@ -29,7 +29,7 @@ fn routes(layer: SessionLayer) -> Router {
 }
 
 fn project(issuer: &DevIssuer) -> Result<StytchProject, Box<dyn std::error::Error>> {
-    Ok(StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?.with_secret(issuer.secret()))
+    Ok(StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url()).with_secret(issuer.secret()))
 }
 
 fn introspection(issuer: &DevIssuer) -> Result<IntrospectionAuthority, Box<dyn std::error::Error>> {

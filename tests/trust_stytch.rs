@@ -47,19 +47,11 @@ const NOT_ABOUT_THE_SESSION: &[(u16, &str, AuthErrorKind)] = &[
 ];
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
+    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).with_secret(issuer.secret())
 }
 
 fn b2b_project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::b2b(issuer.project_id())
-        .unwrap()
-        .with_base_url(issuer.base_url())
-        .unwrap()
-        .with_secret(issuer.secret())
+    StytchProject::b2b(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).with_secret(issuer.secret())
 }
 
 async fn subject(session: Session) -> Json<Value> {
@@ -228,7 +220,11 @@ async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult
     let issuer = DevIssuer::start().await?;
     let new = || StytchAuthority::new(&project(&issuer));
     for bad in [Duration::ZERO, 4 * MINUTE, Duration::from_secs(299), 527_041 * MINUTE, Duration::MAX] {
-        let error = new()?.with_session_duration(bad).unwrap_err();
+        let error = new()?.with_session_duration(bad).check().unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
+        // A layer does not start with it.
+        let layer = SessionLayer::stytch(&project(&issuer)).with_authority(new()?.with_session_duration(bad));
+        let error = layer.with_lazy_start().build().await.unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
     }
     assert_eq!(StytchAuthority::MIN_SESSION_DURATION, 5 * MINUTE);
@@ -238,7 +234,8 @@ async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult
     // Stytch's range: a confirmation with each succeeds.
     let session = issuer.create_session("user-duration", vec![DevFactor::password()]);
     for good in [StytchAuthority::MIN_SESSION_DURATION, StytchAuthority::MAX_SESSION_DURATION] {
-        let authority = new()?.with_session_duration(good)?;
+        let authority = new()?.with_session_duration(good);
+        authority.check()?;
         let confirmation = authority.authenticate(AuthorityCredential::Opaque(&session.session_token)).await?;
         assert_eq!(confirmation.session.subject(), "user-duration");
     }

@@ -21,7 +21,7 @@ const YEAR: Duration = Duration::from_secs(365 * 86_400);
 const FIVE_MIN: Duration = Duration::from_secs(300);
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url()).unwrap()
+    StytchProject::consumer(issuer.project_id()).unwrap().with_base_url(issuer.base_url())
 }
 
 /// What the layer concluded, for an unguarded route.

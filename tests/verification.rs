@@ -226,10 +226,7 @@ impl Dialect {
 }
 
 fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .expect("project id")
-        .with_base_url(issuer.base_url())
-        .expect("base url")
+    StytchProject::consumer(issuer.project_id()).expect("project id").with_base_url(issuer.base_url())
 }
 
 /// What a test changes in a minted token; applied to either dialect's builder.
@@ -607,8 +604,7 @@ async fn several_accepted_issuers() {
     // Stytch with a custom domain: `stytch.com/{project}` and the domain are both issuers.
     let project = StytchProject::consumer(issuer.project_id())
         .expect("project")
-        .with_custom_domain(format!("{}/", issuer.base_url()))
-        .expect("custom domain");
+        .with_custom_domain(format!("{}/", issuer.base_url()));
     let harness = Harness::start(SessionLayer::stytch(&project).build().await.expect("layer")).await;
     let cases = vec![
         ("stytch.com issuer", Spec::new().mint(&issuer, Dialect::Stytch), "ok"),
@@ -1205,8 +1201,7 @@ async fn stytch_expires_at_falls_back_to_exp() {
 #[tokio::test]
 async fn stytch_b2b_session_model() {
     let issuer = start_issuer().await;
-    let project =
-        StytchProject::b2b(issuer.project_id()).expect("project").with_base_url(issuer.base_url()).expect("base url");
+    let project = StytchProject::b2b(issuer.project_id()).expect("project").with_base_url(issuer.base_url());
     assert!(project.jwks_url().contains("/v1/b2b/sessions/jwks/"));
     let harness = Harness::start(SessionLayer::stytch(&project).build().await.expect("layer")).await;
     let token = issuer
