@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tower_stepup::{
     AuthState, ConfigError, KeySource, OidcProfile, Session, SessionLayer, SessionLayerBuilder, SessionRejection,
-    StytchProject, TypPolicy,
+    StytchProject, TypPolicy, DEFAULT_JWT_COOKIE,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID};
 
@@ -644,6 +644,14 @@ async fn several_accepted_issuers() {
     assert!(matches!(no_issuer, Err(ConfigError::Missing("issuer"))));
     let no_audience = SessionLayer::builder(KeySource::url(issuer.jwks_url())).with_issuer("i").build().await;
     assert!(matches!(no_audience, Err(ConfigError::Missing("audience"))));
+
+    // A Stytch project's unusable URL is reported by the preset's `build()`.
+    let insecure = crate::project(&issuer).with_base_url("http://stytch.example.com");
+    let error = SessionLayer::stytch(&insecure).with_lazy_start().build().await;
+    assert!(matches!(error, Err(ConfigError::Invalid { name: "Stytch base URL", .. })), "{error:?}");
+    let insecure = crate::project(&issuer).with_custom_domain("ftp://login.example.com");
+    let error = SessionLayer::stytch(&insecure).with_lazy_start().build().await;
+    assert!(matches!(error, Err(ConfigError::Invalid { name: "Stytch custom domain", .. })), "{error:?}");
 }
 
 // ------------------------------------------------------------------ typ and RFC 9068 claims
@@ -1003,6 +1011,20 @@ async fn cookies_and_bearer_precedence() {
     let access = Spec::new().subject("api-user").mint(&issuer, Dialect::Oidc);
     assert_eq!(oidc.text(oidc.get("/state").header(COOKIE, format!("stytch_session_jwt={access}"))).await, "anonymous");
     assert_eq!(oidc.text(oidc.get("/state").bearer_auth(&access)).await, "ok:api-user");
+
+    // The generic builder reads no cookie unless one is named: a Stytch JWT in the
+    // Stytch cookie is ignored, the same JWT as a bearer token is verified.
+    let generic = |issuer: &DevIssuer| {
+        SessionLayer::builder(KeySource::url(issuer.stytch_jwks_url()))
+            .with_issuer(issuer.stytch_issuer())
+            .with_audience(issuer.project_id())
+    };
+    let plain = Harness::start(generic(&issuer).build().await.expect("layer")).await;
+    assert_eq!(plain.text(plain.get("/state").header(COOKIE, &cookie)).await, "anonymous");
+    assert_eq!(plain.text(plain.get("/state").bearer_auth(&cookie_jwt)).await, "ok:cookie-user");
+    let named = generic(&issuer).with_jwt_cookie(Some(DEFAULT_JWT_COOKIE)).build().await.expect("layer");
+    let named = Harness::start(named).await;
+    assert_eq!(named.text(named.get("/state").header(COOKIE, &cookie)).await, "ok:cookie-user");
 }
 
 // ------------------------------------------------------------------ extractors
