@@ -18,7 +18,7 @@ use tower::{Service, ServiceExt as _};
 use tower_stepup::__bench::{self as internals, Extractor, KeyLookup};
 use tower_stepup::{
     AuthState, DefaultChallenge, FactorKind, GuardConfig, KeySource, Rejection, Requirement, Session, SessionLayer,
-    SessionService,
+    SessionService, StytchProfile,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig};
 
@@ -41,7 +41,9 @@ impl Fixture {
     fn layer(&self, cache_bytes: Option<u64>) -> SessionLayer {
         let mut builder = SessionLayer::builder(KeySource::url(self.issuer.stytch_jwks_url()))
             .with_issuer(self.issuer.stytch_issuer())
-            .with_audience(self.issuer.project_id());
+            .with_audience(self.issuer.project_id())
+            // Stytch session JWTs: read as before the generic builder stopped defaulting to Stytch.
+            .with_profile(StytchProfile::new());
         if let Some(bytes) = cache_bytes {
             builder = builder.with_session_cache_bytes(bytes);
         }

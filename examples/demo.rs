@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let issuer = DevIssuer::start().await?;
     let project =
-        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url())?.with_secret(issuer.secret());
+        StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url()).with_secret(issuer.secret());
     let authority = StytchAuthority::new(&project)?;
 
     let guards = GuardConfig::default()

@@ -45,7 +45,7 @@ use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
     Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Requirement, Session,
-    SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
+    SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -103,6 +103,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_issuer(issuer)
         .with_audience(audience)
         .with_typ(typ)
+        // Browsers: the Stytch SDK's cookies, read when no bearer token is sent.
+        .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
+        .with_token_cookie(Some(DEFAULT_TOKEN_COOKIE))
         .with_guard_config(GuardConfig::default().with_acr_levels(levels));
     let mut builder = match env("STEPUP_PROFILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("oidc") => builder.with_profile(OidcProfile::new()),
@@ -116,7 +119,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else if let Some(project_id) = env("STEPUP_STYTCH_PROJECT_ID") {
         let mut project = StytchProject::consumer(project_id)?.with_secret(required("STEPUP_STYTCH_SECRET")?);
         if let Some(base) = env("STEPUP_STYTCH_BASE_URL") {
-            project = project.with_base_url(base)?;
+            project = project.with_base_url(base);
         }
         builder = builder.with_authority(StytchAuthority::new(&project)?);
     }

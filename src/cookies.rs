@@ -168,11 +168,10 @@ mod tests {
     fn renewed_and_cleared_cookies() {
         let names = CredentialConfig::default();
         let mut headers = HeaderMap::new();
-        let renewed = RenewedTokens::new(
-            Some("a.b.c".to_owned()),
-            Some("tok".to_owned()),
-            Some(SystemTime::now() + Duration::from_secs(3600)),
-        );
+        let renewed = RenewedTokens::new()
+            .with_session_jwt("a.b.c")
+            .with_session_token("tok")
+            .with_expires_at(SystemTime::now() + Duration::from_secs(3600));
         CookieAttributes::default().set_renewed(&mut headers, &names, &renewed);
         let values: Vec<_> = headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         assert_eq!(values.len(), 2);

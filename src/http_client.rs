@@ -7,15 +7,20 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 
 /// Builds the pooled HTTP client. Each request also sets its own total timeout.
 pub(crate) fn build_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
+    client_builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+}
+
+/// The settings every client of this crate shares.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         // Issuers do not redirect their key sets or session APIs; following a
         // redirect would let a compromised hop point us anywhere.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tower-stepup/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))
 }
 
 /// Checks that a configured URL is absolute and uses `https` (plain `http` only for
@@ -77,40 +82,55 @@ pub(crate) fn transport_error(error: &reqwest::Error, kind: AuthErrorKind) -> Au
     }
 }
 
-/// The HTTP side of an authority: a pooled client with its timeout, and the retry
-/// policy for calls to the issuer's API.
+/// The HTTP side of an authority: one pooled client, the timeout applied to each
+/// request, and the retry policy for calls to the issuer's API.
+///
+/// The timeout lives here rather than in the client so that changing it keeps the
+/// client (and its connection pool): clones and reconfigured copies share one pool.
 #[derive(Debug, Clone)]
 pub(crate) struct IssuerClient {
     client: reqwest::Client,
+    timeout: Duration,
     max_retries: u32,
 }
 
 impl IssuerClient {
     pub(crate) fn new(timeout: Duration) -> Result<Self, ConfigError> {
-        Ok(Self { client: build_client(timeout)?, max_retries: 0 })
+        // No client-wide timeout: each request sets its own, which covers connecting too.
+        Ok(Self {
+            client: client_builder().build().map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+            timeout,
+            max_retries: 0,
+        })
     }
 
-    pub(crate) fn with_timeout(self, timeout: Duration) -> Result<Self, ConfigError> {
-        if timeout.is_zero() {
-            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
-        }
-        Ok(Self { client: build_client(timeout)?, ..self })
+    /// Sets the timeout of each later request; checked by [`check`](Self::check).
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
     }
 
     pub(crate) fn with_max_retries(self, max_retries: u32) -> Self {
         Self { max_retries, ..self }
     }
 
-    /// Sends a request built by `make`, retrying only when the connection could not
-    /// be established (the request never reached the server, so a retry cannot apply
-    /// a non-idempotent call twice).
+    /// Reports a setting no request could work with.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid("authority timeout", "must be above zero"));
+        }
+        Ok(())
+    }
+
+    /// Sends a request built by `make`, with this client's timeout, retrying only
+    /// when the connection could not be established (the request never reached the
+    /// server, so a retry cannot apply a non-idempotent call twice).
     pub(crate) async fn send(
         &self,
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, AuthError> {
         let mut attempt = 0;
         loop {
-            match make(&self.client).send().await {
+            match make(&self.client).timeout(self.timeout).send().await {
                 Ok(response) => return Ok(response),
                 Err(error) if error.is_connect() && attempt < self.max_retries => attempt += 1,
                 Err(error) => return Err(transport_error(&error, AuthErrorKind::AuthorityUnavailable)),

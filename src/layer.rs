@@ -9,7 +9,7 @@ use crate::authority::state::{AuthoritySettings, AuthorityState};
 use crate::authority::{Authority, IssuerBudget, StytchAuthority};
 use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
 use crate::cookies::CookieAttributes;
-use crate::credential::CredentialConfig;
+use crate::credential::{CredentialConfig, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE};
 use crate::error::ConfigError;
 use crate::guard::GuardConfig;
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
@@ -69,8 +69,33 @@ impl<S> Layer<S> for SessionLayer {
 }
 
 impl SessionLayer {
-    /// A layer verifying JWTs with keys from `source`. Set at least an issuer and
-    /// an audience before [`build`](SessionLayerBuilder::build).
+    /// A generic layer verifying JWTs with keys from `source`. Set at least an
+    /// issuer and an audience before [`build`](SessionLayerBuilder::build).
+    ///
+    /// Nothing dialect-specific is assumed: claims are read with [`OidcProfile::new`]
+    /// unless [`with_profile`](SessionLayerBuilder::with_profile) says otherwise,
+    /// credentials come only from `Authorization: Bearer` unless cookies are named
+    /// ([`with_jwt_cookie`](SessionLayerBuilder::with_jwt_cookie),
+    /// [`with_token_cookie`](SessionLayerBuilder::with_token_cookie)), and opaque
+    /// tokens get no local shape check. The presets [`stytch`](Self::stytch) and
+    /// [`oidc`](Self::oidc) set these for their dialect.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{KeySource, SessionLayer, StytchProfile, DEFAULT_JWT_COOKIE};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Stytch session JWTs from a proxy of the key set, bearer or cookie.
+    /// let layer = SessionLayer::builder(KeySource::url("https://keys.example.com/jwks"))
+    ///     .with_issuer("stytch.com/project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")
+    ///     .with_audience("project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")
+    ///     .with_profile(StytchProfile::new())
+    ///     .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(source: KeySource) -> SessionLayerBuilder {
         SessionLayerBuilder {
             source,
@@ -81,11 +106,13 @@ impl SessionLayer {
             profile: None,
             leeway: DEFAULT_LEEWAY,
             max_token_age: None,
-            credentials: CredentialConfig::default(),
+            // Generic: no cookie is read (or written) unless named.
+            credentials: CredentialConfig { jwt_cookie: None, token_cookie: None, ..CredentialConfig::default() },
             eager: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
             guards: GuardConfig::default(),
             authority: None,
+            invalid: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
             opaque_shape: None,
             issuer_budget: IssuerBudget::new(),
@@ -97,18 +124,29 @@ impl SessionLayer {
     /// A layer for Stytch session JWTs of `project`: its JWKS, its issuers
     /// (`stytch.com/{project_id}` and the custom domain), audience = project id,
     /// `typ` `JWT`, [`StytchProfile`], and the `stytch_session_jwt` / `stytch_session`
-    /// cookies.
+    /// cookies ([`DEFAULT_JWT_COOKIE`], [`DEFAULT_TOKEN_COOKIE`]), the shape check of
+    /// Stytch session tokens, and a [`StytchAuthority`] when the project carries its
+    /// secret. A problem with the project (an unusable base URL) is reported by
+    /// [`build`](SessionLayerBuilder::build).
     pub fn stytch(project: &StytchProject) -> SessionLayerBuilder {
         let mut builder = Self::builder(KeySource::url(project.jwks_url()))
             .with_audience(project.project_id())
             .with_typ(TypPolicy::Jwt)
-            .with_profile(StytchProfile::new());
+            .with_profile(StytchProfile::new())
+            .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
+            .with_token_cookie(Some(DEFAULT_TOKEN_COOKIE))
+            .with_opaque_token_check(is_stytch_session_token);
         for issuer in project.issuers() {
             builder = builder.with_issuer(issuer.clone());
         }
-        builder.opaque_shape = Some(is_stytch_session_token);
+        if let Err(error) = project.check() {
+            return builder.refuse(error);
+        }
         if project.secret().is_some() {
-            builder.authority = Some(StytchAuthority::new(project).map(|a| Arc::new(a) as Arc<dyn Authority>));
+            match StytchAuthority::new(project) {
+                Ok(authority) => builder = builder.with_authority(authority),
+                Err(error) => builder = builder.refuse(error),
+            }
         }
         builder
     }
@@ -123,8 +161,6 @@ impl SessionLayer {
             .with_audience(audience)
             .with_typ(TypPolicy::AccessToken)
             .with_profile(OidcProfile::rfc9068())
-            .with_jwt_cookie(None)
-            .with_token_cookie(None)
     }
 }
 
@@ -134,6 +170,35 @@ fn is_stytch_session_token(token: &str) -> bool {
 }
 
 /// Builds a [`SessionLayer`]. Consuming `with_*` methods; secure defaults.
+///
+/// # Where configuration errors surface
+///
+/// One rule for the whole crate: a `with_*` method never fails. It stores what it
+/// is given, and [`build`](Self::build) reports the first unusable setting as a
+/// [`ConfigError`]: a missing issuer or audience, a leeway over 5 minutes, a zero
+/// token length, an invalid [`IssuerBudget`], an unusable
+/// [`StytchProject`] URL, and whatever the authority's
+/// [`Authority::check`] reports (a zero timeout or an out-of-range Stytch session
+/// duration). Only constructors that take a required value validate it at once
+/// ([`StytchProject::consumer`], [`StytchAuthority::new`],
+/// [`IntrospectionAuthority::new`](crate::IntrospectionAuthority::new),
+/// [`KeySource::from_json`]), since there is nothing to build from without it.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_stepup::{ConfigError, SessionLayer, StytchAuthority, StytchProject};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+///     .with_secret("secret-test-…");
+/// // Stytch refuses session durations under 5 minutes: `build()` says so at startup.
+/// let authority = StytchAuthority::new(&project)?.with_session_duration(Duration::from_secs(60));
+/// let error = SessionLayer::stytch(&project).with_authority(authority).build().await.unwrap_err();
+/// assert!(matches!(error, ConfigError::Invalid { .. }));
+/// # Ok(()) }
+/// ```
 #[must_use]
 pub struct SessionLayerBuilder {
     source: KeySource,
@@ -148,7 +213,9 @@ pub struct SessionLayerBuilder {
     eager: bool,
     cache_bytes: u64,
     guards: GuardConfig,
-    authority: Option<Result<Arc<dyn Authority>, ConfigError>>,
+    authority: Option<Arc<dyn Authority>>,
+    /// The first error found before `build` (the Stytch preset's project).
+    invalid: Option<ConfigError>,
     opaque_ttl: Duration,
     opaque_shape: Option<fn(&str) -> bool>,
     issuer_budget: IssuerBudget,
@@ -184,7 +251,9 @@ impl SessionLayerBuilder {
         self.typ = typ;
         self
     }
-    /// How claims become a [`Session`](crate::Session) (default [`StytchProfile`]).
+    /// How claims become a [`Session`](crate::Session) (default [`OidcProfile::new`];
+    /// [`SessionLayer::stytch`] sets [`StytchProfile`], [`SessionLayer::oidc`]
+    /// [`OidcProfile::rfc9068`]).
     pub fn with_profile(mut self, profile: impl ClaimProfile) -> Self {
         self.profile = Some(Box::new(profile));
         self
@@ -204,14 +273,16 @@ impl SessionLayerBuilder {
         self.jwks = config;
         self
     }
-    /// The cookie holding the session JWT (default `stytch_session_jwt`; `None` to
-    /// read no JWT cookie).
+    /// The cookie holding the session JWT, read when no `Authorization` header is
+    /// sent and written when the issuer renews the session. Default `None` (no JWT
+    /// cookie); [`SessionLayer::stytch`] sets [`DEFAULT_JWT_COOKIE`].
     pub fn with_jwt_cookie(mut self, name: Option<&str>) -> Self {
         self.credentials.jwt_cookie = name.map(str::to_owned);
         self
     }
-    /// The cookie holding the opaque session token (default `stytch_session`; `None`
-    /// to read none).
+    /// The cookie holding the opaque session token, read when no `Authorization`
+    /// header is sent and written when the issuer renews the session. Default `None`
+    /// (no token cookie); [`SessionLayer::stytch`] sets [`DEFAULT_TOKEN_COOKIE`].
     pub fn with_token_cookie(mut self, name: Option<&str>) -> Self {
         self.credentials.token_cookie = name.map(str::to_owned);
         self
@@ -255,8 +326,10 @@ impl SessionLayerBuilder {
     /// A [`StytchAuthority`] answers for the project whose credentials asked, so
     /// its sessions carry that project's issuer and audience: they pass when the
     /// authority and the layer name the same project.
+    ///
+    /// [`build`](Self::build) reports what [`Authority::check`] finds wrong with it.
     pub fn with_authority(mut self, authority: impl Authority) -> Self {
-        self.authority = Some(Ok(Arc::new(authority)));
+        self.authority = Some(Arc::new(authority));
         self
     }
     /// How long the issuer's answer about an opaque token is reused (default
@@ -317,10 +390,25 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Keeps the first error found while presetting, for [`build`](Self::build).
+    fn refuse(mut self, error: ConfigError) -> Self {
+        self.invalid.get_or_insert(error);
+        self
+    }
+
     /// Builds the layer. Must run inside a tokio runtime: it starts the background
     /// key refresh, and (unless [`with_lazy_start`](Self::with_lazy_start)) fetches
     /// the key set now.
+    ///
+    /// # Errors
+    ///
+    /// The first unusable setting (see [where configuration errors
+    /// surface](Self#where-configuration-errors-surface)), or
+    /// [`ConfigError::KeySet`] when the eager key fetch fails.
     pub async fn build(self) -> Result<SessionLayer, ConfigError> {
+        if let Some(error) = self.invalid {
+            return Err(error);
+        }
         if self.issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
@@ -334,6 +422,9 @@ impl SessionLayerBuilder {
             return Err(ConfigError::invalid("max token length", "must be above zero"));
         }
         self.issuer_budget.validate()?;
+        if let Some(authority) = &self.authority {
+            authority.check()?;
+        }
         crate::verify::ensure_crypto_provider();
         let settings = AuthoritySettings {
             opaque_ttl: self.opaque_ttl,
@@ -343,7 +434,7 @@ impl SessionLayerBuilder {
             audience_optional: self.authority_audience_optional,
             leeway: self.leeway,
         };
-        let authority = self.authority.transpose()?.map(|authority| AuthorityState::new(authority, settings));
+        let authority = self.authority.map(|authority| AuthorityState::new(authority, settings));
         let opaque_shape = self.opaque_shape.unwrap_or(|_| true);
         let keys = KeyStore::new(self.source, self.jwks.clone())?;
         let first_refresh = if self.eager && keys.is_remote() {
@@ -360,7 +451,7 @@ impl SessionLayerBuilder {
             typ: self.typ,
             algorithms: self.jwks.algorithms,
             time,
-            profile: self.profile.unwrap_or_else(|| Box::new(StytchProfile::new())),
+            profile: self.profile.unwrap_or_else(|| Box::new(OidcProfile::new())),
         };
         let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
         let state = LayerState {

@@ -5,6 +5,14 @@ use crate::secret::Secret;
 
 /// A Stytch project (consumer or B2B).
 ///
+/// The constructors check the project id at once. The `with_*` methods never fail:
+/// an unusable URL given to [`with_base_url`](Self::with_base_url) or
+/// [`with_custom_domain`](Self::with_custom_domain) is kept aside (the project keeps
+/// its previous base URL) and reported as [`ConfigError::Invalid`] by
+/// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) for a layer
+/// from [`SessionLayer::stytch`](crate::SessionLayer::stytch), and by
+/// [`StytchAuthority::new`](crate::StytchAuthority::new).
+///
 /// The API base URL follows the project id: `https://test.stytch.com` for
 /// `project-test-…`, `https://api.stytch.com` for `project-live-…`, unless a custom
 /// domain or another base URL is set.
@@ -21,12 +29,18 @@ use crate::secret::Secret;
 /// );
 ///
 /// let b2b = StytchProject::b2b("project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
-///     .with_custom_domain("https://login.example.com/")?;
+///     .with_custom_domain("https://login.example.com/");
 /// assert_eq!(
 ///     b2b.jwks_url(),
 ///     "https://login.example.com/v1/b2b/sessions/jwks/project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62"
 /// );
 /// assert!(b2b.issuers().contains(&"https://login.example.com".to_owned()));
+///
+/// // Plain http is refused (except for loopback hosts), when the project is used.
+/// let insecure = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+///     .with_base_url("http://stytch.example.com")
+///     .with_secret("secret-test-…");
+/// assert!(tower_stepup::StytchAuthority::new(&insecure).is_err());
 /// # Ok::<(), tower_stepup::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -36,6 +50,9 @@ pub struct StytchProject {
     b2b: bool,
     issuers: Vec<String>,
     secret: Option<Secret>,
+    /// The first unusable URL given to a `with_*` method: `(setting, reason)`,
+    /// reported by whatever consumes the project (see the type's docs).
+    invalid: Option<(&'static str, String)>,
 }
 
 impl StytchProject {
@@ -66,24 +83,60 @@ impl StytchProject {
             base_url: base_url.to_owned(),
             b2b,
             secret: None,
+            invalid: None,
         })
     }
 
     /// Uses another API base URL (a proxy, or a local test issuer). Tokens keep the
     /// `stytch.com/{project_id}` issuer.
-    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.base_url = normalize_base("Stytch base URL", &base_url.into())?;
-        Ok(self)
+    ///
+    /// The URL must be absolute `https` (plain `http` only for loopback hosts); an
+    /// unusable one is reported when the project is used (see the type's docs).
+    #[must_use]
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.set_base("Stytch base URL", &base_url.into());
+        self
     }
 
     /// Uses a custom API domain: the base URL becomes the domain, and tokens issued
     /// under it (`iss` = the domain's base URL) are accepted too.
-    pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.base_url = normalize_base("Stytch custom domain", &base_url.into())?;
-        if !self.issuers.contains(&self.base_url) {
+    ///
+    /// The URL must be absolute `https` (plain `http` only for loopback hosts); an
+    /// unusable one is reported when the project is used (see the type's docs).
+    #[must_use]
+    pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Self {
+        if self.set_base("Stytch custom domain", &base_url.into()) && !self.issuers.contains(&self.base_url) {
             self.issuers.push(self.base_url.clone());
         }
-        Ok(self)
+        self
+    }
+
+    /// Takes `url` as the base URL when it is usable, else keeps the first error;
+    /// `true` when taken.
+    fn set_base(&mut self, name: &'static str, url: &str) -> bool {
+        let trimmed = url.trim_end_matches('/');
+        match crate::http_client::check_url(name, trimmed, false) {
+            Ok(_) => {
+                trimmed.clone_into(&mut self.base_url);
+                true
+            }
+            Err(error) => {
+                let reason = match error {
+                    ConfigError::Invalid { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                self.invalid.get_or_insert((name, reason));
+                false
+            }
+        }
+    }
+
+    /// The first unusable setting given to a `with_*` method.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        match &self.invalid {
+            Some((name, reason)) => Err(ConfigError::invalid(name, reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The project secret, for calls to the session API (`fresh()` guards, opaque
@@ -132,10 +185,4 @@ impl StytchProject {
             ""
         }
     }
-}
-
-fn normalize_base(name: &'static str, url: &str) -> Result<String, ConfigError> {
-    let trimmed = url.trim_end_matches('/').to_owned();
-    crate::http_client::check_url(name, &trimmed, false)?;
-    Ok(trimmed)
 }

@@ -58,6 +58,12 @@ impl std::fmt::Debug for IntrospectionAuthority {
 
 impl IntrospectionAuthority {
     /// An authority for the endpoint `url`, as client `client_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] when `url` is not an absolute `https` URL (plain
+    /// `http` only for loopback hosts); [`ConfigError::HttpClient`] when no HTTP
+    /// client can be built.
     pub fn new(url: &str, client_id: impl Into<String>, client_secret: impl Into<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             http: IssuerClient::new(DEFAULT_AUTHORITY_TIMEOUT)?,
@@ -87,10 +93,15 @@ impl IntrospectionAuthority {
         self.audience = Some(audience.into());
         self
     }
-    /// Timeout of each call (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
-        self.http = self.http.with_timeout(timeout)?;
-        Ok(self)
+    /// Timeout of each call (default [`DEFAULT_AUTHORITY_TIMEOUT`], 2 s).
+    ///
+    /// Applied per request: the authority keeps its HTTP client and connection pool.
+    /// A zero timeout is reported by [`check`](super::Authority::check), which
+    /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http = self.http.with_timeout(timeout);
+        self
     }
     /// Retries when the connection could not be made (default 0).
     #[must_use]
@@ -106,6 +117,7 @@ impl IntrospectionAuthority {
     }
 
     async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
+        super::refuse_misconfigured(self.http.check())?;
         let form = [("token", credential.token()), ("token_type_hint", "access_token")];
         // RFC 6749 §2.3.1: the client id and secret are form-encoded before Basic.
         let mut user = String::new();
@@ -172,5 +184,10 @@ impl IntrospectionAuthority {
 impl super::Authority for IntrospectionAuthority {
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
         Box::pin(self.call(credential))
+    }
+
+    /// Reports a zero [timeout](IntrospectionAuthority::with_timeout).
+    fn check(&self) -> Result<(), ConfigError> {
+        self.http.check()
     }
 }

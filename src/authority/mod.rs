@@ -22,7 +22,7 @@ pub use budget::{IssuerBudget, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY,
 pub use introspection::IntrospectionAuthority;
 pub use stytch::StytchAuthority;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::secret::Secret;
 use crate::session::Session;
 
@@ -93,9 +93,42 @@ pub struct RenewedTokens {
 }
 
 impl RenewedTokens {
-    /// New tokens; either may be absent.
-    pub fn new(session_jwt: Option<String>, session_token: Option<String>, expires_at: Option<SystemTime>) -> Self {
-        Self { session_jwt: session_jwt.map(Secret::new), session_token: session_token.map(Secret::new), expires_at }
+    /// No new tokens yet; add them with the `with_*` methods.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_stepup::RenewedTokens;
+    ///
+    /// let expires_at = SystemTime::now() + Duration::from_secs(3600);
+    /// let renewed = RenewedTokens::new()
+    ///     .with_session_jwt("eyJ….….…")
+    ///     .with_session_token("mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q")
+    ///     .with_expires_at(expires_at);
+    /// assert_eq!(renewed.session_token(), Some("mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q"));
+    /// assert_eq!(renewed.expires_at(), Some(expires_at));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The new session JWT (written to the layer's JWT cookie).
+    #[must_use]
+    pub fn with_session_jwt(mut self, session_jwt: impl Into<String>) -> Self {
+        self.session_jwt = Some(Secret::new(session_jwt));
+        self
+    }
+    /// The new opaque session token (written to the layer's session-token cookie).
+    #[must_use]
+    pub fn with_session_token(mut self, session_token: impl Into<String>) -> Self {
+        self.session_token = Some(Secret::new(session_token));
+        self
+    }
+    /// When the session ends: the cookies' `Max-Age` (without it, a short default).
+    #[must_use]
+    pub fn with_expires_at(mut self, expires_at: SystemTime) -> Self {
+        self.expires_at = Some(expires_at);
+        self
     }
     /// The new session JWT.
     pub fn session_jwt(&self) -> Option<&str> {
@@ -182,4 +215,37 @@ pub trait Authority: Send + Sync + 'static {
     fn confirms_whole_session(&self) -> bool {
         false
     }
+
+    /// Reports settings this authority cannot work with. Default: none.
+    ///
+    /// The authority's own `with_*` methods never fail: they store what they are
+    /// given, and this method reports the first unusable setting.
+    /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls it, so a
+    /// misconfigured authority stops the server at startup; call it yourself for an
+    /// authority used without a layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_stepup::{Authority, IntrospectionAuthority};
+    ///
+    /// let authority = IntrospectionAuthority::new("https://login.example.com/oauth2/introspect", "api", "s3cret")?
+    ///     .with_timeout(Duration::ZERO);
+    /// assert!(authority.check().is_err());
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
+    fn check(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Refuses a call an authority used without a layer was not configured for (a
+/// layer's `build()` refuses the configuration before any call), as a fault of this
+/// server rather than of the client's credential.
+pub(crate) fn refuse_misconfigured(checked: Result<(), ConfigError>) -> Result<(), AuthError> {
+    checked.map_err(|error| {
+        tracing::error!(%error, "authority called with an invalid configuration");
+        AuthError::with_detail(AuthErrorKind::AuthorityUnavailable, "authority misconfigured")
+    })
 }

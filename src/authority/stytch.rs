@@ -46,13 +46,18 @@ const MAX_ERROR_FIELD: usize = 128;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_stepup::{StytchAuthority, StytchProject};
+/// use tower_stepup::{Authority, StytchAuthority, StytchProject};
 ///
 /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
 ///     .with_secret("secret-test-…");
 /// let authority = StytchAuthority::new(&project)?
-///     .with_timeout(Duration::from_secs(1))?
-///     .with_session_duration(Duration::from_secs(60 * 60))?;
+///     .with_timeout(Duration::from_secs(1))
+///     .with_session_duration(Duration::from_secs(60 * 60));
+/// // A layer's `build()` runs this check; an authority used on its own can too.
+/// authority.check()?;
+///
+/// let too_short = StytchAuthority::new(&project)?.with_session_duration(Duration::from_secs(60));
+/// assert!(too_short.check().is_err());
 /// # Ok::<(), tower_stepup::ConfigError>(())
 /// ```
 ///
@@ -114,7 +119,15 @@ struct StytchError {
 impl StytchAuthority {
     /// An authority for `project`, which must carry its secret
     /// ([`StytchProject::with_secret`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Missing`] without the secret, [`ConfigError::Invalid`] when a
+    /// URL set on the project is not acceptable
+    /// ([`StytchProject::with_base_url`], [`StytchProject::with_custom_domain`]),
+    /// [`ConfigError::HttpClient`] when no HTTP client can be built.
     pub fn new(project: &StytchProject) -> Result<Self, ConfigError> {
+        project.check()?;
         let secret = project.secret().cloned().ok_or(ConfigError::Missing("Stytch project secret"))?;
         Ok(Self {
             http: IssuerClient::new(DEFAULT_AUTHORITY_TIMEOUT)?,
@@ -128,10 +141,15 @@ impl StytchAuthority {
         })
     }
 
-    /// Timeout of each call (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
-        self.http = self.http.with_timeout(timeout)?;
-        Ok(self)
+    /// Timeout of each call (default [`DEFAULT_AUTHORITY_TIMEOUT`], 2 s).
+    ///
+    /// Applied per request: the authority keeps its HTTP client and connection pool.
+    /// A zero timeout is reported by [`check`](super::Authority::check), which
+    /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http = self.http.with_timeout(timeout);
+        self
     }
 
     /// Shortest session extension Stytch accepts (5 minutes).
@@ -143,22 +161,31 @@ impl StytchAuthority {
     /// (`session_duration_minutes`, counted in whole minutes, rounded down). Default:
     /// the session's lifetime is left alone.
     ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Invalid`] unless the duration is between
+    /// The duration must lie between
     /// [`MIN_SESSION_DURATION`](Self::MIN_SESSION_DURATION) (5 minutes) and
     /// [`MAX_SESSION_DURATION`](Self::MAX_SESSION_DURATION) (527040 minutes), the range
     /// Stytch accepts: anything else would make every confirmation fail.
-    pub fn with_session_duration(mut self, duration: Duration) -> Result<Self, ConfigError> {
-        let minutes = duration.as_secs() / 60;
-        if !(MIN_SESSION_MINUTES..=MAX_SESSION_MINUTES).contains(&minutes) {
-            return Err(ConfigError::invalid(
-                "Stytch session duration",
-                format!("{minutes} minutes; Stytch accepts {MIN_SESSION_MINUTES} to {MAX_SESSION_MINUTES}"),
-            ));
+    /// [`check`](super::Authority::check) (called by
+    /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build)) reports a
+    /// duration outside it as [`ConfigError::Invalid`].
+    #[must_use]
+    pub fn with_session_duration(mut self, duration: Duration) -> Self {
+        self.session_duration_minutes = Some(duration.as_secs() / 60);
+        self
+    }
+
+    /// The settings [`check`](super::Authority::check) reports on.
+    fn check_settings(&self) -> Result<(), ConfigError> {
+        self.http.check()?;
+        if let Some(minutes) = self.session_duration_minutes {
+            if !(MIN_SESSION_MINUTES..=MAX_SESSION_MINUTES).contains(&minutes) {
+                return Err(ConfigError::invalid(
+                    "Stytch session duration",
+                    format!("{minutes} minutes; Stytch accepts {MIN_SESSION_MINUTES} to {MAX_SESSION_MINUTES}"),
+                ));
+            }
         }
-        self.session_duration_minutes = Some(minutes);
-        Ok(self)
+        Ok(())
     }
 
     /// Retries a call this many times when the connection could not be made (the
@@ -179,6 +206,7 @@ impl StytchAuthority {
     /// which a logout may treat as done); any other failure is a server-side fault.
     pub async fn revoke(&self, session_id: &str) -> Result<(), AuthError> {
         // The two APIs name the id differently; B2B has no `session_id` field.
+        super::refuse_misconfigured(self.check_settings())?;
         let field = if self.b2b { "member_session_id" } else { "session_id" };
         let mut body = serde_json::Map::new();
         body.insert(field.to_owned(), Value::String(session_id.to_owned()));
@@ -198,6 +226,7 @@ impl StytchAuthority {
     }
 
     async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
+        super::refuse_misconfigured(self.check_settings())?;
         let (session_token, session_jwt, kind) = match credential {
             AuthorityCredential::Opaque(token) => (Some(token), None, TokenKind::Opaque),
             AuthorityCredential::Jwt(token) => (None, Some(token), TokenKind::Jwt),
@@ -228,7 +257,16 @@ impl StytchAuthority {
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no session in the response"))?;
         let expires_at = session.expires_at.as_deref().map(parse_rfc3339).transpose()?;
         let session = self.session(session, organization, kind)?;
-        let renewed = RenewedTokens::new(parsed.session_jwt, parsed.session_token, expires_at);
+        let mut renewed = RenewedTokens::new();
+        if let Some(jwt) = parsed.session_jwt {
+            renewed = renewed.with_session_jwt(jwt);
+        }
+        if let Some(token) = parsed.session_token {
+            renewed = renewed.with_session_token(token);
+        }
+        if let Some(at) = expires_at {
+            renewed = renewed.with_expires_at(at);
+        }
         Ok(Confirmation::new(session).with_renewed(renewed))
     }
 
@@ -306,5 +344,11 @@ impl super::Authority for StytchAuthority {
     /// sent, and nothing per token is read from the answer.
     fn confirms_whole_session(&self) -> bool {
         true
+    }
+
+    /// Reports a zero [timeout](StytchAuthority::with_timeout) or a
+    /// [session duration](StytchAuthority::with_session_duration) Stytch refuses.
+    fn check(&self) -> Result<(), ConfigError> {
+        self.check_settings()
     }
 }

@@ -1,6 +1,7 @@
 //! [`Require<R>`]: a requirement as a handler argument.
 
 use std::marker::PhantomData;
+use std::ops::Deref;
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -45,22 +46,60 @@ macro_rules! requirement {
 /// Extracts the session if it meets `R`'s requirement; otherwise rejects with the
 /// same challenge a [`Guard`](crate::Guard) would send.
 ///
+/// It dereferences to the [`Session`]; [`session`](Self::session) borrows it and
+/// [`into_session`](Self::into_session) takes it. (The requirement is a type
+/// parameter, so the value carries a marker for it: its fields stay private rather
+/// than make every handler pattern spell the marker out.)
+///
 /// ```no_run
 /// use axum::{routing::get, Router};
-/// use tower_stepup::{requirement, Require, Requirement};
+/// use tower_stepup::{requirement, Require, Requirement, Session};
 ///
 /// requirement!(Admin = Requirement::role("admin"));
 ///
-/// async fn admin_panel(Require(session, ..): Require<Admin>) -> String {
-///     format!("welcome, {}", session.subject())
+/// async fn admin_panel(admin: Require<Admin>) -> String {
+///     format!("welcome, {}", admin.subject())
 /// }
-/// let app: Router = Router::new().route("/admin", get(admin_panel));
+///
+/// async fn audit(admin: Require<Admin>) -> String {
+///     let session: Session = admin.into_session();
+///     format!("audit by {}", session.subject())
+/// }
+/// let app: Router = Router::new().route("/admin", get(admin_panel)).route("/audit", get(audit));
 /// ```
-pub struct Require<R>(pub Session, pub PhantomData<fn() -> R>);
+pub struct Require<R> {
+    session: Session,
+    requirement: PhantomData<fn() -> R>,
+}
+
+impl<R> Require<R> {
+    /// The session, which meets `R`'s requirement.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+    /// Takes the session out.
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+}
+
+impl<R> Deref for Require<R> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl<R> Clone for Require<R> {
+    fn clone(&self) -> Self {
+        Self { session: self.session.clone(), requirement: PhantomData }
+    }
+}
 
 impl<R> std::fmt::Debug for Require<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Require").field(&self.0).finish()
+        f.debug_tuple("Require").field(&self.session).finish()
     }
 }
 
@@ -69,7 +108,7 @@ impl<R: RequirementSpec, S: Send + Sync> FromRequestParts<S> for Require<R> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         check(R::requirement(), &parts.extensions, &parts.headers, &parts.uri)
-            .map(|session| Require(session, PhantomData))
+            .map(|session| Require { session, requirement: PhantomData })
             .map_err(|response| response.map(axum::body::Body::from).into_response())
     }
 }

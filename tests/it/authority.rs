@@ -303,7 +303,7 @@ async fn five_hundred_concurrent_requests_cause_one_authenticate_call() -> TestR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_on_a_fresh_route_share_calls_in_flight() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_secs(10))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_secs(10));
     let base = app_with(SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(authority)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-fresh-burst", vec![DevFactor::password()]);
@@ -400,7 +400,7 @@ async fn issuer_down_fails_closed_on_fresh_routes_and_open_where_allowed() -> Te
 #[tokio::test]
 async fn slow_issuer_times_out_as_authority_timeout() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200));
     let layer = SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(authority).build().await?;
     let app = routes(layer);
     let base = serve(app.clone()).await;
@@ -497,7 +497,7 @@ async fn wrong_server_credentials_are_503_not_401() -> TestResult {
 #[tokio::test]
 async fn authority_kinds_over_http() -> TestResult {
     let issuer = DevIssuer::start().await?;
-    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200))?;
+    let authority = StytchAuthority::new(&project_with_secret(&issuer))?.with_timeout(Duration::from_millis(200));
     let session = issuer.create_session("user-kinds", vec![DevFactor::password()]);
 
     let confirmation = authority.authenticate(AuthorityCredential::Jwt(&session.session_jwt)).await?;
@@ -985,11 +985,10 @@ async fn tokens_and_secrets_never_appear_in_debug_or_display() -> TestResult {
     check("IntrospectionAuthority", &format!("{introspection:?}"));
     check("AuthorityCredential::Jwt", &format!("{:?}", AuthorityCredential::Jwt(&session.session_jwt)));
     check("AuthorityCredential::Opaque", &format!("{:?}", AuthorityCredential::Opaque(&session.session_token)));
-    let renewed = RenewedTokens::new(
-        Some(session.session_jwt.clone()),
-        Some(session.session_token.clone()),
-        Some(SystemTime::now() + Duration::from_secs(60)),
-    );
+    let renewed = RenewedTokens::new()
+        .with_session_jwt(session.session_jwt.clone())
+        .with_session_token(session.session_token.clone())
+        .with_expires_at(SystemTime::now() + Duration::from_secs(60));
     check("RenewedTokens", &format!("{renewed:?}"));
     assert_eq!(renewed.session_jwt(), Some(session.session_jwt.as_str()), "still readable through the accessor");
 

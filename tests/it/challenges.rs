@@ -52,8 +52,7 @@ async fn respond(rejection: Rejection, client: Client) -> Response<Bytes> {
     // carries a credential that fails before any key is needed (or none at all).
     let project = StytchProject::consumer("project-test-00000000-0000-0000-0000-000000000000")
         .expect("project id")
-        .with_base_url("http://127.0.0.1:9")
-        .expect("base url");
+        .with_base_url("http://127.0.0.1:9");
     let config = GuardConfig::default()
         .with_login_url("/login")
         .expect("login url")

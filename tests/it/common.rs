@@ -53,7 +53,6 @@ pub(crate) fn project(issuer: &DevIssuer) -> StytchProject {
     StytchProject::consumer(issuer.project_id())
         .expect("project id")
         .with_base_url(issuer.base_url())
-        .expect("base url")
 }
 
 /// The issuer's consumer project with its secret: the Stytch authority confirms.
@@ -66,7 +65,6 @@ pub(crate) fn b2b_project_with_secret(issuer: &DevIssuer) -> StytchProject {
     StytchProject::b2b(issuer.project_id())
         .expect("project id")
         .with_base_url(issuer.base_url())
-        .expect("base url")
         .with_secret(issuer.secret())
 }
 

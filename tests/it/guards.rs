@@ -1397,12 +1397,12 @@ async fn guards_on_groups_and_nested_routers() {
 requirement!(RecentTotp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
 requirement!(Admin = Requirement::role("admin"));
 
-async fn recent_totp(Require(session, ..): Require<RecentTotp>) -> String {
-    format!("totp ok for {}", session.subject())
+async fn recent_totp(totp: Require<RecentTotp>) -> String {
+    format!("totp ok for {}", totp.subject())
 }
 
-async fn admin_only(Require(session, ..): Require<Admin>) -> String {
-    format!("admin ok for {}", session.subject())
+async fn admin_only(admin: Require<Admin>) -> String {
+    format!("admin ok for {}", admin.into_session().subject())
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tower_stepup::{
     AuthState, ConfigError, KeySource, OidcProfile, Session, SessionLayer, SessionLayerBuilder, SessionRejection,
-    StytchProject, TypPolicy,
+    StytchProject, TypPolicy, DEFAULT_JWT_COOKIE,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID};
 
@@ -601,8 +601,7 @@ async fn several_accepted_issuers() {
     // Stytch with a custom domain: `stytch.com/{project}` and the domain are both issuers.
     let project = StytchProject::consumer(issuer.project_id())
         .expect("project")
-        .with_custom_domain(format!("{}/", issuer.base_url()))
-        .expect("custom domain");
+        .with_custom_domain(format!("{}/", issuer.base_url()));
     let harness = Harness::start(SessionLayer::stytch(&project).build().await.expect("layer")).await;
     let cases = vec![
         ("stytch.com issuer", Spec::new().mint(&issuer, Dialect::Stytch), "ok"),
@@ -642,6 +641,14 @@ async fn several_accepted_issuers() {
     assert!(matches!(no_issuer, Err(ConfigError::Missing("issuer"))));
     let no_audience = SessionLayer::builder(KeySource::url(issuer.jwks_url())).with_issuer("i").build().await;
     assert!(matches!(no_audience, Err(ConfigError::Missing("audience"))));
+
+    // A Stytch project's unusable URL is reported by the preset's `build()`.
+    let insecure = crate::common::project(&issuer).with_base_url("http://stytch.example.com");
+    let error = SessionLayer::stytch(&insecure).with_lazy_start().build().await;
+    assert!(matches!(error, Err(ConfigError::Invalid { name: "Stytch base URL", .. })), "{error:?}");
+    let insecure = crate::common::project(&issuer).with_custom_domain("ftp://login.example.com");
+    let error = SessionLayer::stytch(&insecure).with_lazy_start().build().await;
+    assert!(matches!(error, Err(ConfigError::Invalid { name: "Stytch custom domain", .. })), "{error:?}");
 }
 
 // ------------------------------------------------------------------ typ and RFC 9068 claims
@@ -1001,6 +1008,20 @@ async fn cookies_and_bearer_precedence() {
     let access = Spec::new().subject("api-user").mint(&issuer, Dialect::Oidc);
     assert_eq!(oidc.text(oidc.get("/state").header(COOKIE, format!("stytch_session_jwt={access}"))).await, "anonymous");
     assert_eq!(oidc.text(oidc.get("/state").bearer_auth(&access)).await, "ok:api-user");
+
+    // The generic builder reads no cookie unless one is named: a Stytch JWT in the
+    // Stytch cookie is ignored, the same JWT as a bearer token is verified.
+    let generic = |issuer: &DevIssuer| {
+        SessionLayer::builder(KeySource::url(issuer.stytch_jwks_url()))
+            .with_issuer(issuer.stytch_issuer())
+            .with_audience(issuer.project_id())
+    };
+    let plain = Harness::start(generic(&issuer).build().await.expect("layer")).await;
+    assert_eq!(plain.text(plain.get("/state").header(COOKIE, &cookie)).await, "anonymous");
+    assert_eq!(plain.text(plain.get("/state").bearer_auth(&cookie_jwt)).await, "ok:cookie-user");
+    let named = generic(&issuer).with_jwt_cookie(Some(DEFAULT_JWT_COOKIE)).build().await.expect("layer");
+    let named = Harness::start(named).await;
+    assert_eq!(named.text(named.get("/state").header(COOKIE, &cookie)).await, "ok:cookie-user");
 }
 
 // ------------------------------------------------------------------ extractors
@@ -1199,8 +1220,7 @@ async fn stytch_expires_at_falls_back_to_exp() {
 #[tokio::test]
 async fn stytch_b2b_session_model() {
     let issuer = start_issuer().await;
-    let project =
-        StytchProject::b2b(issuer.project_id()).expect("project").with_base_url(issuer.base_url()).expect("base url");
+    let project = StytchProject::b2b(issuer.project_id()).expect("project").with_base_url(issuer.base_url());
     assert!(project.jwks_url().contains("/v1/b2b/sessions/jwks/"));
     let harness = Harness::start(SessionLayer::stytch(&project).build().await.expect("layer")).await;
     let token = issuer

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig, Endpoint};
-use tower_stepup::{JwksConfig, KeySource, Session, SessionLayer};
+use tower_stepup::{JwksConfig, KeySource, Session, SessionLayer, StytchProfile};
 
 mod report;
 
@@ -130,7 +130,10 @@ async fn hello(_session: Session) -> &'static str {
 async fn serve(addr: &str, kind: &str, jwks: &str, iss: &str, aud: &str) {
     let addr: SocketAddr = addr.parse().expect("ADDR");
     assert!(addr.ip().is_loopback(), "benchmarks listen on loopback only");
-    let builder = || SessionLayer::builder(KeySource::url(jwks)).with_issuer(iss).with_audience(aud);
+    // Stytch session JWTs: read with the Stytch profile, as before the generic builder stopped defaulting to it.
+    let builder = || {
+        SessionLayer::builder(KeySource::url(jwks)).with_issuer(iss).with_audience(aud).with_profile(StytchProfile::new())
+    };
     let app = match kind {
         "bare" => Router::new().route("/", get(|| async { "Hello, World!" })),
         "stepup" => Router::new().route("/", get(hello)).layer(builder().build().await.expect("layer")),
@@ -155,6 +158,7 @@ async fn flood(cooldown: Duration, requests: usize) {
     let layer = SessionLayer::builder(KeySource::url(issuer.stytch_jwks_url()))
         .with_issuer(issuer.stytch_issuer())
         .with_audience(issuer.project_id())
+        .with_profile(StytchProfile::new())
         .with_jwks_config(JwksConfig::default().with_unknown_kid_cooldown(cooldown))
         .build()
         .await

@@ -207,7 +207,7 @@ impl Authority for OtherSession {
         Box::pin(async move {
             let session = Session::builder(self.subject, "https://other.example").session_id(self.session_id).build();
             let renewed =
-                RenewedTokens::new(Some("other.session.jwt".to_owned()), Some("other-session-token".to_owned()), None);
+                RenewedTokens::new().with_session_jwt("other.session.jwt").with_session_token("other-session-token");
             Ok(Confirmation::new(session).with_renewed(renewed))
         })
     }
@@ -257,7 +257,7 @@ async fn introspection_answering(body: Value) -> String {
 async fn app_introspecting_at(issuer: &DevIssuer, url: &str, audience: Option<&str>) -> TestResultOf<Router> {
     let mut authority = IntrospectionAuthority::new(url, "client", "secret")?
         .with_issuer(issuer.issuer())
-        .with_timeout(Duration::from_millis(500))?;
+        .with_timeout(Duration::from_millis(500));
     if let Some(audience) = audience {
         authority = authority.with_audience(audience);
     }

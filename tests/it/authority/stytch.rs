@@ -183,7 +183,11 @@ async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult
     let issuer = DevIssuer::start().await?;
     let new = || StytchAuthority::new(&project_with_secret(&issuer));
     for bad in [Duration::ZERO, 4 * MINUTE, Duration::from_secs(299), 527_041 * MINUTE, Duration::MAX] {
-        let error = new()?.with_session_duration(bad).unwrap_err();
+        let error = new()?.with_session_duration(bad).check().unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
+        // A layer does not start with it.
+        let layer = tower_stepup::SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(new()?.with_session_duration(bad));
+        let error = layer.with_lazy_start().build().await.unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
     }
     assert_eq!(StytchAuthority::MIN_SESSION_DURATION, 5 * MINUTE);
@@ -193,7 +197,8 @@ async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult
     // Stytch's range: a confirmation with each succeeds.
     let session = issuer.create_session("user-duration", vec![DevFactor::password()]);
     for good in [StytchAuthority::MIN_SESSION_DURATION, StytchAuthority::MAX_SESSION_DURATION] {
-        let authority = new()?.with_session_duration(good)?;
+        let authority = new()?.with_session_duration(good);
+        authority.check()?;
         let confirmation = authority.authenticate(AuthorityCredential::Opaque(&session.session_token)).await?;
         assert_eq!(confirmation.session.subject(), "user-duration");
     }

@@ -11,7 +11,7 @@ use std::io::BufRead as _;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use http::{header, HeaderMap, HeaderValue};
-use tower_stepup::{AuthState, KeySource, SessionLayer};
+use tower_stepup::{AuthState, KeySource, SessionLayer, StytchProfile};
 
 /// The system allocator, counting live bytes.
 struct Counting;
@@ -56,7 +56,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn measure(runtime: &tokio::runtime::Runtime, args: &[String], tokens: &[String], count: usize, budget: Option<u64>) {
     let (jwks, iss, aud) = (&args[0], &args[1], &args[2]);
-    let mut builder = SessionLayer::builder(KeySource::url(jwks.as_str())).with_issuer(iss).with_audience(aud);
+    // Stytch session JWTs: read with the Stytch profile, as before the generic builder stopped defaulting to it.
+    let mut builder = SessionLayer::builder(KeySource::url(jwks.as_str()))
+        .with_issuer(iss)
+        .with_audience(aud)
+        .with_profile(StytchProfile::new());
     if let Some(bytes) = budget {
         builder = builder.with_session_cache_bytes(bytes);
     }
