@@ -70,7 +70,7 @@ async fn info(session: Session) -> Json<Value> {
 /// `fresh_within(300 ms)`; `/lenient` `fresh().fail_open()`; `/totp` a fresh TOTP
 /// step-up.
 fn routes(layer: SessionLayer) -> Router {
-    let totp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300));
+    let totp = Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300));
     Router::new()
         .route("/me", get(info))
         .route("/transfer", get(info).route_layer(Guard::authenticated().fresh()))

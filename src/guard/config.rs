@@ -22,8 +22,8 @@ use crate::session::FactorKind;
 ///
 /// let config = GuardConfig::default()
 ///     .with_acr_levels(["pwd", "mfa", "phr"])
-///     .with_factor_acr(FactorKind::Totp, "mfa")
-///     .with_factor_acr(FactorKind::WebAuthn, "phr")
+///     .with_factor_acr(FactorKind::TOTP, "mfa")
+///     .with_factor_acr(FactorKind::WEBAUTHN, "phr")
 ///     .with_login_url("/login")?
 ///     .with_step_up_url("/step-up")?;
 /// # Ok::<(), tower_stepup::ConfigError>(())
