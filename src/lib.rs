@@ -170,8 +170,7 @@ pub use guard::{
 };
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
-pub use jsonwebtoken::Algorithm;
-pub use jwks::{JwksConfig, KeySource};
+pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use service::SessionService;
