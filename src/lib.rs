@@ -39,9 +39,9 @@
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) or `rust-crypto`");
 
-pub mod authority;
+mod authority;
 mod cache;
-pub mod challenge;
+mod challenge;
 mod cookies;
 mod credential;
 mod error;
@@ -52,7 +52,7 @@ mod guard;
 mod http_client;
 mod jwks;
 mod layer;
-pub mod profile;
+mod profile;
 mod secret;
 mod service;
 mod session;
