@@ -1,39 +1,13 @@
-//! # tower-stepup
-//!
-//! Session verification and route-based ("just-in-time") step-up authentication for
-//! [tower] and [axum], for Stytch sessions and standard OAuth 2.0 / OpenID Connect
-//! access tokens.
-//!
-//! A [`SessionLayer`] on the router finds the credential of each request (bearer
-//! token, else session cookies), verifies JWTs locally against the issuer's cached
-//! JWKS, and puts an [`AuthState`] in the request extensions. It never rejects by
-//! itself; handlers read a typed [`Session`] through the extractor, and guards decide
-//! per route what is required.
-//!
-//! ```no_run
-//! use axum::{routing::get, Router};
-//! use tower_stepup::{Session, SessionLayer, StytchProject};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
-//! let app: Router = Router::new()
-//!     .route("/public", get(|| async { "hello" }))
-//!     .route("/me", get(|session: Session| async move { session.subject().to_owned() }))
-//!     .layer(SessionLayer::stytch(&project).build().await?);
-//! # Ok(()) }
-//! ```
-//!
-//! ## Crypto backend
-//!
-//! Exactly one `jsonwebtoken` backend must be compiled in: `aws-lc-rs` (default,
-//! fastest) or `rust-crypto` (pure Rust; build with `default-features = false,
-//! features = ["axum", "rust-crypto"]`). Selecting neither is a compile error
-//! rather than a panic at run time; selecting both (as `--all-features` does) uses
-//! aws-lc-rs.
-//!
-//! [tower]: https://docs.rs/tower
-//! [axum]: https://docs.rs/axum
-
+// The crate docs are the README, so docs.rs and the repository tell the same story
+// and the README's examples are compiled as doctests. They use axum; without the
+// `axum` feature a short summary stands in.
+#![cfg_attr(feature = "axum", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "Session verification and route-based (\"just-in-time\") step-up authentication for \
+           tower, for Stytch sessions and OAuth 2.0 / OpenID Connect access tokens. Build with \
+           the `axum` feature for the full documentation and the extractors."
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -58,11 +32,6 @@ mod service;
 mod session;
 mod stytch;
 mod verify;
-
-/// The README's examples, compiled as doctests.
-#[cfg(all(doctest, feature = "axum"))]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
 
 /// Thin wrappers around internals for the micro-benchmarks in `benches/` (hidden
 /// feature `__bench`). Not a public API: no semver guarantee, may change any time.

@@ -564,7 +564,11 @@ impl FactorKind {
 
     /// The kind named `value` (a Stytch factor `type`), known to this crate or not.
     pub fn parse(value: &str) -> Self {
-        Self::KNOWN.iter().find(|kind| kind.as_str() == value).cloned().unwrap_or_else(|| Self(Cow::Owned(value.to_owned())))
+        Self::KNOWN
+            .iter()
+            .find(|kind| kind.as_str() == value)
+            .cloned()
+            .unwrap_or_else(|| Self(Cow::Owned(value.to_owned())))
     }
 
     /// The wire name (Stytch `type`).
