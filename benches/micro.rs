@@ -219,14 +219,14 @@ fn guards(c: &mut Criterion, fixture: &Fixture) {
     let config = GuardConfig::default();
     let five_minutes = Duration::from_secs(300);
     let authenticated = Requirement::authenticated();
-    let totp = Requirement::factor(FactorKind::Totp).within(five_minutes);
+    let totp = Requirement::factor(FactorKind::TOTP).within(five_minutes);
     let composite = Requirement::any([
-        Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(600)),
-        Requirement::factor(FactorKind::Totp).within(five_minutes),
+        Requirement::factor(FactorKind::WEBAUTHN).within(Duration::from_secs(600)),
+        Requirement::factor(FactorKind::TOTP).within(five_minutes),
     ])
     .and(Requirement::role("editor"));
     let secure = Requirement::secure_session();
-    let unmet = Requirement::factor(FactorKind::WebAuthn).within(five_minutes);
+    let unmet = Requirement::factor(FactorKind::WEBAUTHN).within(five_minutes);
     for requirement in [&authenticated, &totp, &composite, &secure] {
         assert!(requirement.is_met(&session, &config, SystemTime::now()), "{requirement:?}");
     }
@@ -253,7 +253,7 @@ fn challenges(c: &mut Criterion, fixture: &Fixture) {
     let layer = fixture.layer(Some(0));
     let session = session(fixture, &layer);
     let config = GuardConfig::default();
-    let requirement = Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(300));
+    let requirement = Requirement::factor(FactorKind::WEBAUTHN).within(Duration::from_secs(300));
     let step_up = requirement.shortfall(&session, &config, SystemTime::now()).unwrap().step_up.unwrap();
     let step_up = Rejection::StepUp(step_up);
     let challenge = DefaultChallenge;

@@ -39,8 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let guards = GuardConfig::default()
         .with_acr_levels(["pwd", "mfa", "phr"])
-        .with_factor_acr(FactorKind::Totp, "mfa")
-        .with_factor_acr(FactorKind::WebAuthn, "phr")
+        .with_factor_acr(FactorKind::TOTP, "mfa")
+        .with_factor_acr(FactorKind::WEBAUTHN, "phr")
         .with_realm("demo");
     let sessions = SessionLayer::stytch(&project)
         .with_guard_config(guards)
@@ -49,9 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    let any_mfa = Requirement::any_factor([FactorKind::Totp, FactorKind::WebAuthn], Some(FIVE_MINUTES))
-        .or(Requirement::factor(FactorKind::Otp).delivered_by("sms").within(FIVE_MINUTES));
-    let strong = Requirement::any_factor([FactorKind::WebAuthn, FactorKind::Totp], Some(FIVE_MINUTES));
+    let any_mfa = Requirement::any_factor([FactorKind::TOTP, FactorKind::WEBAUTHN], Some(FIVE_MINUTES))
+        .or(Requirement::factor(FactorKind::OTP).delivered_by("sms").within(FIVE_MINUTES));
+    let strong = Requirement::any_factor([FactorKind::WEBAUTHN, FactorKind::TOTP], Some(FIVE_MINUTES));
     let app = Router::new()
         .route("/public", get(|| async { "public: no session needed\n" }))
         .route("/me", get(me))

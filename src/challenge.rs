@@ -155,7 +155,16 @@ pub trait Challenge: Send + Sync + 'static {
     fn respond(&self, rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes>;
 }
 
-/// The built-in challenge format (see the [module docs](self)).
+/// The built-in challenge format: what a client gets when a route's requirement is
+/// not met.
+///
+/// - API clients get RFC 6750 / RFC 9470 `WWW-Authenticate` challenges, plus an
+///   RFC 9457 `application/problem+json` body when they accept JSON.
+/// - Browsers (cookie credential or none, `Accept: text/html`) are redirected with
+///   `303` to the configured login or step-up page, carrying a same-origin
+///   `return_to`.
+///
+/// Replace the format with your own [`Challenge`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultChallenge;
 

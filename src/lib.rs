@@ -1,39 +1,13 @@
-//! # tower-stepup
-//!
-//! Session verification and route-based ("just-in-time") step-up authentication for
-//! [tower] and [axum], for Stytch sessions and standard OAuth 2.0 / OpenID Connect
-//! access tokens.
-//!
-//! A [`SessionLayer`] on the router finds the credential of each request (bearer
-//! token, else session cookies), verifies JWTs locally against the issuer's cached
-//! JWKS, and puts an [`AuthState`] in the request extensions. It never rejects by
-//! itself; handlers read a typed [`Session`] through the extractor, and guards decide
-//! per route what is required.
-//!
-//! ```no_run
-//! use axum::{routing::get, Router};
-//! use tower_stepup::{Session, SessionLayer, StytchProject};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
-//! let app: Router = Router::new()
-//!     .route("/public", get(|| async { "hello" }))
-//!     .route("/me", get(|session: Session| async move { session.subject().to_owned() }))
-//!     .layer(SessionLayer::stytch(&project).build().await?);
-//! # Ok(()) }
-//! ```
-//!
-//! ## Crypto backend
-//!
-//! Exactly one `jsonwebtoken` backend must be compiled in: `aws-lc-rs` (default,
-//! fastest) or `rust-crypto` (pure Rust; build with `default-features = false,
-//! features = ["axum", "rust-crypto"]`). Selecting neither is a compile error
-//! rather than a panic at run time; selecting both (as `--all-features` does) uses
-//! aws-lc-rs.
-//!
-//! [tower]: https://docs.rs/tower
-//! [axum]: https://docs.rs/axum
-
+// The crate docs are the README, so docs.rs and the repository tell the same story
+// and the README's examples are compiled as doctests. They use axum; without the
+// `axum` feature a short summary stands in.
+#![cfg_attr(feature = "axum", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "Session verification and route-based (\"just-in-time\") step-up authentication for \
+           tower, for Stytch sessions and OAuth 2.0 / OpenID Connect access tokens. Build with \
+           the `axum` feature for the full documentation and the extractors."
+)]
 // Module graph, top-down (each module imports only modules below it):
 //
 //   layer            SessionLayer, its builder          -> service, state, and the leaves
@@ -51,15 +25,14 @@
 //   rejection        Rejection, StepUpRequired, Forbidden, Shortfall -> session, error
 //   leaves           authority, jwks, verify, cache, cookies, credential, profile, stytch,
 //                    http_client, secret, session, error (none imports a module above)
-
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) or `rust-crypto`");
 
-pub mod authority;
+mod authority;
 mod cache;
-pub mod challenge;
+mod challenge;
 mod cookies;
 mod credential;
 mod error;
@@ -70,7 +43,7 @@ mod guard;
 mod http_client;
 mod jwks;
 mod layer;
-pub mod profile;
+mod profile;
 mod rejection;
 mod secret;
 mod service;
@@ -78,11 +51,6 @@ mod session;
 mod state;
 mod stytch;
 mod verify;
-
-/// The README's examples, compiled as doctests.
-#[cfg(all(doctest, feature = "axum"))]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
 
 /// Thin wrappers around internals for the micro-benchmarks in `benches/` (hidden
 /// feature `__bench`). Not a public API: no semver guarantee, may change any time.
@@ -192,8 +160,7 @@ pub use future::SessionFuture;
 pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
-pub use jsonwebtoken::Algorithm;
-pub use jwks::{JwksConfig, KeySource};
+pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};

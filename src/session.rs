@@ -1,5 +1,6 @@
 //! The model handlers see: [`Session`], its [`Factor`]s, and the per-request [`AuthState`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,14 +73,14 @@ pub enum TokenKind {
 ///
 /// let session = Session::builder("user-123", "stytch.com/project-test-1")
 ///     .session_id("session-abc")
-///     .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(SystemTime::now()))
+///     .factor(Factor::new(FactorKind::TOTP).with_last_authenticated_at(SystemTime::now()))
 ///     .role("admin")
 ///     .claims(serde_json::json!({ "plan": "pro" }))
 ///     .build();
 ///
 /// assert_eq!(session.subject(), "user-123");
 /// assert!(session.has_role("admin"));
-/// assert!(session.factors().iter().any(|f| f.kind == FactorKind::Totp));
+/// assert!(session.factors().iter().any(|f| f.kind == FactorKind::TOTP));
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Plan { plan: String }
@@ -439,7 +440,7 @@ impl Organization {
 /// ```
 /// use tower_stepup::{Factor, FactorKind};
 ///
-/// let factor = Factor::new(FactorKind::Otp).with_delivery_method("sms");
+/// let factor = Factor::new(FactorKind::OTP).with_delivery_method("sms");
 /// assert_eq!(factor.kind.as_str(), "otp");
 /// assert_eq!(factor.delivery_method.as_deref(), Some("sms"));
 /// ```
@@ -482,86 +483,104 @@ impl Factor {
     }
 }
 
-/// The kind of an authentication factor.
+/// The kind of an authentication factor: its wire name (Stytch `type`, or the name an
+/// `amr` value maps to).
 ///
-/// An open set: a value this crate does not know yet parses as [`FactorKind::Other`]
-/// instead of failing, so a new Stytch factor type never breaks verification.
+/// An open set, as [`http::Method`] is: associated constants name the factor types
+/// Stytch documents, and any other value parses to a kind that keeps the name as sent,
+/// so a new Stytch factor type never breaks verification. Equality is by name, so a
+/// constant added in a later release compares equal to the same name parsed today:
+/// code written against the name keeps its meaning.
+///
+/// Cheap to clone and compare: the known names are `&'static str`, without allocation.
+/// Serialized and deserialized as the plain name.
 ///
 /// # Example
 ///
 /// ```
 /// use tower_stepup::FactorKind;
 ///
-/// assert_eq!(FactorKind::parse("totp"), FactorKind::Totp);
-/// assert_eq!(FactorKind::parse("retina_scan").as_str(), "retina_scan");
+/// assert_eq!(FactorKind::parse("totp"), FactorKind::TOTP);
+/// assert_eq!(FactorKind::TOTP.as_str(), "totp");
+/// let unknown = FactorKind::from("retina_scan");
+/// assert_eq!(unknown.as_str(), "retina_scan");
+/// assert_eq!(unknown, FactorKind::parse("retina_scan"));
+/// assert_eq!(unknown.to_string(), "retina_scan");
 /// ```
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FactorKind {
-    /// Email magic link.
-    MagicLink,
-    /// One-time passcode (SMS, WhatsApp, email, …; see the delivery method).
-    Otp,
-    /// OAuth login with an identity provider.
-    OAuth,
-    /// WebAuthn / passkey.
-    WebAuthn,
-    /// Time-based one-time password from an authenticator app.
-    Totp,
-    /// Crypto wallet.
-    Crypto,
-    /// Password.
-    Password,
-    /// Signature challenge.
-    SignatureChallenge,
-    /// Enterprise SSO (SAML / OIDC).
-    Sso,
-    /// Imported from another system.
-    Imported,
-    /// Recovery codes.
-    RecoveryCodes,
-    /// Email one-time passcode.
-    EmailOtp,
-    /// Impersonation by an administrator.
-    Impersonated,
-    /// A trusted auth token.
-    TrustedAuthToken,
-    /// Any other value, kept as sent.
-    Other(String),
-}
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FactorKind(Cow<'static, str>);
 
 impl FactorKind {
-    const KNOWN: [(&'static str, FactorKind); 14] = [
-        ("magic_link", FactorKind::MagicLink),
-        ("otp", FactorKind::Otp),
-        ("oauth", FactorKind::OAuth),
-        ("webauthn", FactorKind::WebAuthn),
-        ("totp", FactorKind::Totp),
-        ("crypto", FactorKind::Crypto),
-        ("password", FactorKind::Password),
-        ("signature_challenge", FactorKind::SignatureChallenge),
-        ("sso", FactorKind::Sso),
-        ("imported", FactorKind::Imported),
-        ("recovery_codes", FactorKind::RecoveryCodes),
-        ("email_otp", FactorKind::EmailOtp),
-        ("impersonated", FactorKind::Impersonated),
-        ("trusted_auth_token", FactorKind::TrustedAuthToken),
+    /// Email magic link (`magic_link`).
+    pub const MAGIC_LINK: Self = Self::known("magic_link");
+    /// One-time passcode (`otp`: SMS, WhatsApp, email, …; see the delivery method).
+    pub const OTP: Self = Self::known("otp");
+    /// OAuth login with an identity provider (`oauth`).
+    pub const OAUTH: Self = Self::known("oauth");
+    /// WebAuthn / passkey (`webauthn`).
+    pub const WEBAUTHN: Self = Self::known("webauthn");
+    /// Time-based one-time password from an authenticator app (`totp`).
+    pub const TOTP: Self = Self::known("totp");
+    /// Crypto wallet (`crypto`).
+    pub const CRYPTO: Self = Self::known("crypto");
+    /// Password (`password`).
+    pub const PASSWORD: Self = Self::known("password");
+    /// Signature challenge (`signature_challenge`).
+    pub const SIGNATURE_CHALLENGE: Self = Self::known("signature_challenge");
+    /// Enterprise SSO, SAML or OIDC (`sso`).
+    pub const SSO: Self = Self::known("sso");
+    /// Imported from another system (`imported`).
+    pub const IMPORTED: Self = Self::known("imported");
+    /// Recovery codes (`recovery_codes`).
+    pub const RECOVERY_CODES: Self = Self::known("recovery_codes");
+    /// Email one-time passcode (`email_otp`).
+    pub const EMAIL_OTP: Self = Self::known("email_otp");
+    /// Impersonation by an administrator (`impersonated`).
+    pub const IMPERSONATED: Self = Self::known("impersonated");
+    /// A trusted auth token (`trusted_auth_token`).
+    pub const TRUSTED_AUTH_TOKEN: Self = Self::known("trusted_auth_token");
+
+    /// The named constants, so parsing a known name borrows instead of allocating.
+    const KNOWN: [Self; 14] = [
+        Self::MAGIC_LINK,
+        Self::OTP,
+        Self::OAUTH,
+        Self::WEBAUTHN,
+        Self::TOTP,
+        Self::CRYPTO,
+        Self::PASSWORD,
+        Self::SIGNATURE_CHALLENGE,
+        Self::SSO,
+        Self::IMPORTED,
+        Self::RECOVERY_CODES,
+        Self::EMAIL_OTP,
+        Self::IMPERSONATED,
+        Self::TRUSTED_AUTH_TOKEN,
     ];
 
-    /// Parses a Stytch factor `type`; unknown values become [`FactorKind::Other`].
+    const fn known(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
+    /// The kind named `value` (a Stytch factor `type`), known to this crate or not.
     pub fn parse(value: &str) -> Self {
         Self::KNOWN
             .iter()
-            .find(|(name, _)| *name == value)
-            .map_or_else(|| Self::Other(value.to_owned()), |(_, kind)| kind.clone())
+            .find(|kind| kind.as_str() == value)
+            .cloned()
+            .unwrap_or_else(|| Self(Cow::Owned(value.to_owned())))
     }
 
     /// The wire name (Stytch `type`).
     pub fn as_str(&self) -> &str {
-        match self {
-            Self::Other(value) => value,
-            known => Self::KNOWN.iter().find(|(_, kind)| kind == known).map_or("", |(name, _)| name),
-        }
+        &self.0
+    }
+}
+
+impl fmt::Debug for FactorKind {
+    // The name alone, as `http::Method` prints: the variant-free type has nothing else.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -574,6 +593,53 @@ impl fmt::Display for FactorKind {
 impl From<&str> for FactorKind {
     fn from(value: &str) -> Self {
         Self::parse(value)
+    }
+}
+
+impl From<String> for FactorKind {
+    fn from(value: String) -> Self {
+        match Self::KNOWN.iter().find(|kind| kind.as_str() == value) {
+            Some(kind) => kind.clone(),
+            None => Self(Cow::Owned(value)),
+        }
+    }
+}
+
+impl std::str::FromStr for FactorKind {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(value))
+    }
+}
+
+impl AsRef<str> for FactorKind {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for FactorKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FactorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for FactorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FactorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
     }
 }
 
@@ -598,7 +664,7 @@ mod tests {
         let now = 1_000_000;
         let auth_time = |t| Session::builder("u", "i").auth_time(at(t)).build();
         let factor = |t| {
-            Session::builder("u", "i").factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(at(t))).build()
+            Session::builder("u", "i").factor(Factor::new(FactorKind::TOTP).with_last_authenticated_at(at(t))).build()
         };
         for session in [auth_time(now + 30), factor(now + 30), auth_time(now - 3600), factor(now)] {
             assert_eq!(kind(&session, now), None);
@@ -608,9 +674,9 @@ mod tests {
         }
         // One factor in the future is enough, whatever the others say.
         let mixed = Session::builder("u", "i")
-            .factor(Factor::new(FactorKind::Password).with_last_authenticated_at(at(now - 10)))
-            .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(at(now + 3600)))
-            .factor(Factor::new(FactorKind::MagicLink))
+            .factor(Factor::new(FactorKind::PASSWORD).with_last_authenticated_at(at(now - 10)))
+            .factor(Factor::new(FactorKind::TOTP).with_last_authenticated_at(at(now + 3600)))
+            .factor(Factor::new(FactorKind::MAGIC_LINK))
             .build();
         assert_eq!(kind(&mixed, now), Some(AuthErrorKind::InvalidClaim));
     }
@@ -634,11 +700,37 @@ mod tests {
         let session = Session::builder("u", "i")
             .session_expires_at(far)
             .auth_time(far)
-            .factor(Factor::new(FactorKind::Totp).with_last_authenticated_at(UNIX_EPOCH))
+            .factor(Factor::new(FactorKind::TOTP).with_last_authenticated_at(UNIX_EPOCH))
             .build();
         assert_eq!(session.check_times(SystemTime::now(), LEEWAY).unwrap_err().kind(), AuthErrorKind::InvalidClaim);
         let ended = Session::builder("u", "i").session_expires_at(UNIX_EPOCH).build();
         assert_eq!(ended.check_times(far, Duration::MAX).err(), None);
         assert_eq!(ended.check_times(far, LEEWAY).unwrap_err().kind(), AuthErrorKind::Expired);
+    }
+
+    #[test]
+    fn factor_kind_is_an_open_name_compared_by_name() {
+        assert_eq!(FactorKind::parse("totp"), FactorKind::TOTP);
+        assert_eq!(FactorKind::from("webauthn"), FactorKind::WEBAUTHN);
+        assert_eq!(FactorKind::from(String::from("sso")), FactorKind::SSO);
+        assert_eq!("email_otp".parse::<FactorKind>(), Ok(FactorKind::EMAIL_OTP));
+        // A known name parses to the borrowed constant: no allocation on the guard path.
+        assert!(matches!(FactorKind::parse("otp").0, Cow::Borrowed(_)));
+        let unknown = FactorKind::parse("retina_scan");
+        assert_eq!(unknown.as_str(), "retina_scan");
+        assert_eq!(unknown, FactorKind::parse("retina_scan"));
+        assert_ne!(unknown, FactorKind::TOTP);
+        assert_eq!(unknown, "retina_scan");
+        assert_eq!(format!("{unknown} {unknown:?} {}", FactorKind::MAGIC_LINK), "retina_scan retina_scan magic_link");
+        for kind in FactorKind::KNOWN {
+            assert_eq!(FactorKind::parse(kind.as_str()), kind);
+        }
+    }
+
+    #[test]
+    fn factor_kind_serializes_as_its_name() {
+        assert_eq!(serde_json::to_value(FactorKind::RECOVERY_CODES).ok(), Some(Value::from("recovery_codes")));
+        let parsed: Vec<FactorKind> = serde_json::from_str(r#"["password","face"]"#).unwrap_or_default();
+        assert_eq!(parsed, [FactorKind::PASSWORD, FactorKind::parse("face")]);
     }
 }

@@ -4,13 +4,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use jsonwebtoken::Algorithm;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::jwks::KeySet;
+use crate::jwks::{Algorithm, KeySet};
 use crate::profile::{ClaimProfile, VerifiedClaims};
 use crate::session::Session;
 
@@ -202,7 +201,7 @@ impl Verifier {
             return Err(AuthErrorKind::AlgorithmMismatch.into());
         }
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key.key, algorithm) {
+        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key.key, algorithm.to_jsonwebtoken()) {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err(AuthErrorKind::InvalidSignature.into()),
         }

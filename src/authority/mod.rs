@@ -154,6 +154,15 @@ impl fmt::Debug for RenewedTokens {
     }
 }
 
+/// The issuing server as the source of truth: "is this session still alive, and
+/// what does it look like now?"
+///
+/// Used for opaque tokens (which cannot be checked locally), for guards marked
+/// [`fresh`](crate::Guard::fresh) (a locally valid JWT can belong to a session
+/// revoked a minute ago), and to renew an expired Stytch JWT from its session token.
+/// Two implementations are built in: [`StytchAuthority`]
+/// (`POST /v1/sessions/authenticate`) and [`IntrospectionAuthority`] (RFC 7662).
+///
 /// The issuing server's view of a credential.
 ///
 /// Return errors of kind [`SessionRevoked`](crate::AuthErrorKind::SessionRevoked)

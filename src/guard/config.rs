@@ -25,8 +25,8 @@ const DEFAULT_REALM: &str = "api";
 ///
 /// let config = GuardConfig::default()
 ///     .with_acr_levels(["pwd", "mfa", "phr"])
-///     .with_factor_acr(FactorKind::Totp, "mfa")
-///     .with_factor_acr(FactorKind::WebAuthn, "phr")
+///     .with_factor_acr(FactorKind::TOTP, "mfa")
+///     .with_factor_acr(FactorKind::WEBAUTHN, "phr")
 ///     .with_login_url("/login")?
 ///     .with_step_up_url("/step-up")?;
 /// # Ok::<(), tower_stepup::ConfigError>(())

@@ -24,7 +24,7 @@ pub trait RequirementSpec: Send + Sync + 'static {
 /// use std::time::Duration;
 /// use tower_stepup::{requirement, FactorKind, Requirement};
 ///
-/// requirement!(pub RecentTotp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
+/// requirement!(pub RecentTotp = Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300)));
 /// requirement!(Admin = Requirement::role("admin"));
 /// ```
 #[macro_export]

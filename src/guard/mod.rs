@@ -60,8 +60,8 @@ use crate::state::{missing_layer, Confirmed, CookieUpdate, LayerHandle, LayerSta
 ///     .route(
 ///         "/transfer",
 ///         get(|| async { "sent" }).route_layer(Guard::new(Requirement::any([
-///             Requirement::factor(FactorKind::WebAuthn).within(five_minutes),
-///             Requirement::factor(FactorKind::Totp).within(five_minutes),
+///             Requirement::factor(FactorKind::WEBAUTHN).within(five_minutes),
+///             Requirement::factor(FactorKind::TOTP).within(five_minutes),
 ///         ]))),
 ///     );
 /// // .layer(session_layer) goes on the outer router.

@@ -21,8 +21,8 @@ use crate::session::{FactorKind, Session};
 /// let five_minutes = Duration::from_secs(300);
 /// // "webauthn within 10 minutes, or totp within 5 minutes", and the admin role
 /// let requirement = Requirement::any([
-///     Requirement::factor(FactorKind::WebAuthn).within(Duration::from_secs(600)),
-///     Requirement::factor(FactorKind::Totp).within(five_minutes),
+///     Requirement::factor(FactorKind::WEBAUTHN).within(Duration::from_secs(600)),
+///     Requirement::factor(FactorKind::TOTP).within(five_minutes),
 /// ])
 /// .and(Requirement::role("admin"));
 /// # let _ = requirement;
@@ -240,7 +240,7 @@ impl Requirement {
     /// use std::time::Duration;
     /// use tower_stepup::{FactorKind, Requirement};
     ///
-    /// let strong = Requirement::all_factors([FactorKind::Password, FactorKind::Totp], None);
+    /// let strong = Requirement::all_factors([FactorKind::PASSWORD, FactorKind::TOTP], None);
     /// assert!(strong.validate().is_ok());
     ///
     /// let configured: Vec<FactorKind> = Vec::new(); // an empty setting
@@ -442,15 +442,19 @@ fn category(kind: &FactorKind, delivery: Option<&str>) -> u8 {
     const EMAIL_OR_OAUTH: u8 = 1;
     const PHONE: u8 = 2;
     const STRONG: u8 = 4;
-    match kind {
-        FactorKind::MagicLink | FactorKind::EmailOtp | FactorKind::OAuth | FactorKind::Sso => EMAIL_OR_OAUTH,
-        FactorKind::Otp => match delivery {
+    // Constants of an open name type are compared, not matched as patterns.
+    if [FactorKind::MAGIC_LINK, FactorKind::EMAIL_OTP, FactorKind::OAUTH, FactorKind::SSO].contains(kind) {
+        EMAIL_OR_OAUTH
+    } else if *kind == FactorKind::OTP {
+        match delivery {
             Some("sms" | "whatsapp" | "voice") => PHONE,
             Some("email") => EMAIL_OR_OAUTH,
             _ => 0,
-        },
-        FactorKind::WebAuthn | FactorKind::Totp => STRONG,
-        _ => 0,
+        }
+    } else if *kind == FactorKind::WEBAUTHN || *kind == FactorKind::TOTP {
+        STRONG
+    } else {
+        0
     }
 }
 
@@ -485,19 +489,19 @@ mod tests {
         let config = GuardConfig::default();
         let now = SystemTime::now();
         let s = session(vec![
-            Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(600)),
-            Factor::new(FactorKind::Otp).with_delivery_method("sms").with_last_authenticated_at(ago(10)),
+            Factor::new(FactorKind::TOTP).with_last_authenticated_at(ago(600)),
+            Factor::new(FactorKind::OTP).with_delivery_method("sms").with_last_authenticated_at(ago(10)),
         ]);
-        assert!(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(900)).is_met(&s, &config, now));
-        assert!(!Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)).is_met(&s, &config, now));
-        assert!(Requirement::from(Requirement::factor(FactorKind::Otp).delivered_by("sms")).is_met(&s, &config, now));
-        assert!(!Requirement::from(Requirement::factor(FactorKind::Otp).delivered_by("email")).is_met(&s, &config, now));
-        let either = Requirement::factor(FactorKind::WebAuthn)
+        assert!(Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(900)).is_met(&s, &config, now));
+        assert!(!Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300)).is_met(&s, &config, now));
+        assert!(Requirement::from(Requirement::factor(FactorKind::OTP).delivered_by("sms")).is_met(&s, &config, now));
+        assert!(!Requirement::from(Requirement::factor(FactorKind::OTP).delivered_by("email")).is_met(&s, &config, now));
+        let either = Requirement::factor(FactorKind::WEBAUTHN)
             .within(Duration::from_secs(600))
-            .or(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
+            .or(Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300)));
         let shortfall = either.shortfall(&s, &config, now).unwrap();
         let step_up = shortfall.step_up.unwrap();
-        assert_eq!(step_up.factors, [FactorKind::WebAuthn, FactorKind::Totp]);
+        assert_eq!(step_up.factors, [FactorKind::WEBAUTHN, FactorKind::TOTP]);
         assert_eq!(step_up.max_age, Some(Duration::from_secs(300)));
         assert!(shortfall.forbidden.is_none());
     }
@@ -507,7 +511,7 @@ mod tests {
         let config = GuardConfig::default();
         let now = SystemTime::now();
         let s = session(vec![]);
-        let requirement = Requirement::factor(FactorKind::Totp).and(Requirement::role("admin"));
+        let requirement = Requirement::factor(FactorKind::TOTP).and(Requirement::role("admin"));
         let shortfall = requirement.shortfall(&s, &config, now).unwrap();
         assert!(shortfall.step_up.is_none());
         assert_eq!(shortfall.forbidden.unwrap().roles, ["admin"]);
@@ -529,9 +533,9 @@ mod tests {
     fn secure_session_rule() {
         let now = SystemTime::now();
         let config = GuardConfig::default();
-        let email = Factor::new(FactorKind::MagicLink).with_last_authenticated_at(ago(7200));
-        let totp_recent = Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(60));
-        let totp_old = Factor::new(FactorKind::Totp).with_last_authenticated_at(ago(7200));
+        let email = Factor::new(FactorKind::MAGIC_LINK).with_last_authenticated_at(ago(7200));
+        let totp_recent = Factor::new(FactorKind::TOTP).with_last_authenticated_at(ago(60));
+        let totp_old = Factor::new(FactorKind::TOTP).with_last_authenticated_at(ago(7200));
         let secure = Requirement::secure_session();
         assert!(secure.is_met(&session(vec![email.clone(), totp_recent.clone()]), &config, now));
         assert!(!secure.is_met(&session(vec![email.clone(), totp_old]), &config, now));

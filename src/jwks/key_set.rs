@@ -6,9 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
+use super::Algorithm;
 use crate::error::{AuthError, AuthErrorKind};
 
 /// One verification key, its algorithm pinned when the set was loaded.

@@ -12,16 +12,17 @@
 //! bounded), and when a fetch fails the last good set keeps serving, up to
 //! [`JwksConfig::with_max_stale`].
 
+mod algorithm;
 mod key_set;
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub(crate) use key_set::KeySet;
 
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
@@ -253,7 +254,7 @@ impl JwksConfig {
         if self.fetch_timeout.is_zero() {
             return Err(ConfigError::invalid("fetch timeout", "must be above zero"));
         }
-        if self.algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
+        if self.algorithms.iter().any(|a| a.is_hmac()) {
             return Err(ConfigError::invalid("algorithms", "HMAC algorithms cannot be used with a public key set"));
         }
         if self.algorithms.is_empty() {

@@ -85,7 +85,8 @@ pub(crate) fn strings(value: Value, name: &'static str) -> Result<Vec<String>, A
     }
 }
 
-/// Turns verified claims into a [`Session`].
+/// Turns verified claims into a [`Session`]. Two are built in, [`StytchProfile`] and
+/// [`OidcProfile`]; implement it for anything else.
 ///
 /// Called once per token (results are cached by the layer), after the signature and
 /// registered claims were checked. Return an [`AuthError`] of kind

@@ -20,7 +20,7 @@ use crate::verify::{numeric_date, secs_to_time};
 ///
 /// `amr` values map to factor kinds per RFC 8176: `pwd` → password, `otp` → otp,
 /// `sms` → otp delivered by sms, `tel` → otp delivered by voice, `hwk` → webauthn;
-/// others are kept as [`FactorKind::Other`] (`mfa` is a summary, not a factor).
+/// others keep their name as a [`FactorKind`] (`mfa` is a summary, not a factor).
 ///
 /// # Example
 ///
@@ -64,13 +64,13 @@ impl OidcProfile {
 /// The factor an RFC 8176 `amr` value stands for, if it stands for one.
 pub(crate) fn amr_factor(amr: &str) -> Option<Factor> {
     Some(match amr {
-        "pwd" => Factor::new(FactorKind::Password),
-        "otp" => Factor::new(FactorKind::Otp),
-        "sms" => Factor::new(FactorKind::Otp).with_delivery_method("sms"),
-        "tel" => Factor::new(FactorKind::Otp).with_delivery_method("voice"),
-        "hwk" => Factor::new(FactorKind::WebAuthn),
+        "pwd" => Factor::new(FactorKind::PASSWORD),
+        "otp" => Factor::new(FactorKind::OTP),
+        "sms" => Factor::new(FactorKind::OTP).with_delivery_method("sms"),
+        "tel" => Factor::new(FactorKind::OTP).with_delivery_method("voice"),
+        "hwk" => Factor::new(FactorKind::WEBAUTHN),
         "mfa" | "mca" => return None,
-        other => Factor::new(FactorKind::Other(other.to_owned())),
+        other => Factor::new(FactorKind::parse(other)),
     })
 }
 

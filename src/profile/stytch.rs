@@ -186,7 +186,7 @@ mod tests {
         };
         let session = StytchProfile::new().session(claims).unwrap();
         assert_eq!(session.auth_time(), Some(parse_rfc3339("2026-01-01T10:05:00Z").unwrap()));
-        assert_eq!(session.factors()[2].kind, FactorKind::Other("brand_new_factor".into()));
+        assert_eq!(session.factors()[2].kind, FactorKind::parse("brand_new_factor"));
         assert_eq!(session.session_expires_at(), Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));
     }
 }

@@ -60,12 +60,8 @@ async fn respond(rejection: Rejection, client: Client) -> Response<Bytes> {
         .expect("step-up url")
         .with_challenge(Render(rejection))
         .with_realm("shop");
-    let layer = SessionLayer::stytch(&project)
-        .with_lazy_start()
-        .with_guard_config(config)
-        .build()
-        .await
-        .expect("layer");
+    let layer =
+        SessionLayer::stytch(&project).with_lazy_start().with_guard_config(config).build().await.expect("layer");
     let app = Router::new().route("/pay", get(|| async { "paid" }).route_layer(Guard::authenticated())).layer(layer);
     let mut request = Request::get("/pay?x=1");
     request = match client {
@@ -87,7 +83,7 @@ fn step_up() -> StepUpRequired {
     let mut step_up = StepUpRequired::default();
     step_up.acr_values = vec!["aal2".to_owned(), "aal3".to_owned()];
     step_up.max_age = Some(Duration::from_secs(300));
-    step_up.factors = vec![FactorKind::Totp];
+    step_up.factors = vec![FactorKind::TOTP];
     step_up
 }
 

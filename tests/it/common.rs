@@ -50,9 +50,7 @@ pub(crate) fn jwks_fetches(issuer: &DevIssuer) -> usize {
 /// The issuer's consumer project, verified locally only (no secret, so no
 /// authority: fresh routes cannot confirm).
 pub(crate) fn project(issuer: &DevIssuer) -> StytchProject {
-    StytchProject::consumer(issuer.project_id())
-        .expect("project id")
-        .with_base_url(issuer.base_url())
+    StytchProject::consumer(issuer.project_id()).expect("project id").with_base_url(issuer.base_url())
 }
 
 /// The issuer's consumer project with its secret: the Stytch authority confirms.
@@ -96,7 +94,7 @@ pub(crate) async fn info(session: Session) -> Json<Value> {
 /// `/totp` (a TOTP within 5 minutes, fresh), `/admin` (scope, fresh within a minute),
 /// `/admin-fresh` (scope, fresh).
 pub(crate) fn routes(layer: SessionLayer) -> Router {
-    let totp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300));
+    let totp = Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300));
     let admin = Requirement::scope("admin");
     Router::new()
         .route("/me", get(info))

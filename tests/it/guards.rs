@@ -198,15 +198,15 @@ async fn body_text(response: Response<Body>) -> String {
 #[tokio::test]
 async fn factor_kind_recency_and_delivery_on_stytch_sessions() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = levels().with_factor_acr(FactorKind::Totp, "mfa");
+    let config = levels().with_factor_acr(FactorKind::TOTP, "mfa");
     let app = Router::new()
         .merge(guarded("/auth", Requirement::authenticated()))
-        .merge(guarded("/totp", Requirement::factor(FactorKind::Totp)))
-        .merge(guarded("/totp-5m", Requirement::factor(FactorKind::Totp).within(mins(5))))
-        .merge(guarded("/webauthn-5m", Requirement::factor(FactorKind::WebAuthn).within(mins(5))))
-        .merge(guarded("/sms", Requirement::factor(FactorKind::Otp).delivered_by("sms")))
-        .merge(guarded("/email-otp", Requirement::factor(FactorKind::Otp).delivered_by("email")))
-        .merge(guarded("/sms-5m", Requirement::factor(FactorKind::Otp).delivered_by("sms").within(mins(5))))
+        .merge(guarded("/totp", Requirement::factor(FactorKind::TOTP)))
+        .merge(guarded("/totp-5m", Requirement::factor(FactorKind::TOTP).within(mins(5))))
+        .merge(guarded("/webauthn-5m", Requirement::factor(FactorKind::WEBAUTHN).within(mins(5))))
+        .merge(guarded("/sms", Requirement::factor(FactorKind::OTP).delivered_by("sms")))
+        .merge(guarded("/email-otp", Requirement::factor(FactorKind::OTP).delivered_by("email")))
+        .merge(guarded("/sms-5m", Requirement::factor(FactorKind::OTP).delivered_by("sms").within(mins(5))))
         .layer(stytch_layer(&issuer, config).await);
     let base = serve(app).await;
 
@@ -267,10 +267,10 @@ async fn factor_kind_recency_and_delivery_on_stytch_sessions() {
 async fn any_factor_and_all_factors() {
     let issuer = DevIssuer::start().await.unwrap();
     let app = Router::new()
-        .merge(guarded("/any", Requirement::any_factor([FactorKind::WebAuthn, FactorKind::Totp], None)))
-        .merge(guarded("/any-5m", Requirement::any_factor([FactorKind::WebAuthn, FactorKind::Totp], Some(mins(5)))))
-        .merge(guarded("/all", Requirement::all_factors([FactorKind::Password, FactorKind::Totp], None)))
-        .merge(guarded("/all-5m", Requirement::all_factors([FactorKind::Password, FactorKind::Totp], Some(mins(5)))))
+        .merge(guarded("/any", Requirement::any_factor([FactorKind::WEBAUTHN, FactorKind::TOTP], None)))
+        .merge(guarded("/any-5m", Requirement::any_factor([FactorKind::WEBAUTHN, FactorKind::TOTP], Some(mins(5)))))
+        .merge(guarded("/all", Requirement::all_factors([FactorKind::PASSWORD, FactorKind::TOTP], None)))
+        .merge(guarded("/all-5m", Requirement::all_factors([FactorKind::PASSWORD, FactorKind::TOTP], Some(mins(5)))))
         .layer(stytch_layer(&issuer, GuardConfig::default()).await);
     let base = serve(app).await;
 
@@ -305,11 +305,11 @@ async fn any_factor_and_all_factors() {
 async fn oidc_amr_and_auth_time_become_factors() {
     let issuer = DevIssuer::start().await.unwrap();
     let app = Router::new()
-        .merge(guarded("/otp-5m", Requirement::factor(FactorKind::Otp).within(mins(5))))
-        .merge(guarded("/sms", Requirement::factor(FactorKind::Otp).delivered_by("sms")))
-        .merge(guarded("/hwk", Requirement::factor(FactorKind::WebAuthn)))
-        .merge(guarded("/pwd", Requirement::factor(FactorKind::Password)))
-        .layer(oidc_layer(&issuer, levels().with_factor_acr(FactorKind::Otp, "mfa")).await);
+        .merge(guarded("/otp-5m", Requirement::factor(FactorKind::OTP).within(mins(5))))
+        .merge(guarded("/sms", Requirement::factor(FactorKind::OTP).delivered_by("sms")))
+        .merge(guarded("/hwk", Requirement::factor(FactorKind::WEBAUTHN)))
+        .merge(guarded("/pwd", Requirement::factor(FactorKind::PASSWORD)))
+        .layer(oidc_layer(&issuer, levels().with_factor_acr(FactorKind::OTP, "mfa")).await);
     let base = serve(app).await;
     let now = SystemTime::now();
 
@@ -617,29 +617,29 @@ async fn secure_session_follows_stytchs_rule() {
 async fn combinators() {
     let issuer = DevIssuer::start().await.unwrap();
     let config =
-        GuardConfig::default().with_factor_acr(FactorKind::WebAuthn, "phr").with_factor_acr(FactorKind::Totp, "mfa");
+        GuardConfig::default().with_factor_acr(FactorKind::WEBAUTHN, "phr").with_factor_acr(FactorKind::TOTP, "mfa");
     let transfer = Requirement::any([
-        Requirement::factor(FactorKind::WebAuthn).within(mins(10)),
-        Requirement::factor(FactorKind::Totp).within(mins(5)),
+        Requirement::factor(FactorKind::WEBAUTHN).within(mins(10)),
+        Requirement::factor(FactorKind::TOTP).within(mins(5)),
     ]);
-    let or_form = Requirement::factor(FactorKind::WebAuthn)
+    let or_form = Requirement::factor(FactorKind::WEBAUTHN)
         .within(mins(10))
-        .or(Requirement::factor(FactorKind::Totp).within(mins(5)));
+        .or(Requirement::factor(FactorKind::TOTP).within(mins(5)));
     let app = Router::new()
         .merge(guarded("/transfer", transfer))
         .merge(guarded("/transfer-or", or_form))
-        .merge(guarded("/totp-and-admin", Requirement::factor(FactorKind::Totp).and(Requirement::role("admin"))))
+        .merge(guarded("/totp-and-admin", Requirement::factor(FactorKind::TOTP).and(Requirement::role("admin"))))
         .merge(guarded("/all", Requirement::all([Requirement::role("admin"), Requirement::role("auditor")])))
         .merge(guarded(
             "/admin-or-totp",
-            Requirement::any([Requirement::role("admin"), Requirement::factor(FactorKind::Totp).into()]),
+            Requirement::any([Requirement::role("admin"), Requirement::factor(FactorKind::TOTP).into()]),
         ))
         .merge(guarded(
             "/nested",
             Requirement::all([
                 Requirement::authenticated(),
                 Requirement::any([Requirement::role("admin"), Requirement::role("auditor")]),
-                Requirement::factor(FactorKind::Totp).within(mins(5)),
+                Requirement::factor(FactorKind::TOTP).within(mins(5)),
             ]),
         ))
         .layer(stytch_layer(&issuer, config).await);
@@ -878,15 +878,15 @@ async fn browsers_are_redirected_api_clients_are_not() {
             .merge(guarded(
                 "/settings",
                 Requirement::any([
-                    Requirement::factor(FactorKind::WebAuthn).within(mins(10)),
-                    Requirement::factor(FactorKind::Totp).within(mins(5)),
+                    Requirement::factor(FactorKind::WEBAUTHN).within(mins(10)),
+                    Requirement::factor(FactorKind::TOTP).within(mins(5)),
                 ]),
             ))
             .merge(guarded("/admin", Requirement::role("admin")))
     };
     let config = GuardConfig::default()
-        .with_factor_acr(FactorKind::Totp, "mfa")
-        .with_factor_acr(FactorKind::WebAuthn, "phr")
+        .with_factor_acr(FactorKind::TOTP, "mfa")
+        .with_factor_acr(FactorKind::WEBAUTHN, "phr")
         .with_login_url("/login")
         .unwrap()
         .with_step_up_url("/step-up")
@@ -1034,7 +1034,7 @@ async fn a_custom_challenge_replaces_the_format() {
     let config = GuardConfig::default().with_login_url("/login").unwrap().with_challenge(PlainText).with_realm("shop");
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
-        .merge(guarded("/totp", Requirement::factor(FactorKind::Totp)))
+        .merge(guarded("/totp", Requirement::factor(FactorKind::TOTP)))
         .merge(guarded("/admin", Requirement::role("admin")))
         .layer(SessionLayer::stytch(&project(&issuer)).with_guard_config(config).build().await.unwrap());
     let base = serve(app.clone()).await;
@@ -1072,10 +1072,10 @@ async fn a_custom_challenge_replaces_the_format() {
 #[tokio::test]
 async fn the_typed_reason_rides_in_the_response_extensions() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = levels().with_factor_acr(FactorKind::Totp, "mfa");
+    let config = levels().with_factor_acr(FactorKind::TOTP, "mfa");
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
-        .merge(guarded("/totp", Requirement::factor(FactorKind::Totp).within(mins(5))))
+        .merge(guarded("/totp", Requirement::factor(FactorKind::TOTP).within(mins(5))))
         .merge(guarded("/scope", Requirement::scope("admin").and(Requirement::role("root"))))
         .merge(guarded("/mfa", Requirement::acr_at_least("mfa")))
         .layer(oidc_layer(&issuer, config).await);
@@ -1102,7 +1102,7 @@ async fn the_typed_reason_rides_in_the_response_extensions() {
         Some(Rejection::StepUp(step_up)) => {
             assert_eq!(step_up.acr_values, ["mfa"]);
             assert_eq!(step_up.max_age, Some(mins(5)));
-            assert_eq!(step_up.factors, [FactorKind::Totp]);
+            assert_eq!(step_up.factors, [FactorKind::TOTP]);
         }
         other => panic!("{other:?}"),
     }
@@ -1263,7 +1263,7 @@ async fn header_values_cannot_inject_syntax() {
     let nasty_level = "m\"fa\\\r\nX-Evil: 1, error=\"x\u{e9}";
     let config = GuardConfig::default()
         .with_acr_levels(["pwd", nasty_level, "phr"])
-        .with_factor_acr(FactorKind::Totp, "to\"tp\r\n")
+        .with_factor_acr(FactorKind::TOTP, "to\"tp\r\n")
         .with_step_up_url("/step-up")
         .unwrap()
         .with_realm("my \"realm\"\\\r\nSet-Cookie: a=b; \u{e9}t\u{e9}");
@@ -1271,7 +1271,7 @@ async fn header_values_cannot_inject_syntax() {
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
         .merge(guarded("/level", Requirement::acr_at_least(nasty_level)))
-        .merge(guarded("/totp", Requirement::factor(FactorKind::Totp)))
+        .merge(guarded("/totp", Requirement::factor(FactorKind::TOTP)))
         .merge(guarded("/scope", Requirement::scope("a\"b")))
         .layer(layer);
     let base = serve(app).await;
@@ -1327,7 +1327,7 @@ async fn header_values_cannot_inject_syntax() {
 async fn guards_on_groups_and_nested_routers() {
     let issuer = DevIssuer::start().await.unwrap();
     let config = GuardConfig::default()
-        .with_factor_acr(FactorKind::Totp, "mfa")
+        .with_factor_acr(FactorKind::TOTP, "mfa")
         .with_login_url("/login")
         .unwrap()
         .with_step_up_url("/step-up")
@@ -1339,7 +1339,7 @@ async fn guards_on_groups_and_nested_routers() {
             "/danger",
             Router::new()
                 .route("/wipe", get(|| async { "wiped" }))
-                .route_layer(Guard::new(Requirement::factor(FactorKind::Totp).within(mins(5)))),
+                .route_layer(Guard::new(Requirement::factor(FactorKind::TOTP).within(mins(5)))),
         )
         .route_layer(Guard::new(Requirement::role("admin")));
     let account = Router::new()
@@ -1394,7 +1394,7 @@ async fn guards_on_groups_and_nested_routers() {
     );
 }
 
-requirement!(RecentTotp = Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300)));
+requirement!(RecentTotp = Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300)));
 requirement!(Admin = Requirement::role("admin"));
 
 async fn recent_totp(totp: Require<RecentTotp>) -> String {
@@ -1409,7 +1409,7 @@ async fn admin_only(admin: Require<Admin>) -> String {
 async fn require_extractor_answers_like_the_guard() {
     let issuer = DevIssuer::start().await.unwrap();
     let config = levels()
-        .with_factor_acr(FactorKind::Totp, "mfa")
+        .with_factor_acr(FactorKind::TOTP, "mfa")
         .with_login_url("/login")
         .unwrap()
         .with_step_up_url("/step-up")
@@ -1477,7 +1477,7 @@ async fn require_extractor_answers_like_the_guard() {
     // The typed reason is attached by the extractor too.
     let response = oneshot(&app, "/x/totp", Cred::Bearer(&stale), None).await;
     match response.extensions().get::<Rejection>() {
-        Some(Rejection::StepUp(step_up)) => assert_eq!(step_up.factors, [FactorKind::Totp]),
+        Some(Rejection::StepUp(step_up)) => assert_eq!(step_up.factors, [FactorKind::TOTP]),
         other => panic!("{other:?}"),
     }
 }

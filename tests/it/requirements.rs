@@ -38,7 +38,7 @@ fn session_with(
 
 /// The guard configuration of every row: three ordered `acr` levels, TOTP is `aal2`.
 fn config() -> GuardConfig {
-    GuardConfig::default().with_acr_levels(["aal1", "aal2", "aal3"]).with_factor_acr(FactorKind::Totp, "aal2")
+    GuardConfig::default().with_acr_levels(["aal1", "aal2", "aal3"]).with_factor_acr(FactorKind::TOTP, "aal2")
 }
 
 /// What a row expects.
@@ -46,7 +46,7 @@ fn config() -> GuardConfig {
 enum Expect {
     Met,
     /// A step-up would help: its `acr_values`, `max_age` (seconds) and factors.
-    StepUp(&'static [&'static str], Option<u64>, &'static [FactorKind]),
+    StepUp(&'static [&'static str], Option<u64>, &'static [&'static str]),
     /// No step-up helps: the missing (scopes, roles, permissions, predicates), or a
     /// configuration error.
     Forbidden {
@@ -82,7 +82,8 @@ fn check(row: &str, requirement: &Requirement, session: &Session, at: SystemTime
             let step_up = shortfall.step_up.unwrap_or_else(|| panic!("{row}: no step-up"));
             assert_eq!(step_up.acr_values, *acr_values, "{row}: acr_values");
             assert_eq!(step_up.max_age.map(|d| d.as_secs()), *max_age, "{row}: max_age");
-            assert_eq!(step_up.factors, *factors, "{row}: factors");
+            let names: Vec<&str> = step_up.factors.iter().map(FactorKind::as_str).collect();
+            assert_eq!(names, *factors, "{row}: factors");
         }
         Expect::Forbidden { scopes, roles, permissions, predicates, misconfigured } => {
             assert!(!met, "{row}: should not be met");
@@ -101,52 +102,51 @@ fn check(row: &str, requirement: &Requirement, session: &Session, at: SystemTime
 #[test]
 #[allow(clippy::too_many_lines)] // A table: one row per case reads better than splitting it.
 fn requirement_table() {
-    use FactorKind::{Otp, Password, Totp, WebAuthn};
-    let totp_5 = || Requirement::factor(Totp).within(mins(5));
+    let totp_5 = || Requirement::factor(FactorKind::TOTP).within(mins(5));
     let rows: Vec<(&str, Requirement, Session, SystemTime, Expect)> = vec![
         ("authenticated, no factors", Requirement::authenticated(), session(&[]), now(), Expect::Met),
-        ("recent TOTP", totp_5(), session(&[(Totp, None, mins(1))]), now(), Expect::Met),
+        ("recent TOTP", totp_5(), session(&[(FactorKind::TOTP, None, mins(1))]), now(), Expect::Met),
         (
             "TOTP too old",
             totp_5(),
-            session(&[(Totp, None, mins(10))]),
+            session(&[(FactorKind::TOTP, None, mins(10))]),
             now(),
-            Expect::StepUp(&["aal2"], Some(300), &[Totp]),
+            Expect::StepUp(&["aal2"], Some(300), &["totp"]),
         ),
         (
             "no TOTP at all",
-            Requirement::factor(Totp).into(),
-            session(&[(Password, None, mins(1))]),
+            Requirement::factor(FactorKind::TOTP).into(),
+            session(&[(FactorKind::PASSWORD, None, mins(1))]),
             now(),
-            Expect::StepUp(&["aal2"], None, &[Totp]),
+            Expect::StepUp(&["aal2"], None, &["totp"]),
         ),
         (
             "OTP by the wrong delivery method",
-            Requirement::factor(Otp).delivered_by("sms").into(),
-            session(&[(Otp, Some("email"), mins(1))]),
+            Requirement::factor(FactorKind::OTP).delivered_by("sms").into(),
+            session(&[(FactorKind::OTP, Some("email"), mins(1))]),
             now(),
-            Expect::StepUp(&[], None, &[Otp]),
+            Expect::StepUp(&[], None, &["otp"]),
         ),
         (
             "OTP by sms",
-            Requirement::factor(Otp).delivered_by("sms").into(),
-            session(&[(Otp, Some("sms"), mins(1))]),
+            Requirement::factor(FactorKind::OTP).delivered_by("sms").into(),
+            session(&[(FactorKind::OTP, Some("sms"), mins(1))]),
             now(),
             Expect::Met,
         ),
         (
-            "any of TOTP or WebAuthn",
-            Requirement::any_factor([Totp, WebAuthn], Some(mins(5))),
-            session(&[(WebAuthn, None, mins(2))]),
+            "any of TOTP or FactorKind::WEBAUTHN",
+            Requirement::any_factor([FactorKind::TOTP, FactorKind::WEBAUTHN], Some(mins(5))),
+            session(&[(FactorKind::WEBAUTHN, None, mins(2))]),
             now(),
             Expect::Met,
         ),
         (
             "a factor time in the far future is not \"now\"",
             totp_5(),
-            session(&[(Totp, None, Duration::ZERO)]),
+            session(&[(FactorKind::TOTP, None, Duration::ZERO)]),
             now() - Duration::from_secs(365 * 86_400),
-            Expect::StepUp(&["aal2"], Some(300), &[Totp]),
+            Expect::StepUp(&["aal2"], Some(300), &["totp"]),
         ),
         (
             "acr at least aal2, no acr",
@@ -165,7 +165,7 @@ fn requirement_table() {
         (
             "secure session, one factor",
             Requirement::secure_session(),
-            session(&[(Password, None, mins(1))]),
+            session(&[(FactorKind::PASSWORD, None, mins(1))]),
             now(),
             Expect::StepUp(&[], Some(3600), &[]),
         ),
@@ -194,7 +194,7 @@ fn requirement_table() {
         (
             "factor met, role missing",
             totp_5().and(Requirement::role("admin")),
-            session(&[(Totp, None, mins(1))]),
+            session(&[(FactorKind::TOTP, None, mins(1))]),
             now(),
             forbidden_roles(&["admin"]),
         ),
@@ -227,7 +227,7 @@ fn requirement_table() {
         (
             "empty all() is a configuration error",
             Requirement::all(Vec::<Requirement>::new()),
-            session(&[(Totp, None, mins(1))]),
+            session(&[(FactorKind::TOTP, None, mins(1))]),
             now(),
             Expect::Forbidden { scopes: &[], roles: &[], permissions: &[], predicates: &[], misconfigured: true },
         ),

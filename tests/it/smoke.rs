@@ -18,7 +18,7 @@ async fn stytch_session_end_to_end() {
         .route(
             "/transfer",
             get(|| async { "sent" }).route_layer(
-                Guard::new(Requirement::factor(FactorKind::Totp).within(Duration::from_secs(300))).fresh(),
+                Guard::new(Requirement::factor(FactorKind::TOTP).within(Duration::from_secs(300))).fresh(),
             ),
         )
         .layer(layer);

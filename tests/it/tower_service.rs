@@ -151,7 +151,7 @@ async fn a_guard_works_in_a_plain_tower_stack_with_any_body() {
         })
     };
     let service =
-        ServiceBuilder::new().layer(layer).layer(Guard::new(Requirement::factor(FactorKind::Totp))).service(route);
+        ServiceBuilder::new().layer(layer).layer(Guard::new(Requirement::factor(FactorKind::TOTP))).service(route);
 
     let anonymous = service.clone().oneshot(request(None, "")).await.expect("call");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);

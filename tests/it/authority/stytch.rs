@@ -186,7 +186,8 @@ async fn session_duration_outside_stytch_range_is_a_config_error() -> TestResult
         let error = new()?.with_session_duration(bad).check().unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
         // A layer does not start with it.
-        let layer = tower_stepup::SessionLayer::stytch(&project_with_secret(&issuer)).with_authority(new()?.with_session_duration(bad));
+        let layer = tower_stepup::SessionLayer::stytch(&project_with_secret(&issuer))
+            .with_authority(new()?.with_session_duration(bad));
         let error = layer.with_lazy_start().build().await.unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{bad:?}: {error:?}");
     }

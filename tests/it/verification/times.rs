@@ -35,7 +35,7 @@ fn app(layer: SessionLayer) -> Router {
     Router::new()
         .route("/state", get(state))
         .route("/me", get(sub).route_layer(Guard::authenticated()))
-        .route("/totp", get(sub).route_layer(Guard::new(Requirement::factor(FactorKind::Totp).within(FIVE_MIN))))
+        .route("/totp", get(sub).route_layer(Guard::new(Requirement::factor(FactorKind::TOTP).within(FIVE_MIN))))
         .route("/secure", get(sub).route_layer(Guard::new(Requirement::secure_session())))
         .route("/recent", get(sub).route_layer(Guard::new(Requirement::max_age(FIVE_MIN))))
         .layer(layer)
@@ -212,9 +212,9 @@ fn session(factors: Vec<Factor>, auth_time: Option<SystemTime>) -> Session {
 fn recency_rules_never_count_a_far_future_time_as_now() {
     let config = GuardConfig::default();
     let now = SystemTime::now();
-    let totp = |at| Factor::new(FactorKind::Totp).with_last_authenticated_at(at);
-    let email = |at| Factor::new(FactorKind::MagicLink).with_last_authenticated_at(at);
-    let recent_totp = Requirement::factor(FactorKind::Totp).within(FIVE_MIN);
+    let totp = |at| Factor::new(FactorKind::TOTP).with_last_authenticated_at(at);
+    let email = |at| Factor::new(FactorKind::MAGIC_LINK).with_last_authenticated_at(at);
+    let recent_totp = Requirement::factor(FactorKind::TOTP).within(FIVE_MIN);
     let secure = Requirement::secure_session();
     let max_age = Requirement::max_age(FIVE_MIN);
 
@@ -232,7 +232,7 @@ fn recency_rules_never_count_a_far_future_time_as_now() {
         assert_eq!(requirement.shortfall(&skewed, &config, now), None, "{name}");
     }
     // Without a recency bound the time does not matter.
-    assert!(Requirement::factor(FactorKind::Totp).and(Requirement::authenticated()).is_met(&future, &config, now));
+    assert!(Requirement::factor(FactorKind::TOTP).and(Requirement::authenticated()).is_met(&future, &config, now));
 }
 
 #[test]
@@ -241,8 +241,8 @@ fn empty_combinators_refuse_every_session_and_fail_validation() {
     let now = SystemTime::now();
     let strong = session(
         vec![
-            Factor::new(FactorKind::Totp).with_last_authenticated_at(now),
-            Factor::new(FactorKind::Password).with_last_authenticated_at(now),
+            Factor::new(FactorKind::TOTP).with_last_authenticated_at(now),
+            Factor::new(FactorKind::PASSWORD).with_last_authenticated_at(now),
         ],
         Some(now),
     );
@@ -259,7 +259,7 @@ fn empty_combinators_refuse_every_session_and_fail_validation() {
         ),
         ("or", Requirement::authenticated().or(Requirement::all_factors(none.clone(), None)), "all_factors"),
         ("and", Requirement::all_factors(none, None).and(Requirement::authenticated()), "all_factors"),
-        ("factor.or", Requirement::factor(FactorKind::Totp).or(Requirement::any(Vec::<Requirement>::new())), "any"),
+        ("factor.or", Requirement::factor(FactorKind::TOTP).or(Requirement::any(Vec::<Requirement>::new())), "any"),
     ];
     for (name, requirement, names) in cases {
         assert!(!requirement.is_met(&strong, &config, now), "{name}");
@@ -270,8 +270,8 @@ fn empty_combinators_refuse_every_session_and_fail_validation() {
         assert!(error.to_string().contains(&reason), "{name}: {error}");
     }
     for requirement in [
-        Requirement::all_factors([FactorKind::Totp, FactorKind::Password], Some(FIVE_MIN)),
-        Requirement::any_factor([FactorKind::Totp], None),
+        Requirement::all_factors([FactorKind::TOTP, FactorKind::PASSWORD], Some(FIVE_MIN)),
+        Requirement::any_factor([FactorKind::TOTP], None),
         Requirement::all([Requirement::authenticated()]),
         Requirement::any([Requirement::role("admin"), Requirement::authenticated()]),
     ] {
