@@ -418,6 +418,7 @@ impl SessionLayerBuilder {
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::invalid("leeway", "at most 5 minutes"));
         }
+        self.guards.validate()?;
         if self.credentials.max_token_len == 0 {
             return Err(ConfigError::invalid("max token length", "must be above zero"));
         }

@@ -27,8 +27,8 @@ const DEFAULT_REALM: &str = "api";
 ///     .with_acr_levels(["pwd", "mfa", "phr"])
 ///     .with_factor_acr(FactorKind::TOTP, "mfa")
 ///     .with_factor_acr(FactorKind::WEBAUTHN, "phr")
-///     .with_login_url("/login")?
-///     .with_step_up_url("/step-up")?;
+///     .with_login_url("/login")
+///     .with_step_up_url("/step-up");
 /// # Ok::<(), tower_stepup::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -96,15 +96,37 @@ impl GuardConfig {
     }
     /// Where browsers without a valid session are sent (`303`, with `return_to`).
     /// A same-site path (`/login`) or an absolute `https` URL.
-    pub fn with_login_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.login_url = Some(check_redirect_target("login URL", url.into())?);
-        Ok(self)
+    /// Checked by [`validate`](Self::validate), which the layer's `build()` calls.
+    pub fn with_login_url(mut self, url: impl Into<String>) -> Self {
+        self.login_url = Some(url.into());
+        self
     }
     /// Where browsers whose session falls short are sent to step up (`303`, with
     /// `return_to`, `acr_values`, `max_age` and `factors`).
-    pub fn with_step_up_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
-        self.step_up_url = Some(check_redirect_target("step-up URL", url.into())?);
-        Ok(self)
+    /// Checked by [`validate`](Self::validate), which the layer's `build()` calls.
+    pub fn with_step_up_url(mut self, url: impl Into<String>) -> Self {
+        self.step_up_url = Some(url.into());
+        self
+    }
+    /// Checks the settings (the login and step-up URLs must be a same-site path or
+    /// an absolute `https` URL, without query or fragment).
+    /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls it; call
+    /// it yourself only to check a configuration earlier.
+    ///
+    /// ```
+    /// use tower_stepup::GuardConfig;
+    ///
+    /// assert!(GuardConfig::default().with_login_url("/login").validate().is_ok());
+    /// assert!(GuardConfig::default().with_login_url("//evil.example").validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.login_url {
+            check_redirect_target("login URL", url)?;
+        }
+        if let Some(url) = &self.step_up_url {
+            check_redirect_target("step-up URL", url)?;
+        }
+        Ok(())
     }
     /// The `realm` of `WWW-Authenticate` challenges (default `api`), as
     /// [`ChallengeContext::realm`](crate::ChallengeContext::realm). Characters a header
@@ -147,13 +169,13 @@ impl GuardConfig {
     }
 }
 
-fn check_redirect_target(name: &'static str, url: String) -> Result<String, ConfigError> {
+fn check_redirect_target(name: &'static str, url: &str) -> Result<(), ConfigError> {
     if url.contains('?') || url.contains('#') {
         return Err(ConfigError::invalid(name, "must not carry a query or fragment; parameters are appended"));
     }
-    if crate::challenge::safe_return_to(&url).is_some() {
-        return Ok(url);
+    if crate::challenge::safe_return_to(url).is_some() {
+        return Ok(());
     }
-    crate::http_client::check_url(name, &url, false)?;
-    Ok(url)
+    crate::http_client::check_url(name, url, false)?;
+    Ok(())
 }

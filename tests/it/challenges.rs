@@ -55,9 +55,7 @@ async fn respond(rejection: Rejection, client: Client) -> Response<Bytes> {
         .with_base_url("http://127.0.0.1:9");
     let config = GuardConfig::default()
         .with_login_url("/login")
-        .expect("login url")
         .with_step_up_url("/step-up")
-        .expect("step-up url")
         .with_challenge(Render(rejection))
         .with_realm("shop");
     let layer =

@@ -888,9 +888,7 @@ async fn browsers_are_redirected_api_clients_are_not() {
         .with_factor_acr(FactorKind::TOTP, "mfa")
         .with_factor_acr(FactorKind::WEBAUTHN, "phr")
         .with_login_url("/login")
-        .unwrap()
-        .with_step_up_url("/step-up")
-        .unwrap();
+        .with_step_up_url("/step-up");
     let base = serve(routes().layer(stytch_layer(&issuer, config).await)).await;
     let html = Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
     let password = issuer.stytch_session().factor(DevFactor::password()).mint();
@@ -952,7 +950,7 @@ async fn browsers_are_redirected_api_clients_are_not() {
     fetch(&base, "/settings", Cred::Cookie(&password), html).await.challenged(401, &step_up_header(None, Some(300)));
 
     // Only a login URL: step-ups still get the 401; absolute https targets work.
-    let config = GuardConfig::default().with_login_url("https://login.example.com/sign-in").unwrap();
+    let config = GuardConfig::default().with_login_url("https://login.example.com/sign-in");
     let base = serve(routes().layer(stytch_layer(&issuer, config).await)).await;
     let seen = fetch(&base, "/me?a=1", Cred::None, html).await;
     assert_eq!(seen.status, StatusCode::SEE_OTHER);
@@ -964,7 +962,7 @@ async fn browsers_are_redirected_api_clients_are_not() {
 async fn an_unreachable_issuer_is_a_503_not_a_challenge() {
     let issuer = DevIssuer::start().await.unwrap();
     issuer.set_failure(Failure::Unavailable);
-    let config = GuardConfig::default().with_login_url("/login").unwrap();
+    let config = GuardConfig::default().with_login_url("/login");
     let layer =
         SessionLayer::stytch(&project(&issuer)).with_lazy_start().with_guard_config(config).build().await.unwrap();
     let app = Router::new().merge(guarded("/me", Requirement::authenticated())).layer(layer);
@@ -1031,7 +1029,7 @@ impl Challenge for PlainText {
 #[tokio::test]
 async fn a_custom_challenge_replaces_the_format() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = GuardConfig::default().with_login_url("/login").unwrap().with_challenge(PlainText).with_realm("shop");
+    let config = GuardConfig::default().with_login_url("/login").with_challenge(PlainText).with_realm("shop");
     let app = Router::new()
         .merge(guarded("/me", Requirement::authenticated()))
         .merge(guarded("/totp", Requirement::factor(FactorKind::TOTP)))
@@ -1140,7 +1138,7 @@ async fn the_typed_reason_rides_in_the_response_extensions() {
 #[tokio::test]
 async fn return_to_never_leaves_the_origin() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = GuardConfig::default().with_login_url("/login").unwrap();
+    let config = GuardConfig::default().with_login_url("/login");
     let app = Router::new()
         .route("/", get(|| async { "home" }).route_layer(Guard::authenticated()))
         .route("/{*rest}", get(|| async { "page" }).route_layer(Guard::authenticated()))
@@ -1239,17 +1237,17 @@ fn redirect_targets_are_checked_at_configuration() {
         "",
     ] {
         assert!(
-            matches!(GuardConfig::default().with_login_url(bad), Err(ConfigError::Invalid { .. })),
+            matches!(GuardConfig::default().with_login_url(bad).validate(), Err(ConfigError::Invalid { .. })),
             "login URL {bad:?} was accepted"
         );
         assert!(
-            matches!(GuardConfig::default().with_step_up_url(bad), Err(ConfigError::Invalid { .. })),
+            matches!(GuardConfig::default().with_step_up_url(bad).validate(), Err(ConfigError::Invalid { .. })),
             "step-up URL {bad:?} was accepted"
         );
     }
     for good in ["/login", "/auth/step-up", "https://login.example.com/step-up", "http://127.0.0.1:8080/login"] {
-        assert!(GuardConfig::default().with_login_url(good).is_ok(), "{good}");
-        assert!(GuardConfig::default().with_step_up_url(good).is_ok(), "{good}");
+        assert!(GuardConfig::default().with_login_url(good).validate().is_ok(), "{good}");
+        assert!(GuardConfig::default().with_step_up_url(good).validate().is_ok(), "{good}");
     }
 }
 
@@ -1265,7 +1263,6 @@ async fn header_values_cannot_inject_syntax() {
         .with_acr_levels(["pwd", nasty_level, "phr"])
         .with_factor_acr(FactorKind::TOTP, "to\"tp\r\n")
         .with_step_up_url("/step-up")
-        .unwrap()
         .with_realm("my \"realm\"\\\r\nSet-Cookie: a=b; \u{e9}t\u{e9}");
     let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_guard_config(config).build().await.unwrap();
     let app = Router::new()
@@ -1304,8 +1301,7 @@ async fn header_values_cannot_inject_syntax() {
     assert_eq!(seen.json()["acr_values"], json!([nasty_level, "phr"]));
 
     // In a redirect, everything is percent-encoded.
-    let stytch_config =
-        GuardConfig::default().with_acr_levels(["pwd", nasty_level]).with_step_up_url("/step-up").unwrap();
+    let stytch_config = GuardConfig::default().with_acr_levels(["pwd", nasty_level]).with_step_up_url("/step-up");
     let app = Router::new()
         .merge(guarded("/level", Requirement::acr_at_least(nasty_level)))
         .layer(stytch_layer(&issuer, stytch_config).await);
@@ -1329,9 +1325,7 @@ async fn guards_on_groups_and_nested_routers() {
     let config = GuardConfig::default()
         .with_factor_acr(FactorKind::TOTP, "mfa")
         .with_login_url("/login")
-        .unwrap()
-        .with_step_up_url("/step-up")
-        .unwrap();
+        .with_step_up_url("/step-up");
     let admin = Router::new()
         .route("/users", get(|s: Session| async move { format!("users for {}", s.subject()) }))
         .route("/stats", get(|| async { "stats" }))
@@ -1408,12 +1402,8 @@ async fn admin_only(admin: Require<Admin>) -> String {
 #[tokio::test]
 async fn require_extractor_answers_like_the_guard() {
     let issuer = DevIssuer::start().await.unwrap();
-    let config = levels()
-        .with_factor_acr(FactorKind::TOTP, "mfa")
-        .with_login_url("/login")
-        .unwrap()
-        .with_step_up_url("/step-up")
-        .unwrap();
+    let config =
+        levels().with_factor_acr(FactorKind::TOTP, "mfa").with_login_url("/login").with_step_up_url("/step-up");
     let app = Router::new()
         .route("/x/totp", get(recent_totp))
         .route("/x/admin", get(admin_only))
@@ -1501,4 +1491,17 @@ async fn a_guard_without_session_layer_is_a_500_naming_it() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.extensions().get::<AuthError>().map(AuthError::kind), Some(AuthErrorKind::MissingLayer));
     assert!(body_text(response).await.contains("SessionLayer"));
+}
+
+#[tokio::test]
+async fn a_bad_login_url_is_reported_by_build() {
+    let issuer = DevIssuer::start().await.expect("dev issuer");
+    let guards = GuardConfig::default().with_login_url("//evil.example/login");
+    let error = SessionLayer::stytch(&crate::common::project(&issuer))
+        .with_lazy_start()
+        .with_guard_config(guards)
+        .build()
+        .await
+        .expect_err("a protocol-relative login URL is refused");
+    assert!(matches!(error, ConfigError::Invalid { name: "login URL", .. }), "{error:?}");
 }
