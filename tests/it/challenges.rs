@@ -1,26 +1,16 @@
 //! The challenge table: what `DefaultChallenge` answers for each rejection and kind
 //! of client (status, `WWW-Authenticate`, `Location`, body type).
 //!
-//! `ChallengeContext` cannot be built outside the crate yet, so [`respond`] gets one
-//! the way users do today: a `Challenge` that hands the table's rejection to
-//! `DefaultChallenge` with the context a guard built for the client's request (a
-//! guard in front of a router, driven in process: no server). Once
-//! `ChallengeContext` has a public constructor, `respond` becomes one synchronous
-//! call and the table stays as it is.
+//! Synchronous, on the public API (`ChallengeContext::new`): no server, no layer.
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Request, Response};
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
+use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::Response;
 use tower_stepup::{
-    AuthError, AuthErrorKind, Challenge, ChallengeContext, DefaultChallenge, FactorKind, Forbidden, Guard, GuardConfig,
-    Rejection, SessionLayer, StepUpRequired, StytchProject,
+    AuthError, AuthErrorKind, Challenge, ChallengeContext, CredentialSource, DefaultChallenge, FactorKind, Forbidden,
+    Rejection, StepUpRequired,
 };
 
 /// The kinds of client a challenge tells apart.
@@ -36,41 +26,19 @@ enum Client {
     NewBrowser,
 }
 
-/// Renders the table's rejection with `DefaultChallenge`, whatever the guard saw.
-struct Render(Rejection);
-
-impl Challenge for Render {
-    fn respond(&self, _seen: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
-        DefaultChallenge.respond(&self.0, context)
-    }
-}
-
 /// `DefaultChallenge`'s response to `rejection` for `client`, with realm `shop`,
-/// login page `/login`, step-up page `/step-up`, on `GET /pay?x=1`.
-async fn respond(rejection: Rejection, client: Client) -> Response<Bytes> {
-    // No issuer is reached: the keys are fetched lazily and every request below
-    // carries a credential that fails before any key is needed (or none at all).
-    let project = StytchProject::consumer("project-test-00000000-0000-0000-0000-000000000000")
-        .expect("project id")
-        .with_base_url("http://127.0.0.1:9");
-    let config = GuardConfig::default()
-        .with_login_url("/login")
-        .with_step_up_url("/step-up")
-        .with_challenge(Render(rejection))
-        .with_realm("shop");
-    let layer =
-        SessionLayer::stytch(&project).with_lazy_start().with_guard_config(config).build().await.expect("layer");
-    let app = Router::new().route("/pay", get(|| async { "paid" }).route_layer(Guard::authenticated())).layer(layer);
-    let mut request = Request::get("/pay?x=1");
-    request = match client {
-        Client::Api => request.header(AUTHORIZATION, "Bearer not-a-token"),
-        Client::ApiJson => request.header(AUTHORIZATION, "Bearer not-a-token").header(ACCEPT, "application/json"),
-        Client::Browser => request.header(COOKIE, "stytch_session_jwt=not-a-token").header(ACCEPT, "text/html"),
-        Client::NewBrowser => request.header(ACCEPT, "text/html"),
+/// login page `/login`, step-up page `/step-up`, for `GET /pay?x=1`: one synchronous
+/// call on the public API, as users unit-test their own `Challenge`.
+fn respond(rejection: &Rejection, client: Client) -> Response<Bytes> {
+    let context =
+        ChallengeContext::new("shop", "/pay?x=1").with_login_url(Some("/login")).with_step_up_url(Some("/step-up"));
+    let context = match client {
+        Client::Api => context.with_source(Some(CredentialSource::Bearer)),
+        Client::ApiJson => context.with_source(Some(CredentialSource::Bearer)).with_accept(Some("application/json")),
+        Client::Browser => context.with_source(Some(CredentialSource::Cookie)).with_accept(Some("text/html")),
+        Client::NewBrowser => context.with_accept(Some("text/html")),
     };
-    let response = app.oneshot(request.body(Body::empty()).expect("request")).await.expect("infallible");
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body.collect().await.expect("body").to_bytes())
+    DefaultChallenge.respond(rejection, &context)
 }
 
 fn header(response: &Response<Bytes>, name: http::header::HeaderName) -> Option<&str> {
@@ -156,7 +124,7 @@ async fn challenge_table() {
     for (rejection, client, expect) in rows {
         let row = format!("{rejection:?} for {client:?}");
         let is_unavailable = matches!(rejection, Rejection::Unavailable(_));
-        let response = respond(rejection, client).await;
+        let response = respond(&rejection, client);
         assert_eq!(response.status().as_u16(), expect.status, "{row}");
         let www = header(&response, WWW_AUTHENTICATE);
         match expect.www {

@@ -9,7 +9,7 @@ use crate::common::{bearer, introspection, project_with_secret, routes, serve, w
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::json;
 use tower_stepup::{IntrospectionAuthority, IssuerBudget, SessionLayer};
-use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, Endpoint, OpaqueTokenSpec, DEFAULT_AUDIENCE};
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevSession, Endpoint, OpaqueTokenSpec, DEFAULT_AUDIENCE};
 
 /// The `error_description` of a `WWW-Authenticate: Bearer` challenge.
 fn description(response: &reqwest::Response) -> String {
@@ -230,6 +230,18 @@ async fn revocation_without_session_id_is_remembered() -> TestResult {
     Ok(())
 }
 
+/// A session JWT of `session` that expired five minutes ago (signed, so it can be
+/// renewed while its session lives).
+fn expired_jwt_of(issuer: &DevIssuer, session: &DevSession) -> String {
+    issuer
+        .stytch_session()
+        .session_id(&session.session_id)
+        .subject(&session.user_id)
+        .issued_at(SystemTime::now() - Duration::from_secs(600))
+        .lifetime(Duration::from_secs(300))
+        .mint()
+}
+
 /// Issue 8 item 5: the issuer saying "session gone" while renewing an expired Stytch
 /// JWT from its session token is remembered for the session named by the expired
 /// JWT: its other, still valid JWTs are refused without asking the issuer again.
@@ -239,13 +251,7 @@ async fn revocation_learned_while_renewing_is_remembered() -> TestResult {
     let base = serve(routes(SessionLayer::stytch(&project_with_secret(&issuer)).build().await?)).await;
     let http = reqwest::Client::new();
     let session = issuer.create_session("user-renewing", vec![DevFactor::password()]);
-    let expired = issuer
-        .stytch_session()
-        .session_id(&session.session_id)
-        .subject(&session.user_id)
-        .issued_at(SystemTime::now() - Duration::from_secs(600))
-        .lifetime(Duration::from_secs(300))
-        .mint();
+    let expired = expired_jwt_of(&issuer, &session);
     assert!(issuer.revoke_session(&session.session_id));
 
     let cookies = format!("stytch_session_jwt={expired}; stytch_session={}", session.session_token);
@@ -271,13 +277,7 @@ async fn planted_session_token_next_to_an_expired_jwt_ends_nobody() -> TestResul
     let base = serve(routes(SessionLayer::stytch(&project_with_secret(&issuer)).build().await?)).await;
     let http = reqwest::Client::new();
     let victim = issuer.create_session("user-victim", vec![DevFactor::password()]);
-    let expired = issuer
-        .stytch_session()
-        .session_id(&victim.session_id)
-        .subject(&victim.user_id)
-        .issued_at(SystemTime::now() - Duration::from_secs(600))
-        .lifetime(Duration::from_secs(300))
-        .mint();
+    let expired = expired_jwt_of(&issuer, &victim);
     let planted = format!("stytch_session_jwt={expired}; stytch_session={}", "A".repeat(44));
     assert_eq!(with_cookies(&http, format!("{base}/me"), &planted).await.status(), 401);
     assert_eq!(bearer(&http, format!("{base}/me"), &victim.session_jwt).await.status(), 200);
@@ -295,13 +295,7 @@ async fn expired_jwt_next_to_another_users_session_token_is_refused() -> TestRes
     let http = reqwest::Client::new();
     let victim = issuer.create_session("user-victim", vec![DevFactor::password()]);
     let other = issuer.create_session("user-other", vec![DevFactor::password()]);
-    let expired = issuer
-        .stytch_session()
-        .session_id(&victim.session_id)
-        .subject(&victim.user_id)
-        .issued_at(SystemTime::now() - Duration::from_secs(600))
-        .lifetime(Duration::from_secs(300))
-        .mint();
+    let expired = expired_jwt_of(&issuer, &victim);
     let mixed = format!("stytch_session_jwt={expired}; stytch_session={}", other.session_token);
     let response = with_cookies(&http, format!("{base}/me"), &mixed).await;
     assert_eq!(response.status(), 401);
