@@ -258,7 +258,10 @@ impl SessionLayerBuilder {
         self.profile = Some(Box::new(profile));
         self
     }
-    /// Clock leeway for `exp`, `nbf` and `iat` (default [`DEFAULT_LEEWAY`], at most 5 min).
+    /// Clock leeway (default [`DEFAULT_LEEWAY`], at most 5 min) for every time the
+    /// layer checks: `exp`, `nbf`, `iat`, authentication times (`auth_time`, Stytch
+    /// factor times: later than now plus the leeway is invalid) and a Stytch session's
+    /// own `expires_at`, in tokens and in the issuer's answers alike.
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
