@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::challenge::{Challenge, DefaultChallenge};
 use crate::error::ConfigError;
 use crate::guard::policy::RbacPolicy;
-use crate::session::FactorKind;
+use crate::session::{FactorKind, Session};
 
 /// The `realm` of challenges unless [`GuardConfig::with_realm`] says otherwise.
 const DEFAULT_REALM: &str = "api";
@@ -15,7 +15,8 @@ const DEFAULT_REALM: &str = "api";
 /// Guard settings shared by every guard behind one layer.
 ///
 /// Defaults: no `acr` levels (every `acr_at_least` fails until levels are set), no
-/// factor → `acr` mapping, no RBAC policy, no login or step-up URL (browsers get the
+/// factor → `acr` mapping (sessions without an `acr` of their own are judged at the
+/// level their factors give them, see [`session_acr`](Self::session_acr)), no RBAC policy, no login or step-up URL (browsers get the
 /// same `401` as API clients), realm `api`, the [`DefaultChallenge`] format.
 ///
 /// # Example
@@ -79,6 +80,11 @@ impl GuardConfig {
     }
     /// The `acr` value a client should ask for to obtain this factor: step-up
     /// challenges for factor requirements carry it in `acr_values`.
+    ///
+    /// It also raises sessions without an `acr` of their own (Stytch sessions): one
+    /// with a factor of this kind is judged at least at this level, when the level
+    /// ranks higher than the one its factors give it by default (see
+    /// [`session_acr`](Self::session_acr)).
     pub fn with_factor_acr(mut self, kind: FactorKind, acr: impl Into<String>) -> Self {
         self.factor_acr.insert(kind, acr.into());
         self
@@ -146,6 +152,61 @@ impl GuardConfig {
     pub fn with_challenge(mut self, challenge: impl Challenge) -> Self {
         self.challenge = Arc::new(challenge);
         self
+    }
+
+    /// The level given to a session without an `acr` of its own whose factors are of
+    /// one kind (e.g. a password, or an email OTP alone).
+    pub const SINGLE_FACTOR_ACR: &'static str = "pwd";
+    /// The level given to a session without an `acr` of its own whose factors are of
+    /// two or more distinct kinds (e.g. email OTP and TOTP).
+    pub const MULTI_FACTOR_ACR: &'static str = "mfa";
+
+    /// The `acr` level guards judge `session` at
+    /// ([`Requirement::acr_at_least`](crate::Requirement::acr_at_least)).
+    ///
+    /// - A session with an `acr` (from the issuer: OIDC tokens) is judged at it, as sent.
+    /// - A session without one (Stytch sessions, which carry none) is judged by its
+    ///   factors: two or more distinct factor kinds are [`MULTI_FACTOR_ACR`](Self::MULTI_FACTOR_ACR)
+    ///   (`mfa`), one kind is [`SINGLE_FACTOR_ACR`](Self::SINGLE_FACTOR_ACR) (`pwd`), and
+    ///   a factor mapped with [`with_factor_acr`](Self::with_factor_acr) to a level that
+    ///   ranks higher in [`with_acr_levels`](Self::with_acr_levels) raises it to that
+    ///   level. No factors, no level.
+    ///
+    /// The derivation lives here, not in the claim profile, because it needs the level
+    /// order and the factor mapping this configuration holds; [`Session::acr`] stays
+    /// what the token said. The names only count when they are among the configured
+    /// levels, which the defaults of the example server (`pwd,mfa`) are.
+    ///
+    /// ```
+    /// use tower_stepup::{Factor, FactorKind, GuardConfig, Session};
+    ///
+    /// let config = GuardConfig::default()
+    ///     .with_acr_levels(["pwd", "mfa", "phr"])
+    ///     .with_factor_acr(FactorKind::WEBAUTHN, "phr");
+    /// let session = |kinds: &[FactorKind]| {
+    ///     let factors = kinds.iter().cloned().map(Factor::new).collect();
+    ///     Session::builder("user-1", "stytch.com/project-1").factors(factors).build()
+    /// };
+    /// assert_eq!(config.session_acr(&session(&[FactorKind::EMAIL_OTP])), Some("pwd"));
+    /// assert_eq!(config.session_acr(&session(&[FactorKind::EMAIL_OTP, FactorKind::TOTP])), Some("mfa"));
+    /// assert_eq!(config.session_acr(&session(&[FactorKind::WEBAUTHN])), Some("phr"));
+    /// assert_eq!(config.session_acr(&session(&[])), None);
+    /// ```
+    pub fn session_acr<'a>(&'a self, session: &'a Session) -> Option<&'a str> {
+        if let Some(acr) = session.acr() {
+            return Some(acr);
+        }
+        let factors = session.factors();
+        let first = factors.first()?;
+        let distinct = factors.iter().any(|factor| factor.kind != first.kind);
+        let mut level = if distinct { Self::MULTI_FACTOR_ACR } else { Self::SINGLE_FACTOR_ACR };
+        for mapped in factors.iter().filter_map(|factor| self.factor_acr(&factor.kind)) {
+            // `None` (not a configured level) ranks below every configured one.
+            if self.acr_rank(mapped) > self.acr_rank(level) {
+                level = mapped;
+            }
+        }
+        Some(level)
     }
 
     pub(crate) fn acr_rank(&self, acr: &str) -> Option<usize> {

@@ -140,6 +140,8 @@ impl Requirement {
     }
     /// `acr` at least this level, in the order configured with
     /// [`GuardConfig::with_acr_levels`]. An `acr` not in the list counts as below all.
+    /// Sessions without an `acr` (Stytch) are judged at the level their factors give
+    /// them: see [`GuardConfig::session_acr`].
     pub fn acr_at_least(level: impl Into<String>) -> Self {
         Self { node: Node::AcrAtLeast(level.into()) }
     }
@@ -358,7 +360,7 @@ impl Node {
             }),
             Self::AcrAtLeast(level) => {
                 let required = config.acr_rank(level);
-                let actual = session.acr().and_then(|acr| config.acr_rank(acr));
+                let actual = config.session_acr(session).and_then(|acr| config.acr_rank(acr));
                 matches!((actual, required), (Some(actual), Some(required)) if actual >= required)
             }
             Self::MaxAge(max_age) => within(session.auth_time(), Some(*max_age), now),

@@ -27,6 +27,9 @@ const ORGANIZATION_CLAIM: &str = "https://stytch.com/organization";
 /// [`InvalidClaim`](crate::AuthErrorKind::InvalidClaim), never "just now". Stytch sends no
 /// `auth_time`; the session's [`auth_time`](Session::auth_time) is the most recent
 /// factor's `last_authenticated_at`, so `max_age` requirements work on both dialects.
+/// Stytch sends no `acr` either, and the profile sets none: guards judge `acr`
+/// requirements at the level the session's factors give it (two distinct factor kinds
+/// are `mfa`), see [`GuardConfig::session_acr`](crate::GuardConfig::session_acr).
 ///
 /// # Example
 ///

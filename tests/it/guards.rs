@@ -405,7 +405,8 @@ async fn acr_levels_and_max_age() {
     let base = serve(routes().layer(oidc_layer(&issuer, GuardConfig::default()).await)).await;
     fetch(&base, "/pwd", Cred::Bearer(&phr), None).await.challenged(401, &step_up_header(Some("pwd"), None));
 
-    // Stytch session JWTs carry no acr: a level requirement asks for a step-up.
+    // Stytch session JWTs carry no acr: one factor kind is the single-factor level, so
+    // an `mfa` requirement asks for a step-up.
     let base = serve(routes().layer(stytch_layer(&issuer, levels()).await)).await;
     let stytch = issuer.stytch_session().factor(DevFactor::totp()).mint();
     fetch(&base, "/mfa", Cred::Bearer(&stytch), None).await.challenged(401, &step_up_header(Some("mfa phr"), None));
@@ -1504,4 +1505,65 @@ async fn a_bad_login_url_is_reported_by_build() {
         .await
         .expect_err("a protocol-relative login URL is refused");
     assert!(matches!(error, ConfigError::Invalid { name: "login URL", .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn stytch_sessions_are_judged_at_the_level_their_factors_give_them() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let routes = || {
+        Router::new()
+            .merge(guarded("/pwd", Requirement::acr_at_least("pwd")))
+            .merge(guarded("/mfa", Requirement::acr_at_least("mfa")))
+            .merge(guarded("/phr", Requirement::acr_at_least("phr")))
+    };
+    let mint = |factors: Vec<DevFactor>| {
+        let mut builder = issuer.stytch_session().without_factors();
+        for factor in factors {
+            builder = builder.factor(factor);
+        }
+        builder.mint()
+    };
+    let none = mint(vec![]);
+    let email = mint(vec![DevFactor::email_otp()]);
+    let totp = mint(vec![DevFactor::totp()]);
+    let email_twice = mint(vec![DevFactor::email_otp(), DevFactor::email_otp()]);
+    let email_totp = mint(vec![DevFactor::email_otp(), DevFactor::totp()]);
+    let email_webauthn = mint(vec![DevFactor::email_otp(), DevFactor::webauthn()]);
+    let webauthn = mint(vec![DevFactor::webauthn()]);
+
+    // The documented default: one factor kind is `pwd`, two distinct kinds `mfa`.
+    let base = serve(routes().layer(stytch_layer(&issuer, levels()).await)).await;
+    for (path, passing, failing, acr_values) in [
+        ("/pwd", vec![&email, &totp, &email_twice, &email_totp], vec![&none], "pwd mfa phr"),
+        ("/mfa", vec![&email_totp, &email_webauthn], vec![&none, &email, &totp, &email_twice, &webauthn], "mfa phr"),
+        ("/phr", vec![], vec![&email_totp, &email_webauthn, &webauthn], "phr"),
+    ] {
+        for token in passing {
+            fetch(&base, path, Cred::Bearer(token), None).await.ok();
+        }
+        for token in failing {
+            fetch(&base, path, Cred::Bearer(token), None)
+                .await
+                .challenged(401, &step_up_header(Some(acr_values), None));
+        }
+    }
+
+    // `with_factor_acr` refines it: a factor mapped to a higher level raises the
+    // session to that level; one mapped to a lower level never lowers it.
+    let config = levels().with_factor_acr(FactorKind::WEBAUTHN, "phr").with_factor_acr(FactorKind::EMAIL_OTP, "pwd");
+    let base = serve(routes().layer(stytch_layer(&issuer, config).await)).await;
+    fetch(&base, "/phr", Cred::Bearer(&webauthn), None).await.ok();
+    fetch(&base, "/phr", Cred::Bearer(&email_webauthn), None).await.ok();
+    fetch(&base, "/mfa", Cred::Bearer(&email_totp), None).await.ok();
+    fetch(&base, "/phr", Cred::Bearer(&email_totp), None).await.challenged(401, &step_up_header(Some("phr"), None));
+    fetch(&base, "/mfa", Cred::Bearer(&email), None).await.challenged(401, &step_up_header(Some("mfa phr"), None));
+
+    // An issuer's own `acr` is taken as sent, whatever the factors: an OIDC token
+    // with `acr=pwd` and two `amr` methods stays at `pwd`.
+    let base = serve(routes().layer(oidc_layer(&issuer, levels()).await)).await;
+    let pwd_two_methods = issuer.access_token().acr("pwd").amr(&["pwd", "otp"]).mint();
+    fetch(&base, "/pwd", Cred::Bearer(&pwd_two_methods), None).await.ok();
+    fetch(&base, "/mfa", Cred::Bearer(&pwd_two_methods), None)
+        .await
+        .challenged(401, &step_up_header(Some("mfa phr"), None));
 }

@@ -256,3 +256,35 @@ async fn bad_issuer_rate_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("STEPUP_ISSUER_RATE"), "{stderr}");
 }
+
+#[tokio::test]
+async fn stytch_profile_mfa_route_passes_two_distinct_factor_kinds() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let vars = [
+        ("STEPUP_PROFILE", "stytch".to_owned()),
+        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
+        ("STEPUP_ISSUER", issuer.stytch_issuer()),
+        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
+        ("STEPUP_TYP", "jwt".to_owned()),
+    ];
+    let server = start_with(&vars, Stdio::inherit()).await;
+    let client = reqwest::Client::new();
+    let mfa = |jwt: String| client.get(format!("{}/mfa", server.url)).bearer_auth(jwt).send();
+
+    let two_kinds = issuer.create_session("user-1", vec![DevFactor::email_otp(), DevFactor::totp()]);
+    let response = mfa(two_kinds.session_jwt.clone()).await.unwrap();
+    let status = response.status();
+    let challenge = response.headers().get("www-authenticate").cloned();
+    assert_eq!(status, 200, "{challenge:?} {}", response.text().await.unwrap_or_default());
+
+    // One factor kind (even used twice) is the single-factor level: the RFC 9470 challenge.
+    for factors in [vec![DevFactor::email_otp()], vec![DevFactor::totp(), DevFactor::totp()]] {
+        let one_kind = issuer.create_session("user-2", factors);
+        let response = mfa(one_kind.session_jwt.clone()).await.unwrap();
+        assert_eq!(response.status(), 401);
+        let challenge = response.headers().get("www-authenticate").unwrap().to_str().unwrap().to_owned();
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+        assert!(challenge.contains(r#"error="insufficient_user_authentication""#), "{challenge}");
+        assert!(challenge.contains(r#"acr_values="mfa""#), "{challenge}");
+    }
+}
