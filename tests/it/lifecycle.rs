@@ -174,3 +174,17 @@ async fn logout_without_a_session_is_401() -> TestResult {
     assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn logout_without_an_authority_is_an_error_and_clears_the_cookies() -> TestResult {
+    // No deny list without an authority: the JWT stays valid until it expires, so
+    // the app must not be told it was revoked.
+    let issuer = DevIssuer::start().await?;
+    let base = app(SessionLayer::stytch(&crate::common::project(&issuer))).await;
+    let session = issuer.create_session("user-no-authority", vec![DevFactor::password()]);
+    let out = post_cookies(&client(), format!("{base}/logout"), &cookies(&session)).await;
+    assert_eq!(out.status(), 503);
+    assert_eq!(set_cookies(out.headers()).len(), 2, "cleared all the same");
+    assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 0);
+    Ok(())
+}
