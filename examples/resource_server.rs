@@ -37,15 +37,21 @@
 //!   (`fresh()`); needs an authority.
 //! - `GET /fresh` → any session, confirmed with the issuer (`fresh()`); needs an
 //!   authority.
+//! - `POST /logout` → revokes the presented session (at the issuer when an authority
+//!   is configured), forgets it locally, clears the cookies of a cookie client;
+//!   `204` (`503` when the issuer could not revoke it, or without an authority; the
+//!   session is refused here either way when an authority exists), `401` without a session.
 
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
-    Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Requirement, Session,
-    SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
+    ClearSessionCookies, Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Requirement,
+    Session, SessionControl, SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
+    DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -138,12 +144,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/admin", get(me).route_layer(Guard::new(admin)))
         .route("/sensitive", get(me).route_layer(Guard::new(Requirement::acr_at_least(top_level)).fresh()))
         .route("/fresh", get(me).route_layer(Guard::authenticated().fresh()))
+        .route("/logout", post(logout))
         .layer(sessions);
 
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("resource_server listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+async fn logout(control: SessionControl) -> (ClearSessionCookies, StatusCode) {
+    let status = match control.revoke().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(error) => {
+            tracing::warn!(%error, "logout: the session was not revoked at the issuer");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    (control.cleared_cookies(), status)
 }
 
 async fn me(session: Session) -> Json<serde_json::Value> {

@@ -19,7 +19,7 @@ use crate::session::{AuthState, Session};
 /// [`SessionLayer`](crate::SessionLayer).
 #[derive(Debug)]
 pub struct SessionRejection {
-    response: http::Response<Bytes>,
+    pub(crate) response: http::Response<Bytes>,
 }
 
 impl SessionRejection {

@@ -33,6 +33,8 @@ compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) o
 mod authority;
 mod cache;
 mod challenge;
+#[cfg(feature = "axum")]
+mod control;
 mod cookies;
 mod credential;
 mod error;
@@ -148,9 +150,12 @@ pub mod __bench {
 
 pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, IssuerBudget, RenewedTokens,
-    StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE,
+    RevokeFuture, StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY,
+    DEFAULT_ISSUER_RATE,
 };
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge};
+#[cfg(feature = "axum")]
+pub use control::{ClearSessionCookies, SessionControl};
 pub use cookies::{CookieAttributes, SameSite};
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};

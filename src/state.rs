@@ -289,6 +289,30 @@ impl LayerState {
         }
     }
 
+    /// Ends `session`, the verified session of a request with `headers` (a logout):
+    /// refused by this layer from the next request on, then revoked at the issuer.
+    ///
+    /// Local first, so that an issuer failure (returned, for the app to answer
+    /// `503`) still leaves the session refused here (fail safe). Without an
+    /// authority there is no deny list to remember a self-contained JWT in: an error,
+    /// so that the app does not believe a bearer JWT dead before it expires.
+    pub(crate) async fn revoke(&self, session: &Session, headers: &HeaderMap) -> Result<(), AuthError> {
+        let Some(authority) = &self.authority else {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::AuthorityUnavailable,
+                "no authority configured: the session cannot be revoked before it expires",
+            ));
+        };
+        let found = self.credentials.find(headers).ok().flatten();
+        let Some(credential) = found.as_ref().and_then(|found| producing_credential(session, found)) else {
+            return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "no credential of this session"));
+        };
+        self.forget(session, credential.token());
+        authority.authority().revoke(session, credential).await.inspect_err(|error| {
+            tracing::warn!(%error, "the issuer did not revoke the session; it is refused locally");
+        })
+    }
+
     /// Writes (renews or clears) the session cookies into response `headers`.
     pub(crate) fn write_cookies(&self, headers: &mut HeaderMap, update: &CookieUpdate) {
         match update {

@@ -15,6 +15,7 @@
 //! | `POST /v1/sessions/authenticate`, `POST /v1/b2b/sessions/authenticate` | Stytch session authentication (HTTP Basic `project_id:secret`) |
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
+//! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
 //! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
 //!
 //! It also mints tokens directly ([`DevIssuer::stytch_session`],
@@ -85,6 +86,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sessions/revoke"),
     ("POST", "/v1/b2b/sessions/revoke"),
     ("POST", "/oauth2/introspect"),
+    ("POST", "/oauth2/revoke"),
     ("POST", "/dev/login"),
     ("POST", "/dev/step-up"),
 ];
@@ -183,7 +185,7 @@ pub enum Endpoint {
     Discovery,
     /// `/v1/sessions/authenticate` and `/v1/b2b/sessions/authenticate`.
     SessionsAuthenticate,
-    /// `/v1/sessions/revoke` and `/v1/b2b/sessions/revoke`.
+    /// `/v1/sessions/revoke`, `/v1/b2b/sessions/revoke` and `/oauth2/revoke` (RFC 7009).
     SessionsRevoke,
     /// `/oauth2/introspect`.
     Introspect,
@@ -634,6 +636,11 @@ impl DevIssuer {
     /// `{base}/oauth2/introspect`.
     pub fn introspection_url(&self) -> String {
         format!("{}/oauth2/introspect", self.shared().base_url)
+    }
+
+    /// `{base}/oauth2/revoke` (RFC 7009).
+    pub fn revocation_url(&self) -> String {
+        format!("{}/oauth2/revoke", self.shared().base_url)
     }
 
     /// OAuth client id accepted by introspection (`client_secret_basic`).

@@ -55,6 +55,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions/revoke", post(revoke_consumer))
         .route("/v1/b2b/sessions/revoke", post(revoke_b2b))
         .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke_oauth))
         .route("/dev/login", post(dev_login))
         .route("/dev/step-up", post(dev_step_up))
         .with_state(shared)
@@ -225,6 +226,8 @@ async fn discovery(State(shared): AppState) -> Response {
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
         "authorization_endpoint": format!("{base}/oauth2/authorize"),
         "token_endpoint": format!("{base}/oauth2/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
@@ -630,6 +633,32 @@ async fn introspect(
         }
     }
     inactive()
+}
+
+/// RFC 7009 revocation (`client_secret_basic`): ends an opaque access token; `200`
+/// for any token, known or not (§2.2), including JWT access tokens, which stay
+/// valid until they expire (nothing to revoke in a self-contained token).
+async fn revoke_oauth(
+    State(shared): AppState,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::SessionsRevoke).await {
+        return failed;
+    }
+    if !basic_matches(&headers, &shared.client_id, &shared.client_secret) {
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dev-issuer\""));
+        return response;
+    }
+    let Ok(Form(form)) = form else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    lock(&shared.opaque).remove(token.as_str());
+    StatusCode::OK.into_response()
 }
 
 // ---------------------------------------------------------------- dev conveniences

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{AuthorityCredential, AuthorityFuture, Confirmation, DEFAULT_AUTHORITY_TIMEOUT};
+use super::{AuthorityCredential, AuthorityFuture, Confirmation, RevokeFuture, DEFAULT_AUTHORITY_TIMEOUT};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::http_client::{self, IssuerClient};
 use crate::profile::{ClaimProfile, OidcProfile};
 use crate::secret::Secret;
-use crate::session::TokenKind;
+use crate::session::{Session, TokenKind};
 use crate::verify::{claims_from_map, now_secs};
 
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -45,6 +45,8 @@ pub struct IntrospectionAuthority {
     issuer: Option<String>,
     audience: Option<String>,
     profile: OidcProfile,
+    /// RFC 7009 endpoint; checked by `check()`, like every `with_*` setting.
+    revocation_url: Option<String>,
 }
 
 impl std::fmt::Debug for IntrospectionAuthority {
@@ -73,6 +75,7 @@ impl IntrospectionAuthority {
             issuer: None,
             audience: None,
             profile: OidcProfile::new(),
+            revocation_url: None,
         })
     }
     /// Requires `iss` in responses to equal this (when present), and uses it as the
@@ -116,14 +119,68 @@ impl IntrospectionAuthority {
         self
     }
 
-    async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
-        super::refuse_misconfigured(self.http.check())?;
-        let form = [("token", credential.token()), ("token_type_hint", "access_token")];
-        // RFC 6749 §2.3.1: the client id and secret are form-encoded before Basic.
+    /// The RFC 7009 revocation endpoint (e.g. `https://login.example.com/oauth2/revoke`),
+    /// called with the same client credentials when a
+    /// [`SessionControl`](crate::SessionControl) revokes a session. Without it, a
+    /// revocation is local only. An unusable URL is reported by
+    /// [`check`](super::Authority::check).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_stepup::{Authority, IntrospectionAuthority};
+    ///
+    /// let authority = IntrospectionAuthority::new("https://login.example.com/oauth2/introspect", "api", "s3cret")?
+    ///     .with_revocation_url("https://login.example.com/oauth2/revoke");
+    /// assert!(authority.check().is_ok());
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_revocation_url(mut self, url: impl Into<String>) -> Self {
+        self.revocation_url = Some(url.into());
+        self
+    }
+
+    fn checked_revocation_url(&self) -> Result<Option<reqwest::Url>, ConfigError> {
+        self.revocation_url.as_deref().map(|url| http_client::check_url("revocation URL", url, false)).transpose()
+    }
+
+    /// The client id and secret, form-encoded for Basic (RFC 6749 §2.3.1).
+    fn basic_credentials(&self) -> (String, String) {
         let mut user = String::new();
         http_client::percent_encode(&mut user, &self.client_id);
         let mut password = String::new();
         http_client::percent_encode(&mut password, self.client_secret.expose());
+        (user, password)
+    }
+
+    /// RFC 7009 revocation of `credential`'s token.
+    async fn revoke_token(&self, credential: AuthorityCredential<'_>) -> Result<(), AuthError> {
+        super::refuse_misconfigured(self.http.check())?;
+        let url = match self.checked_revocation_url() {
+            Ok(Some(url)) => url,
+            Ok(None) => return Ok(()),
+            Err(error) => return super::refuse_misconfigured(Err(error)),
+        };
+        let form = [("token", credential.token()), ("token_type_hint", "access_token")];
+        let (user, password) = self.basic_credentials();
+        let response =
+            self.http.send(|client| client.post(url.clone()).basic_auth(&user, Some(&password)).form(&form)).await?;
+        let status = response.status();
+        // RFC 7009 §2.2: `200` whether or not the token was known.
+        match status.as_u16() {
+            200 => Ok(()),
+            401 | 403 => {
+                Err(AuthError::with_detail(AuthErrorKind::BadServerCredentials, format!("revocation {status}")))
+            }
+            _ => Err(AuthError::with_detail(AuthErrorKind::AuthorityUnavailable, format!("revocation {status}"))),
+        }
+    }
+
+    async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
+        super::refuse_misconfigured(self.http.check())?;
+        let form = [("token", credential.token()), ("token_type_hint", "access_token")];
+        let (user, password) = self.basic_credentials();
         let response = self
             .http
             .send(|client| {
@@ -186,8 +243,16 @@ impl super::Authority for IntrospectionAuthority {
         Box::pin(self.call(credential))
     }
 
-    /// Reports a zero [timeout](IntrospectionAuthority::with_timeout).
+    /// RFC 7009 at [`with_revocation_url`](IntrospectionAuthority::with_revocation_url)
+    /// when set; else nothing at the issuer (local revocation only).
+    fn revoke<'a>(&'a self, _session: &'a Session, credential: AuthorityCredential<'a>) -> RevokeFuture<'a> {
+        Box::pin(self.revoke_token(credential))
+    }
+
+    /// Reports a zero [timeout](IntrospectionAuthority::with_timeout) or an unusable
+    /// [revocation URL](IntrospectionAuthority::with_revocation_url).
     fn check(&self) -> Result<(), ConfigError> {
-        self.http.check()
+        self.http.check()?;
+        self.checked_revocation_url().map(|_| ())
     }
 }

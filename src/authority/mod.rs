@@ -32,6 +32,9 @@ pub const DEFAULT_AUTHORITY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The future an [`Authority`] returns.
 pub type AuthorityFuture<'a> = Pin<Box<dyn Future<Output = Result<Confirmation, AuthError>> + Send + 'a>>;
 
+/// The future [`Authority::revoke`] returns.
+pub type RevokeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AuthError>> + Send + 'a>>;
+
 /// A credential to confirm with the issuer. `Debug` never shows the token.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -223,6 +226,43 @@ pub trait Authority: Send + Sync + 'static {
     /// ```
     fn confirms_whole_session(&self) -> bool {
         false
+    }
+
+    /// Ends `session` (produced by `credential`) at the issuer, e.g. on logout.
+    ///
+    /// Default: nothing to do at the issuer (an authority that cannot revoke); the
+    /// layer still refuses the session locally from the next request on, see
+    /// [`SessionControl::revoke`](crate::SessionControl::revoke). An answer that the
+    /// session was already gone should be `Ok(())`: a logout of a dead session is done.
+    ///
+    /// # Errors
+    ///
+    /// Server-side faults ([`AuthorityUnavailable`](crate::AuthErrorKind::AuthorityUnavailable),
+    /// [`AuthorityTimeout`](crate::AuthErrorKind::AuthorityTimeout), …): the issuer may
+    /// still consider the session alive.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_stepup::{Authority, AuthorityCredential, AuthorityFuture, AuthError, AuthErrorKind, RevokeFuture, Session};
+    ///
+    /// struct SessionStore;
+    ///
+    /// impl Authority for SessionStore {
+    ///     fn authenticate<'a>(&'a self, _credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
+    ///         Box::pin(async { Err(AuthError::new(AuthErrorKind::SessionRevoked)) })
+    ///     }
+    ///     fn revoke<'a>(&'a self, session: &'a Session, _credential: AuthorityCredential<'a>) -> RevokeFuture<'a> {
+    ///         Box::pin(async move {
+    ///             let _id = session.session_id(); // delete it from the store
+    ///             Ok(())
+    ///         })
+    ///     }
+    /// }
+    /// ```
+    fn revoke<'a>(&'a self, session: &'a Session, credential: AuthorityCredential<'a>) -> RevokeFuture<'a> {
+        let _ = (session, credential);
+        Box::pin(async { Ok(()) })
     }
 
     /// Reports settings this authority cannot work with. Default: none.

@@ -410,6 +410,12 @@ impl AuthorityState {
         self.denied_tokens.insert(hash, self.deny_until(session));
     }
 
+    /// The authority itself, for calls that bypass the cache and the budget (a
+    /// revocation: rare, and never on behalf of an unverified client).
+    pub(crate) fn authority(&self) -> &dyn Authority {
+        &*self.authority
+    }
+
     /// Whether the issuer ended this session. One atomic load while nothing was
     /// ever revoked.
     pub(crate) fn is_denied(&self, session: &Session) -> bool {

@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AuthorityCredential, AuthorityFuture, Confirmation, RenewedTokens, DEFAULT_AUTHORITY_TIMEOUT};
+use super::{
+    AuthorityCredential, AuthorityFuture, Confirmation, RenewedTokens, RevokeFuture, DEFAULT_AUTHORITY_TIMEOUT,
+};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::http_client::{self, IssuerClient};
 use crate::profile::{parse_rfc3339, StytchSessionObject};
@@ -337,6 +339,22 @@ fn error_from(status: reqwest::StatusCode, body: &[u8]) -> AuthError {
 impl super::Authority for StytchAuthority {
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
         Box::pin(self.call(credential))
+    }
+
+    /// `sessions/revoke` by the session's id (B2B: `member_session_id`); a session
+    /// Stytch no longer knows counts as revoked. A session without an id (not a
+    /// Stytch session) is left to the layer's local revocation.
+    fn revoke<'a>(&'a self, session: &'a Session, _credential: AuthorityCredential<'a>) -> RevokeFuture<'a> {
+        Box::pin(async move {
+            let Some(id) = session.session_id() else {
+                tracing::warn!("revoking a session without a session id: refused locally only");
+                return Ok(());
+            };
+            match StytchAuthority::revoke(self, id).await {
+                Err(error) if error.kind() == AuthErrorKind::SessionRevoked => Ok(()),
+                other => other,
+            }
+        })
     }
 
     /// Stytch's session token and every session JWT of a session are interchangeable

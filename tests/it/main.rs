@@ -6,6 +6,7 @@ mod authority;
 mod challenges;
 mod guards;
 mod jwks;
+mod lifecycle;
 mod requirements;
 mod resource_server;
 mod smoke;

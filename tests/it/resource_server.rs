@@ -181,6 +181,38 @@ async fn stytch_profile_reads_session_jwts_and_fresh_sees_revocation() {
 }
 
 #[tokio::test]
+async fn logout_revokes_then_me_is_401() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let vars = [
+        ("STEPUP_PROFILE", "stytch".to_owned()),
+        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
+        ("STEPUP_ISSUER", issuer.stytch_issuer()),
+        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
+        ("STEPUP_TYP", "jwt".to_owned()),
+        ("STEPUP_STYTCH_PROJECT_ID", issuer.project_id().to_owned()),
+        ("STEPUP_STYTCH_SECRET", issuer.secret().to_owned()),
+        ("STEPUP_STYTCH_BASE_URL", issuer.base_url()),
+    ];
+    let server = start_with(&vars, Stdio::inherit()).await;
+    let client = reqwest::Client::new();
+    let session = issuer.create_session("user-logout", vec![DevFactor::password()]);
+    let cookie = format!("stytch_session_jwt={}; stytch_session={}", session.session_jwt, session.session_token);
+    let me = || client.get(format!("{}/me", server.url)).header(http::header::COOKIE, &cookie).send();
+    assert_eq!(me().await.unwrap().status(), 200);
+
+    let out = client.post(format!("{}/logout", server.url)).header(http::header::COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(out.status(), 204);
+    let cleared: Vec<_> = out.headers().get_all(http::header::SET_COOKIE).iter().collect();
+    assert_eq!(cleared.len(), 2, "{cleared:?}");
+    assert!(cleared.iter().all(|c| c.to_str().unwrap().contains("Max-Age=0")), "{cleared:?}");
+    assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 1);
+    assert_eq!(me().await.unwrap().status(), 401);
+    assert!(!issuer.revoke_session(&session.session_id), "revoked at the issuer");
+    let none = client.post(format!("{}/logout", server.url)).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+}
+
+#[tokio::test]
 async fn issuer_failures_are_logged() {
     let issuer = DevIssuer::start().await.unwrap();
     let introspection = [
