@@ -555,6 +555,26 @@ fn inactive() -> Response {
     Json(json!({ "active": false })).into_response()
 }
 
+/// The prelude of the OAuth endpoints (RFC 7662, RFC 7009): `client_secret_basic`,
+/// then the form's `token`.
+fn oauth_client_token(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Result<String, Response> {
+    if !basic_matches(headers, &shared.client_id, &shared.client_secret) {
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dev-issuer\""));
+        return Err(response);
+    }
+    let Ok(Form(mut form)) = form else {
+        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
+    };
+    form.remove("token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))
+}
+
 fn oauth_error(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
@@ -567,16 +587,9 @@ async fn introspect(
     if let Some(failed) = gate(&shared, Endpoint::Introspect).await {
         return failed;
     }
-    if !basic_matches(&headers, &shared.client_id, &shared.client_secret) {
-        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dev-issuer\""));
-        return response;
-    }
-    let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    };
-    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let token = match oauth_client_token(&shared, &headers, form) {
+        Ok(token) => token,
+        Err(response) => return response,
     };
     let now = SystemTime::now();
     let record = lock(&shared.opaque).get(token.as_str()).cloned();
@@ -621,7 +634,7 @@ async fn introspect(
     }
     // A JWT access token minted by this issuer: active while signed by a served key,
     // issued by this issuer, and inside its validity window.
-    if let Some(Value::Object(mut claims)) = shared.verify_compact(token) {
+    if let Some(Value::Object(mut claims)) = shared.verify_compact(&token) {
         let now_secs = unix_secs(now);
         let iss_ok = claims.get("iss").and_then(Value::as_str) == Some(shared.base_url.as_str());
         let exp_ok = claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| now_secs < exp);
@@ -646,16 +659,9 @@ async fn revoke_oauth(
     if let Some(failed) = gate(&shared, Endpoint::SessionsRevoke).await {
         return failed;
     }
-    if !basic_matches(&headers, &shared.client_id, &shared.client_secret) {
-        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"dev-issuer\""));
-        return response;
-    }
-    let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    };
-    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let token = match oauth_client_token(&shared, &headers, form) {
+        Ok(token) => token,
+        Err(response) => return response,
     };
     lock(&shared.opaque).remove(token.as_str());
     StatusCode::OK.into_response()

@@ -37,6 +37,21 @@ fn oidc_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The Stytch configuration: session JWTs read with the Stytch profile, a Stytch
+/// authority at the dev issuer.
+fn stytch_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
+    vec![
+        ("STEPUP_PROFILE", "stytch".to_owned()),
+        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
+        ("STEPUP_ISSUER", issuer.stytch_issuer()),
+        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
+        ("STEPUP_TYP", "jwt".to_owned()),
+        ("STEPUP_STYTCH_PROJECT_ID", issuer.project_id().to_owned()),
+        ("STEPUP_STYTCH_SECRET", issuer.secret().to_owned()),
+        ("STEPUP_STYTCH_BASE_URL", issuer.base_url()),
+    ]
+}
+
 async fn start(issuer: &DevIssuer, extra: &[(&str, String)]) -> Server {
     start_with(oidc_env(issuer).iter().chain(extra), Stdio::inherit()).await
 }
@@ -150,16 +165,7 @@ async fn fresh_route_confirms_with_the_issuer() {
 #[tokio::test]
 async fn stytch_profile_reads_session_jwts_and_fresh_sees_revocation() {
     let issuer = DevIssuer::start().await.unwrap();
-    let vars = [
-        ("STEPUP_PROFILE", "stytch".to_owned()),
-        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
-        ("STEPUP_ISSUER", issuer.stytch_issuer()),
-        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
-        ("STEPUP_TYP", "jwt".to_owned()),
-        ("STEPUP_STYTCH_PROJECT_ID", issuer.project_id().to_owned()),
-        ("STEPUP_STYTCH_SECRET", issuer.secret().to_owned()),
-        ("STEPUP_STYTCH_BASE_URL", issuer.base_url()),
-    ];
+    let vars = stytch_env(&issuer);
     let server = start_with(&vars, Stdio::inherit()).await;
     let client = reqwest::Client::new();
     let session = issuer.create_session("user-1", vec![DevFactor::email_otp(), DevFactor::totp()]);
@@ -183,16 +189,7 @@ async fn stytch_profile_reads_session_jwts_and_fresh_sees_revocation() {
 #[tokio::test]
 async fn logout_revokes_then_me_is_401() {
     let issuer = DevIssuer::start().await.unwrap();
-    let vars = [
-        ("STEPUP_PROFILE", "stytch".to_owned()),
-        ("STEPUP_JWKS_URL", issuer.stytch_jwks_url()),
-        ("STEPUP_ISSUER", issuer.stytch_issuer()),
-        ("STEPUP_AUDIENCE", issuer.project_id().to_owned()),
-        ("STEPUP_TYP", "jwt".to_owned()),
-        ("STEPUP_STYTCH_PROJECT_ID", issuer.project_id().to_owned()),
-        ("STEPUP_STYTCH_SECRET", issuer.secret().to_owned()),
-        ("STEPUP_STYTCH_BASE_URL", issuer.base_url()),
-    ];
+    let vars = stytch_env(&issuer);
     let server = start_with(&vars, Stdio::inherit()).await;
     let client = reqwest::Client::new();
     let session = issuer.create_session("user-logout", vec![DevFactor::password()]);
