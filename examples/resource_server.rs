@@ -39,8 +39,8 @@
 //!   authority.
 //! - `POST /logout` → revokes the presented session (at the issuer when an authority
 //!   is configured), forgets it locally, clears the cookies of a cookie client;
-//!   `204` (`503` when the issuer could not revoke it, or without an authority; the
-//!   session is refused here either way when an authority exists), `401` without a session.
+//!   `204` (`503` when the issuer could not revoke it; the session is refused here
+//!   either way), `401` without a session.
 
 use std::time::Duration;
 

@@ -74,14 +74,14 @@ impl SessionControl {
     /// and the authority revokes it at the issuer: Stytch `sessions/revoke`
     /// (`member_session_id` for B2B), RFC 7009 when
     /// [`IntrospectionAuthority::with_revocation_url`](crate::IntrospectionAuthority::with_revocation_url)
-    /// is set, nothing for an authority that cannot revoke (local only).
+    /// is set, nothing for an authority that cannot revoke (local only). Without an
+    /// authority, the layer itself remembers the logout (by session id, else by
+    /// token) until the session would have ended.
     ///
     /// # Errors
     ///
     /// The issuer's failure (e.g. [`AuthorityUnavailable`](crate::AuthErrorKind::AuthorityUnavailable),
-    /// to answer `503`); the session is refused locally all the same. Also an error
-    /// without an authority: a self-contained JWT cannot be remembered as revoked
-    /// without one, and stays valid until it expires.
+    /// to answer `503`); the session is refused locally all the same.
     pub async fn revoke(&self) -> Result<(), AuthError> {
         self.layer.revoke(&self.session, &self.headers).await
     }

@@ -15,7 +15,7 @@ use crate::guard::GuardConfig;
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
 use crate::service::SessionService;
-use crate::state::LayerState;
+use crate::state::{LayerState, LocalRevocations};
 use crate::stytch::StytchProject;
 use crate::verify::{TimeRules, TypPolicy, Verifier};
 
@@ -467,6 +467,7 @@ impl SessionLayerBuilder {
             authority,
             opaque_shape,
             cookies: self.cookies,
+            logged_out: LocalRevocations::new(),
         };
         Ok(SessionLayer { state: Arc::new(state) })
     }

@@ -6,12 +6,12 @@
 //! [`write_cookies`](LayerState::write_cookies).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Response, StatusCode, Uri};
 
-use crate::authority::state::AuthorityState;
+use crate::authority::state::{AuthorityState, DenyList};
 use crate::authority::{AuthorityCredential, RenewedTokens};
 use crate::cache::{token_bytes_hash, token_hash, SessionCache, TokenHash};
 use crate::challenge::{safe_return_to, ChallengeContext};
@@ -35,6 +35,42 @@ pub(crate) struct LayerState {
     /// Local check of opaque tokens before they may become issuer calls.
     pub(crate) opaque_shape: fn(&str) -> bool,
     pub(crate) cookies: CookieAttributes,
+    /// Sessions ended by a logout on a layer without an authority (with one, its
+    /// deny lists remember them): by session id, else by token.
+    pub(crate) logged_out: LocalRevocations,
+}
+
+/// Logouts remembered by a layer that has no authority to ask.
+pub(crate) struct LocalRevocations {
+    sessions: DenyList<Arc<str>>,
+    tokens: DenyList<TokenHash>,
+}
+
+impl LocalRevocations {
+    /// Bounds memory like the authority's deny lists.
+    const CAPACITY: u64 = 100_000;
+
+    pub(crate) fn new() -> Self {
+        Self { sessions: DenyList::new(Self::CAPACITY), tokens: DenyList::new(Self::CAPACITY) }
+    }
+
+    /// Remembers the logout until the session (else its token) would have ended.
+    fn insert(&self, session: &Session, token: &str, leeway: Duration) {
+        let fallback = SystemTime::now() + Duration::from_secs(3600);
+        let until = session.session_expires_at().or(session.expires_at()).unwrap_or(fallback) + leeway;
+        match session.session_id() {
+            Some(id) => self.sessions.insert(Arc::from(id), until),
+            None => self.tokens.insert(token_hash(token), until),
+        }
+    }
+
+    /// One atomic load per list while nobody ever logged out.
+    fn contains(&self, session: &Session, hash: impl FnOnce() -> TokenHash) -> bool {
+        match session.session_id() {
+            Some(id) => self.sessions.contains(id),
+            None => !self.tokens.is_empty() && self.tokens.contains(&hash()),
+        }
+    }
 }
 
 /// Lets guards and extractors reach the layer that authenticated the request, and
@@ -193,6 +229,9 @@ impl LayerState {
             {
                 AuthState::Invalid(AuthErrorKind::SessionRevoked.into())
             }
+            None if self.logged_out.contains(session, || hash.copied().unwrap_or_else(|| token_bytes_hash(token))) => {
+                AuthState::Invalid(AuthError::with_detail(AuthErrorKind::SessionRevoked, "logged out"))
+            }
             _ => AuthState::Authenticated(session.clone()),
         }
     }
@@ -297,15 +336,17 @@ impl LayerState {
     /// authority there is no deny list to remember a self-contained JWT in: an error,
     /// so that the app does not believe a bearer JWT dead before it expires.
     pub(crate) async fn revoke(&self, session: &Session, headers: &HeaderMap) -> Result<(), AuthError> {
-        let Some(authority) = &self.authority else {
-            return Err(AuthError::with_detail(
-                AuthErrorKind::AuthorityUnavailable,
-                "no authority configured: the session cannot be revoked before it expires",
-            ));
-        };
         let found = self.credentials.find(headers).ok().flatten();
         let Some(credential) = found.as_ref().and_then(|found| producing_credential(session, found)) else {
             return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "no credential of this session"));
+        };
+        let Some(authority) = &self.authority else {
+            // Nobody to tell: this layer refuses the session until it would have ended.
+            self.logged_out.insert(session, credential.token(), Duration::from_secs(self.verifier.time.leeway));
+            if let (Some(cache), Some(id)) = (&self.cache, session.session_id()) {
+                cache.evict_session(id);
+            }
+            return Ok(());
         };
         self.forget(session, credential.token());
         authority.authority().revoke(session, credential).await.inspect_err(|error| {

@@ -121,7 +121,7 @@ pub(crate) struct AuthorityState {
 /// LRU eviction, not moka's default TinyLFU: TinyLFU may refuse a new entry when
 /// the list is full, and a revocation must always be recorded. When full, the
 /// entry least recently presented goes first.
-struct DenyList<K> {
+pub(crate) struct DenyList<K> {
     entries: moka::sync::Cache<K, SystemTime>,
     /// The hot path pays one atomic load while nothing was ever denied.
     any: AtomicBool,
@@ -145,7 +145,7 @@ impl<K> moka::Expiry<K, SystemTime> for Until {
 }
 
 impl<K: std::hash::Hash + Eq + Send + Sync + 'static> DenyList<K> {
-    fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .eviction_policy(moka::policy::EvictionPolicy::lru())
@@ -155,13 +155,13 @@ impl<K: std::hash::Hash + Eq + Send + Sync + 'static> DenyList<K> {
     }
 
     /// Records `key` until `until`, or longer if it already was.
-    fn insert(&self, key: K, until: SystemTime) {
+    pub(crate) fn insert(&self, key: K, until: SystemTime) {
         let until = self.entries.get(&key).map_or(until, |known| known.max(until));
         self.entries.insert(key, until);
         self.any.store(true, Ordering::Release);
     }
 
-    fn contains<Q>(&self, key: &Q) -> bool
+    pub(crate) fn contains<Q>(&self, key: &Q) -> bool
     where
         Q: moka::Equivalent<K> + std::hash::Hash + ?Sized,
     {
@@ -169,7 +169,7 @@ impl<K: std::hash::Hash + Eq + Send + Sync + 'static> DenyList<K> {
         self.any.load(Ordering::Acquire) && self.entries.get(key).is_some()
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         !self.any.load(Ordering::Acquire)
     }
 }

@@ -176,15 +176,24 @@ async fn logout_without_a_session_is_401() -> TestResult {
 }
 
 #[tokio::test]
-async fn logout_without_an_authority_is_an_error_and_clears_the_cookies() -> TestResult {
-    // No deny list without an authority: the JWT stays valid until it expires, so
-    // the app must not be told it was revoked.
+async fn logout_without_an_authority_is_remembered_by_the_layer() -> TestResult {
+    // Nobody to tell: the layer itself refuses the session until it would have
+    // ended (its other JWTs too), and clears the cookies.
     let issuer = DevIssuer::start().await?;
     let base = app(SessionLayer::stytch(&crate::common::project(&issuer))).await;
+    let http = client();
     let session = issuer.create_session("user-no-authority", vec![DevFactor::password()]);
-    let out = post_cookies(&client(), format!("{base}/logout"), &cookies(&session)).await;
-    assert_eq!(out.status(), 503);
-    assert_eq!(set_cookies(out.headers()).len(), 2, "cleared all the same");
-    assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 0);
+    let other = issuer.create_session("user-no-authority", vec![DevFactor::password()]);
+    let second_jwt = issuer.stytch_session().session_id(&session.session_id).subject(&session.user_id).mint();
+    assert_eq!(http.get(format!("{base}/me")).bearer_auth(&session.session_jwt).send().await?.status(), 200);
+    let out = post_cookies(&http, format!("{base}/logout"), &cookies(&session)).await;
+    assert_eq!(out.status(), 204);
+    assert_eq!(set_cookies(out.headers()).len(), 2, "both cookies cleared");
+    assert_eq!(issuer.request_count(Endpoint::SessionsRevoke), 0, "no issuer to ask");
+    for jwt in [&session.session_jwt, &second_jwt] {
+        assert_eq!(http.get(format!("{base}/me")).bearer_auth(jwt).send().await?.status(), 401);
+    }
+    // Another session of the same user is not logged out.
+    assert_eq!(http.get(format!("{base}/me")).bearer_auth(&other.session_jwt).send().await?.status(), 200);
     Ok(())
 }

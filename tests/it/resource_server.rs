@@ -317,3 +317,16 @@ async fn stytch_profile_mfa_route_passes_two_distinct_factor_kinds() {
         assert!(challenge.contains(r#"acr_values="mfa""#), "{challenge}");
     }
 }
+
+#[tokio::test]
+async fn logout_without_an_authority_is_remembered_by_the_server() {
+    let issuer = DevIssuer::start().await.unwrap();
+    let server = start(&issuer, &[]).await;
+    let client = reqwest::Client::new();
+    let token = issuer.access_token().subject("alice").sid("sid-logout").mint();
+    let me = || client.get(format!("{}/me", server.url)).bearer_auth(&token).send();
+    assert_eq!(me().await.unwrap().status(), 200);
+    let out = client.post(format!("{}/logout", server.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(me().await.unwrap().status(), 401);
+}
