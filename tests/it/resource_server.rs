@@ -37,6 +37,15 @@ fn oidc_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// An RFC 7662 authority at the dev issuer.
+fn introspection_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
+    vec![
+        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
+        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
+        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
+    ]
+}
+
 /// The Stytch configuration: session JWTs read with the Stytch profile, a Stytch
 /// authority at the dev issuer.
 fn stytch_env(issuer: &DevIssuer) -> Vec<(&'static str, String)> {
@@ -78,11 +87,7 @@ async fn start_with<'a>(vars: impl IntoIterator<Item = &'a (&'a str, String)>, s
 #[tokio::test]
 async fn the_documented_contract_holds() {
     let issuer = DevIssuer::start().await.unwrap();
-    let introspection = [
-        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
-        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
-        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
-    ];
+    let introspection = introspection_env(&issuer);
     let server = start(&issuer, &introspection).await;
     let client = reqwest::Client::new();
     let get = |path: &str, token: Option<&str>| {
@@ -146,11 +151,7 @@ async fn misconfiguration_is_a_clear_error_not_a_panic() {
 #[tokio::test]
 async fn fresh_route_confirms_with_the_issuer() {
     let issuer = DevIssuer::start().await.unwrap();
-    let introspection = [
-        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
-        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
-        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
-    ];
+    let introspection = introspection_env(&issuer);
     let server = start(&issuer, &introspection).await;
     let client = reqwest::Client::new();
     let token = issuer.access_token().subject("alice").mint();
@@ -212,12 +213,8 @@ async fn logout_revokes_then_me_is_401() {
 #[tokio::test]
 async fn issuer_failures_are_logged() {
     let issuer = DevIssuer::start().await.unwrap();
-    let introspection = [
-        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
-        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
-        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
+    let mut introspection = introspection_env(&issuer);
+    introspection.push(("RUST_LOG", "info".to_owned()));
     let vars: Vec<_> = oidc_env(&issuer).into_iter().chain(introspection).collect();
     let mut server = start_with(&vars, Stdio::piped()).await;
     let client = reqwest::Client::new();
@@ -241,12 +238,8 @@ async fn issuer_failures_are_logged() {
 #[tokio::test]
 async fn issuer_rate_bounds_calls_for_unverified_credentials() {
     let issuer = DevIssuer::start().await.unwrap();
-    let introspection = [
-        ("STEPUP_INTROSPECTION_URL", issuer.introspection_url()),
-        ("STEPUP_CLIENT_ID", issuer.client_id().to_owned()),
-        ("STEPUP_CLIENT_SECRET", issuer.client_secret().to_owned()),
-        ("STEPUP_ISSUER_RATE", "3".to_owned()),
-    ];
+    let mut introspection = introspection_env(&issuer);
+    introspection.push(("STEPUP_ISSUER_RATE", "3".to_owned()));
     let server = start(&issuer, &introspection).await;
     let client = reqwest::Client::new();
     let valid = issuer.access_token().subject("alice").mint();
