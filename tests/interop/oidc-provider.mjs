@@ -23,8 +23,9 @@
 // - `acr`, `amr`, `auth_time` of the login in every user's access token
 //   (`extraTokenClaims`: JWT claims, or top-level introspection members)
 // - clients: `app` (authorization code, refresh token, client credentials;
-//   client_secret_basic) and `rs` (the resource server: introspection only)
-// - introspection (RFC 7662) and revocation (RFC 7009), default policies
+//   client_secret_basic) and `rs` (the resource server: introspection, revocation)
+// - introspection (RFC 7662, default policy) and revocation (RFC 7009: by the
+//   token's client, or by `rs` for access tokens of https://api.example/opaque)
 // - TEST-ONLY headless interaction, in place of a login page:
 //     GET  /interaction/:uid        the interaction as JSON ({uid, prompt, params})
 //     POST /interaction/:uid/login  form sub, acr, amr (space separated), auth_time
@@ -84,6 +85,7 @@ const jwks = loadKeys(argument('keys') ?? process.env.OIDC_KEYS);
 // ---------------------------------------------------------------------------------
 
 const JWT_API = 'https://api.example/jwt';
+const OPAQUE_API = 'https://api.example/opaque';
 const RESOURCES = {
   [JWT_API]: { scope: 'read write', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } },
   'https://api.example/jwt-rs256': {
@@ -92,7 +94,7 @@ const RESOURCES = {
     accessTokenFormat: 'jwt',
     jwt: { sign: { alg: 'RS256' } },
   },
-  'https://api.example/opaque': { scope: 'read write', accessTokenFormat: 'opaque' },
+  [OPAQUE_API]: { scope: 'read write', accessTokenFormat: 'opaque' },
   'https://other.example/api': { scope: 'read write', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } },
 };
 
@@ -158,7 +160,17 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
-    revocation: { enabled: true },
+    revocation: {
+      enabled: true,
+      // RFC 7009 §2.1: a client revokes the tokens issued to it. As a deployment
+      // choice, the resource server `rs` may also revoke access tokens for its own
+      // API (a logout at the API: `SessionControl::revoke`).
+      allowedPolicy(_ctx, client, token) {
+        if (token.clientId === client.clientId) return true;
+        if (client.clientId === 'rs' && token.kind === 'AccessToken' && token.aud === OPAQUE_API) return true;
+        throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+      },
+    },
     resourceIndicators: {
       enabled: true,
       // The access token is for the resource the authorization request named.

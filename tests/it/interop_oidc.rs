@@ -16,13 +16,13 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use http::header::{COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tower_stepup::{Guard, GuardConfig, IntrospectionAuthority, Requirement, SessionLayer};
+use tower_stepup::{Guard, GuardConfig, IntrospectionAuthority, Requirement, SessionControl, SessionLayer};
 
 use crate::common::{bearer, client, info, serve};
 
@@ -36,7 +36,7 @@ const OPAQUE_API: &str = "https://api.example/opaque";
 const OTHER_API: &str = "https://other.example/api";
 /// The OAuth client (authorization code, refresh token, client credentials).
 const APP: (&str, &str) = ("app", "app-secret");
-/// The resource server's own client, for introspection.
+/// The resource server's own client, for introspection and revocation.
 const RS: (&str, &str) = ("rs", "rs-secret");
 const REDIRECT_URI: &str = "https://app.example/cb";
 /// The `acr` levels, weakest first, as the provider's `acr_values_supported` lists them.
@@ -307,7 +307,9 @@ impl Step {
     fn expect_code(self) -> String {
         match self {
             Step::Code(code) => code,
-            Step::Login(interaction) => panic!("expected a code, the provider asks to log in: {:?}", interaction.reasons),
+            Step::Login(interaction) => {
+                panic!("expected a code, the provider asks to log in: {:?}", interaction.reasons)
+            }
         }
     }
     fn expect_login(self) -> Interaction {
@@ -442,9 +444,17 @@ fn guard_config() -> GuardConfig {
     GuardConfig::default().with_acr_levels(ACR_LEVELS)
 }
 
+/// Ends the session (`204`, or `503` when the provider did not revoke it).
+async fn logout(control: SessionControl) -> http::StatusCode {
+    match control.revoke().await {
+        Ok(()) => http::StatusCode::NO_CONTENT,
+        Err(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// `/me` (any session), `/mfa` (`acr` at least `mfa`), `/recent` (authenticated
 /// within [`MAX_AGE`]), `/transfer` (both), `/fresh` (any session, confirmed with
-/// the provider on every request).
+/// the provider on every request), `POST /logout`.
 fn api(layer: SessionLayer) -> Router {
     let mfa = Requirement::acr_at_least("mfa");
     let recent = Requirement::max_age(MAX_AGE);
@@ -454,6 +464,7 @@ fn api(layer: SessionLayer) -> Router {
         .route("/recent", get(info).route_layer(Guard::new(recent.clone())))
         .route("/transfer", get(info).route_layer(Guard::new(mfa.and(recent))))
         .route("/fresh", get(info).route_layer(Guard::authenticated().fresh()))
+        .route("/logout", post(logout))
         .layer(layer)
 }
 
@@ -467,9 +478,10 @@ async fn jwt_api(op: &Provider) -> String {
 /// for an hour on routes without `fresh()`, so only `/fresh` asks the provider
 /// again (deterministically).
 async fn opaque_api(op: &Provider) -> String {
+    let authority = op.introspection().with_revocation_url(op.endpoint("revocation_endpoint"));
     let layer = SessionLayer::oidc(op.issuer.clone(), OPAQUE_API)
         .with_guard_config(guard_config())
-        .with_authority(op.introspection())
+        .with_authority(authority)
         .with_opaque_token_ttl(Duration::from_secs(3600))
         .build()
         .await;
@@ -627,7 +639,8 @@ async fn step_up_loop_with_the_challenge_parameters() {
     assert_eq!(bearer(&http, format!("{url}/mfa"), &again).await.status(), 200);
 
     // The ID token is no access token, even for an API whose audience is the
-    // client id: RFC 9068 `typ` tells them apart (RFC 8725 §3.11).
+    // client id: RFC 9068 tells them apart (`typ` `at+jwt`, `client_id`, `jti`;
+    // RFC 8725 §3.11).
     assert!(decode_part(&strong.id_token, 0).get("typ").is_none_or(|typ| typ != "at+jwt"));
     let confused = SessionLayer::oidc(op.issuer.clone(), APP.0).with_guard_config(guard_config()).build().await;
     let confused = serve(api(confused.expect("layer"))).await;
@@ -701,6 +714,27 @@ async fn opaque_token_introspected_then_revoked() {
     // A new layer asks afresh: the provider itself says the token is inactive.
     let fresh_layer = opaque_api(&op).await;
     assert_eq!(bearer(&http, format!("{fresh_layer}/me"), &token).await.status(), 401);
+}
+
+/// A logout at the API (`SessionControl::revoke`) revokes the opaque token at the
+/// provider by RFC 7009: another resource server asking the provider learns it.
+#[tokio::test]
+async fn logout_at_the_api_revokes_at_the_provider() {
+    let op = Provider::start().await;
+    let url = opaque_api(&op).await;
+    let other_instance = opaque_api(&op).await;
+    let http = client();
+    let token = op.user_token(OPAQUE_API, &Login::now("alice", "mfa", "pwd otp")).await;
+    let bystander = op.user_token(OPAQUE_API, &Login::now("bob", "mfa", "pwd otp")).await;
+    assert_eq!(bearer(&http, format!("{url}/me"), &token).await.status(), 200);
+
+    let logout = http.post(format!("{url}/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+
+    assert_eq!(bearer(&http, format!("{url}/me"), &token).await.status(), 401);
+    assert_eq!(bearer(&http, format!("{other_instance}/me"), &token).await.status(), 401);
+    // Only that token: another user's session lives on.
+    assert_eq!(bearer(&http, format!("{other_instance}/fresh"), &bystander).await.status(), 200);
 }
 
 /// oidc-provider deviates from RFC 7662 §2.2 here: asked about a JWT access token,
