@@ -215,9 +215,9 @@ impl CookieAttributes {
             let host = domain.strip_prefix('.').unwrap_or(domain);
             let valid = !host.is_empty()
                 && host.len() <= 253
-                && host.split('.').all(|label| {
-                    !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
+                && host
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             if !valid {
                 return Err(ConfigError::invalid("cookie domain", "a host name such as example.com"));
             }

@@ -150,8 +150,8 @@ pub mod __bench {
 
 pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, IssuerBudget, RenewedTokens,
-    RevokeFuture, SessionsFuture, StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY,
-    DEFAULT_ISSUER_RATE,
+    RevokeFuture, SessionsFuture, StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST,
+    DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE,
 };
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge};
 #[cfg(feature = "axum")]

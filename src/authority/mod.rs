@@ -299,7 +299,9 @@ pub trait Authority: Send + Sync + 'static {
     /// ```
     fn sessions<'a>(&'a self, session: &'a Session) -> SessionsFuture<'a> {
         let _ = session;
-        Box::pin(async { Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot list sessions")) })
+        Box::pin(async {
+            Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot list sessions"))
+        })
     }
 
     /// Ends `session`, one of those [`sessions`](Self::sessions) listed, by its id
@@ -313,7 +315,9 @@ pub trait Authority: Send + Sync + 'static {
     /// Default: [`Unsupported`](crate::AuthErrorKind::Unsupported).
     fn revoke_by_id<'a>(&'a self, session: &'a Session) -> RevokeFuture<'a> {
         let _ = session;
-        Box::pin(async { Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot revoke by id")) })
+        Box::pin(async {
+            Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot revoke by id"))
+        })
     }
 
     /// Reports settings this authority cannot work with. Default: none.

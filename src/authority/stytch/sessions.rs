@@ -54,7 +54,8 @@ impl StytchAuthority {
         let parsed: SessionsResponse = serde_json::from_slice(&body)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not a Stytch sessions list"))?;
         let listed = if self.b2b { parsed.member_sessions } else { parsed.sessions };
-        let listed = listed.ok_or_else(|| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no sessions list"))?;
+        let listed =
+            listed.ok_or_else(|| AuthError::with_detail(AuthErrorKind::AuthorityResponse, "no sessions list"))?;
         let mut sessions = Vec::with_capacity(listed.len().min(MAX_LISTED));
         for raw in listed.into_iter().take(MAX_LISTED) {
             let session = self.session(raw, None, TokenKind::Opaque)?;
