@@ -1,5 +1,6 @@
-//! [`SessionControl`]: the handler's handle on the current session, to end it (a
-//! logout).
+//! [`SessionControl`]: the handler's handle on the current session: end it (a
+//! logout), complete a step-up, and manage the user's other sessions ("sign out
+//! other devices").
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
 use http::HeaderMap;
 
+use crate::authority::RenewedTokens;
 use crate::credential::CredentialSource;
 use crate::error::AuthError;
 use crate::extract::SessionRejection;
@@ -90,6 +92,177 @@ impl SessionControl {
     /// its session in cookies; empty for a bearer client.
     pub fn cleared_cookies(&self) -> ClearSessionCookies {
         ClearSessionCookies { layer: (self.source == Some(CredentialSource::Cookie)).then(|| self.layer.clone()) }
+    }
+}
+
+impl SessionControl {
+    /// Completes a step-up the app finished at the issuer, in one call: checks the
+    /// new tokens, teaches the layer the stepped-up session, and returns the
+    /// response part that writes them.
+    ///
+    /// `tokens` are what the issuer answered, e.g. Stytch's `otps/authenticate` or
+    /// `totps/authenticate` called with this session's `session_token`: a new
+    /// `session_jwt` and the `session_token`. The JWT is verified locally with
+    /// the layer's keys, issuers, audiences and claim profile and cached, so the
+    /// very next request with it passes the guards the step-up was for; the
+    /// session token is asked about at the authority (one call) and left out
+    /// without one. Fresh routes ask the issuer again instead of reusing what it
+    /// said before the step-up.
+    ///
+    /// The returned [`SteppedUp`] writes the cookies of a cookie client with the
+    /// layer's [`CookieAttributes`](crate::CookieAttributes) (the same `Domain`,
+    /// `Path` and [`CookieMode`](crate::CookieMode) as every other cookie it
+    /// writes); a bearer client gets no cookies, and
+    /// [`SteppedUp::bearer_tokens`] hands the app the tokens to return to it.
+    ///
+    /// # Errors
+    ///
+    /// Tokens that do not verify (their kind says why), that name another user or
+    /// another session than this one ([`InvalidClaim`](crate::AuthErrorKind::InvalidClaim):
+    /// the app was handed someone else's tokens), of a session that ended
+    /// ([`SessionRevoked`](crate::AuthErrorKind::SessionRevoked)), no usable token
+    /// ([`MissingClaim`](crate::AuthErrorKind::MissingClaim)), or the issuer's
+    /// failure to answer about the session token. Nothing is learnt or written then.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::{http::StatusCode, routing::post, Json, Router};
+    /// use tower_stepup::{RenewedTokens, SessionControl, SteppedUp};
+    ///
+    /// /// The app called Stytch's `totps/authenticate` with the session's token and
+    /// /// got back `session_jwt` and `session_token`.
+    /// async fn finish_step_up(
+    ///     control: SessionControl,
+    ///     Json(stytch): Json<serde_json::Value>,
+    /// ) -> Result<(SteppedUp, StatusCode), StatusCode> {
+    ///     let tokens = RenewedTokens::new()
+    ///         .with_session_jwt(stytch["session_jwt"].as_str().unwrap_or_default())
+    ///         .with_session_token(stytch["session_token"].as_str().unwrap_or_default());
+    ///     match control.complete_step_up(tokens).await {
+    ///         Ok(stepped_up) => Ok((stepped_up, StatusCode::NO_CONTENT)),
+    ///         Err(_) => Err(StatusCode::UNAUTHORIZED),
+    ///     }
+    /// }
+    /// let app: Router = Router::new().route("/step-up/done", post(finish_step_up)); // plus `.layer(session_layer)`
+    /// ```
+    pub async fn complete_step_up(&self, tokens: RenewedTokens) -> Result<SteppedUp, AuthError> {
+        let (session, tokens) = self.layer.learn_step_up(&self.session, &tokens).await?;
+        let cookies = (self.source == Some(CredentialSource::Cookie)).then(|| self.layer.clone());
+        Ok(SteppedUp { session, tokens, cookies })
+    }
+
+    /// The live sessions of this session's user (B2B: the member, in this
+    /// organization), this one included (compare [`Session::session_id`] with
+    /// [`session`](Self::session)'s): for a "your devices" page. Stytch:
+    /// `GET /v1/sessions?user_id=` (B2B `GET /v1/b2b/sessions`). Sessions this layer
+    /// already refuses are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Unsupported`](crate::AuthErrorKind::Unsupported) without an authority that
+    /// lists sessions and answers about whole sessions (a [`StytchAuthority`](crate::StytchAuthority)
+    /// does) or for a session without an id; the issuer's failure; an
+    /// [`AuthorityResponse`](crate::AuthErrorKind::AuthorityResponse) when the issuer
+    /// listed a session of another user.
+    pub async fn sessions(&self) -> Result<Vec<Session>, AuthError> {
+        self.layer.sessions_of(&self.session).await
+    }
+
+    /// Ends one session of this session's user, by its id (from
+    /// [`sessions`](Self::sessions)): refused by every route behind this layer from
+    /// the next request on, and revoked at the issuer. Only the user's own
+    /// sessions can be ended: the id is looked up in the user's list first, so an
+    /// id of another user's session is [`UnknownSession`](crate::AuthErrorKind::UnknownSession)
+    /// and nothing is revoked. To end the current session, prefer
+    /// [`revoke`](Self::revoke), and clear its cookies.
+    ///
+    /// # Errors
+    ///
+    /// As [`sessions`](Self::sessions), [`UnknownSession`](crate::AuthErrorKind::UnknownSession),
+    /// and the issuer's failure to revoke (the session is refused here all the same).
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), AuthError> {
+        self.layer.revoke_session_of(&self.session, session_id).await
+    }
+
+    /// "Sign out other devices": ends every session of this session's user but
+    /// this one; returns how many. Each is refused by this layer from the next
+    /// request on, then revoked at the issuer.
+    ///
+    /// # Errors
+    ///
+    /// As [`sessions`](Self::sessions); the first issuer failure to revoke, after
+    /// every session was tried (all of them are refused here all the same).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::{http::StatusCode, routing::post, Router};
+    /// use tower_stepup::{AuthErrorKind, Guard, SessionControl};
+    ///
+    /// async fn sign_out_others(control: SessionControl) -> Result<String, StatusCode> {
+    ///     match control.revoke_other_sessions().await {
+    ///         Ok(ended) => Ok(format!("{ended} other sessions ended")),
+    ///         Err(error) if error.kind().is_server_fault() => Err(StatusCode::SERVICE_UNAVAILABLE),
+    ///         Err(_) => Err(StatusCode::BAD_REQUEST),
+    ///     }
+    /// }
+    /// // A step-up before such a change is wise: `Guard::new(…).fresh()`.
+    /// let app: Router = Router::new()
+    ///     .route("/sessions/others/revoke", post(sign_out_others).route_layer(Guard::authenticated().fresh()));
+    /// ```
+    pub async fn revoke_other_sessions(&self) -> Result<usize, AuthError> {
+        self.layer.revoke_other_sessions_of(&self.session).await
+    }
+}
+
+/// A completed step-up: the stepped-up session, and (as a response part) its new
+/// cookies; see [`SessionControl::complete_step_up`].
+///
+/// Return it from the handler (it is an [`IntoResponseParts`]): for a cookie client
+/// it sets the session cookies with the layer's attributes; for a bearer client it
+/// writes nothing, and [`bearer_tokens`](Self::bearer_tokens) are for the app to
+/// hand back. `Debug` never shows the tokens.
+#[must_use]
+pub struct SteppedUp {
+    session: Session,
+    tokens: RenewedTokens,
+    /// The layer, for a client whose session travels in cookies.
+    cookies: Option<Arc<LayerState>>,
+}
+
+impl std::fmt::Debug for SteppedUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteppedUp")
+            .field("session", &self.session)
+            .field("tokens", &self.tokens)
+            .field("sets_cookies", &self.cookies.is_some())
+            .finish()
+    }
+}
+
+impl SteppedUp {
+    /// The session after the step-up, as the new tokens describe it.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The new tokens, for a bearer client (which gets no cookies) to be handed
+    /// back in the response body; `None` for a cookie client, whose tokens go in
+    /// the cookies only (never in a body a script could read).
+    pub fn bearer_tokens(&self) -> Option<&RenewedTokens> {
+        self.cookies.is_none().then_some(&self.tokens)
+    }
+}
+
+impl IntoResponseParts for SteppedUp {
+    type Error = Infallible;
+
+    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        if let Some(layer) = &self.cookies {
+            layer.write_cookies(parts.headers_mut(), &CookieUpdate::Renew(self.tokens));
+        }
+        Ok(parts)
     }
 }
 

@@ -95,6 +95,13 @@ pub enum AuthErrorKind {
     /// The request passed through a guard but no [`SessionLayer`](crate::SessionLayer)
     /// ran before it.
     MissingLayer,
+    // -- managing a user's sessions
+    /// The authority cannot do what was asked (e.g. list a user's sessions): a
+    /// server configuration matter.
+    Unsupported,
+    /// No session of this user has the id asked about (ended already, or another
+    /// user's).
+    UnknownSession,
 }
 
 impl AuthErrorKind {
@@ -129,6 +136,8 @@ impl AuthErrorKind {
             Self::OpaqueTokenUnsupported => "opaque tokens are not accepted here",
             Self::IssuerBusy => "too many sessions to check with the issuer right now",
             Self::MissingLayer => "the session layer is not installed",
+            Self::Unsupported => "the issuer does not support this",
+            Self::UnknownSession => "no such session",
         }
     }
 
@@ -146,6 +155,7 @@ impl AuthErrorKind {
                 | Self::AuthorityResponse
                 | Self::IssuerBusy
                 | Self::MissingLayer
+                | Self::Unsupported
         )
     }
 

@@ -175,8 +175,8 @@ fn is_stytch_session_token(token: &str) -> bool {
 ///
 /// One rule for the whole crate: a `with_*` method never fails. It stores what it
 /// is given, and [`build`](Self::build) reports the first unusable setting as a
-/// [`ConfigError`]: a missing issuer or audience, a leeway over 5 minutes, a zero
-/// token length, an invalid [`IssuerBudget`], an unusable
+/// [`ConfigError`]: a missing issuer or audience, a leeway over 5 minutes, a
+/// cookie `Domain` or `Path` that could not be one, a zero token length, an invalid [`IssuerBudget`], an unusable
 /// [`StytchProject`] URL, and whatever the authority's
 /// [`Authority::check`] reports (a zero timeout or an out-of-range Stytch session
 /// duration). Only constructors that take a required value validate it at once
@@ -387,7 +387,25 @@ impl SessionLayerBuilder {
         self.authority_audience_optional = true;
         self
     }
-    /// Attributes of the cookies written when the issuer renews or ends a session.
+    /// Attributes of the session cookies this layer writes: when the issuer renews
+    /// or ends a session, on logout, and after a step-up. Default
+    /// [`CookieAttributes::default`] ([`CookieMode::BackendOwned`](crate::CookieMode::BackendOwned),
+    /// `HttpOnly`); pages running Stytch's frontend SDK need
+    /// [`CookieMode::FrontendSdk`](crate::CookieMode::FrontendSdk), see there why.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{CookieAttributes, CookieMode, SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// // The SDK runs with `availableToSubdomains` on example.com.
+    /// let cookies = CookieAttributes::new(CookieMode::FrontendSdk).with_domain("example.com");
+    /// let layer = SessionLayer::stytch(&project).with_cookie_attributes(cookies).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_cookie_attributes(mut self, attributes: CookieAttributes) -> Self {
         self.cookies = attributes;
         self
@@ -426,6 +444,7 @@ impl SessionLayerBuilder {
             return Err(ConfigError::invalid("max token length", "must be above zero"));
         }
         self.issuer_budget.validate()?;
+        self.cookies.check()?;
         if let Some(authority) = &self.authority {
             authority.check()?;
         }

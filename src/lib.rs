@@ -150,13 +150,13 @@ pub mod __bench {
 
 pub use authority::{
     Authority, AuthorityCredential, AuthorityFuture, Confirmation, IntrospectionAuthority, IssuerBudget, RenewedTokens,
-    RevokeFuture, StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST, DEFAULT_ISSUER_CONCURRENCY,
-    DEFAULT_ISSUER_RATE,
+    RevokeFuture, SessionsFuture, StytchAuthority, DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_ISSUER_BURST,
+    DEFAULT_ISSUER_CONCURRENCY, DEFAULT_ISSUER_RATE,
 };
 pub use challenge::{safe_return_to, Challenge, ChallengeContext, DefaultChallenge};
 #[cfg(feature = "axum")]
-pub use control::{ClearSessionCookies, SessionControl};
-pub use cookies::{CookieAttributes, SameSite};
+pub use control::{ClearSessionCookies, SessionControl, SteppedUp};
+pub use cookies::{CookieAttributes, CookieMode, SameSite};
 pub use credential::{CredentialSource, DEFAULT_JWT_COOKIE, DEFAULT_MAX_TOKEN_LEN, DEFAULT_TOKEN_COOKIE};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]

@@ -544,3 +544,158 @@ pub(crate) fn missing_layer() -> Response<Bytes> {
     response.extensions_mut().insert(AuthError::new(AuthErrorKind::MissingLayer));
     response
 }
+
+/// Step-up completion and "sign out other devices": the layer learns a session
+/// the app changed at the issuer, lists the user's sessions, and ends some of them.
+impl LayerState {
+    /// Learns `current`'s session after a step-up the app completed at the issuer:
+    /// verifies the new tokens as belonging to that very session and caches the
+    /// new JWT, so the next request with it is a cache hit. Returns the new session
+    /// and the tokens that passed (only those may be written to cookies).
+    ///
+    /// The JWT is verified locally (a key set refresh for a new `kid`); the session
+    /// token, which cannot be, is asked about at the authority (one budgeted call),
+    /// and left out without an authority. Anything that does not verify, or names
+    /// another user or session, is an error and nothing is learnt.
+    pub(crate) async fn learn_step_up(
+        &self,
+        current: &Session,
+        tokens: &RenewedTokens,
+    ) -> Result<(Session, RenewedTokens), AuthError> {
+        let mut learnt: Option<Session> = None;
+        let mut accepted = RenewedTokens { expires_at: tokens.expires_at, ..RenewedTokens::default() };
+        if let Some(jwt) = tokens.session_jwt() {
+            let verified = self.verify_new_jwt(jwt).await?;
+            same_session(current, &verified.session)?;
+            let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+            if let AuthState::Invalid(error) = self.admit(&verified.session, hash.as_ref(), jwt.as_bytes()) {
+                return Err(error);
+            }
+            learnt = Some(self.remember(hash, verified, jwt.len()));
+            accepted.session_jwt = tokens.session_jwt.clone();
+        }
+        if let (Some(token), Some(authority)) = (tokens.session_token(), &self.authority) {
+            // An answer cached before the step-up would describe the old session.
+            authority.forget_answers(current, Some(token)).await;
+            let answer = authority.opaque(token).await;
+            let confirmed = match &answer.outcome {
+                Ok(confirmation) => &confirmation.session,
+                Err(error) => return Err(error.clone()),
+            };
+            same_session(current, confirmed)?;
+            if let Some(jwt_session) = &learnt {
+                same_session(jwt_session, confirmed)?;
+            }
+            learnt.get_or_insert_with(|| confirmed.clone());
+            accepted.session_token = tokens.session_token.clone();
+        } else if tokens.session_token().is_some() {
+            tracing::debug!("no authority to check the new session token: not written");
+        }
+        let Some(session) = learnt else {
+            return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "no token to complete the step-up with"));
+        };
+        if let Some(authority) = &self.authority {
+            // Fresh routes judged the session before the step-up: ask again.
+            authority.forget_answers(&session, None).await;
+        }
+        if accepted.expires_at.is_none() {
+            accepted.expires_at = session.session_expires_at();
+        }
+        Ok((session, accepted))
+    }
+
+    /// Verifies a JWT the app received from the issuer, fetching the key set once
+    /// when it names a key this layer does not hold yet.
+    async fn verify_new_jwt(&self, jwt: &str) -> Result<Verified, AuthError> {
+        if jwt.len() > self.credentials.max_token_len {
+            return Err(AuthErrorKind::TokenTooLarge.into());
+        }
+        match self.verifier.verify(jwt, &self.keys.snapshot()) {
+            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
+                self.keys.refresh_for_unknown_key(Instant::now()).await?;
+                self.verifier.verify(jwt, &self.keys.snapshot())
+            }
+            other => other,
+        }
+    }
+
+    /// The authority that can list and end a user's sessions by id: one that
+    /// answers about whole sessions, so that a session ended by id is refused here
+    /// whichever of its tokens comes next.
+    fn session_manager(&self, current: &Session) -> Result<&AuthorityState, AuthError> {
+        let Some(authority) = self.authority.as_ref().filter(|a| a.session_key(current).is_some()) else {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::Unsupported,
+                "listing sessions needs an authority that answers about whole sessions, and a session id",
+            ));
+        };
+        Ok(authority)
+    }
+
+    /// The live sessions of `current`'s user, as the issuer lists them, less those
+    /// this layer knows ended. A list naming another user (or organization) is
+    /// refused whole.
+    pub(crate) async fn sessions_of(&self, current: &Session) -> Result<Vec<Session>, AuthError> {
+        let authority = self.session_manager(current)?;
+        let listed = authority.authority().sessions(current).await?;
+        let org = |s: &Session| s.organization().map(|o| o.id.clone());
+        if let Some(stranger) = listed.iter().find(|s| s.subject() != current.subject() || org(s) != org(current)) {
+            tracing::warn!(session_id = stranger.session_id(), "the issuer listed another user's session; refused");
+            return Err(AuthError::with_detail(AuthErrorKind::AuthorityResponse, "a session of another user"));
+        }
+        Ok(listed.into_iter().filter(|s| s.session_id().is_some() && !authority.is_denied(s)).collect())
+    }
+
+    /// Ends the session `id` of `current`'s user. Only an id found in the user's own
+    /// list is ended: another user's session id is [`UnknownSession`](AuthErrorKind::UnknownSession).
+    pub(crate) async fn revoke_session_of(&self, current: &Session, id: &str) -> Result<(), AuthError> {
+        let listed = self.sessions_of(current).await?;
+        let Some(target) = listed.iter().find(|s| s.session_id() == Some(id)) else {
+            return Err(AuthError::new(AuthErrorKind::UnknownSession));
+        };
+        self.end_listed(current, target).await
+    }
+
+    /// Ends every session of `current`'s user but `current`; how many there were.
+    /// Every one is refused here at once; the first issuer failure is returned
+    /// after all were tried.
+    pub(crate) async fn revoke_other_sessions_of(&self, current: &Session) -> Result<usize, AuthError> {
+        let listed = self.sessions_of(current).await?;
+        let others: Vec<&Session> = listed.iter().filter(|s| s.session_id() != current.session_id()).collect();
+        let mut first_error = None;
+        for session in &others {
+            if let Err(error) = self.end_listed(current, session).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(others.len()), Err)
+    }
+
+    /// Refuses `target` here from the next request on (local first: fail safe),
+    /// then ends it at the issuer by id.
+    async fn end_listed(&self, current: &Session, target: &Session) -> Result<(), AuthError> {
+        let authority = self.session_manager(current)?;
+        authority.deny(target);
+        if let (Some(cache), Some(id)) = (&self.cache, target.session_id()) {
+            cache.evict_session(id);
+        }
+        match authority.authority().revoke_by_id(target).await {
+            Err(error) if error.kind() == AuthErrorKind::SessionRevoked => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "the issuer did not revoke the session; it is refused locally");
+                Err(error)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// Refuses a session that is not `current`'s: another user, or another session of
+/// the same user.
+fn same_session(current: &Session, other: &Session) -> Result<(), AuthError> {
+    if current.is_same_session(other) && current.session_id() == other.session_id() {
+        Ok(())
+    } else {
+        Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "the new tokens belong to another session"))
+    }
+}

@@ -14,6 +14,8 @@
 //! | `GET /.well-known/openid-configuration` | OIDC discovery |
 //! | `POST /v1/sessions/authenticate`, `POST /v1/b2b/sessions/authenticate` | Stytch session authentication (HTTP Basic `project_id:secret`) |
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
+//! | `GET /v1/sessions?user_id=`, `GET /v1/b2b/sessions?organization_id=&member_id=` | a user's (member's) live sessions |
+//! | `POST /v1/totps/authenticate` | Stytch TOTP step-up of a session (the code is [`DEV_TOTP_CODE`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
 //! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
@@ -66,6 +68,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use self::server::DEV_TOTP_CODE;
 pub use self::session::{DevSession, OpaqueTokenSpec};
 pub use self::token::{AccessTokenBuilder, DevFactor, StytchJwtBuilder};
 
@@ -85,6 +88,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/b2b/sessions/authenticate"),
     ("POST", "/v1/sessions/revoke"),
     ("POST", "/v1/b2b/sessions/revoke"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/v1/b2b/sessions"),
+    ("POST", "/v1/totps/authenticate"),
     ("POST", "/oauth2/introspect"),
     ("POST", "/oauth2/revoke"),
     ("POST", "/dev/login"),
@@ -189,10 +195,14 @@ pub enum Endpoint {
     SessionsRevoke,
     /// `/oauth2/introspect`.
     Introspect,
+    /// `GET /v1/sessions` and `GET /v1/b2b/sessions`.
+    SessionsGet,
+    /// `POST /v1/totps/authenticate`.
+    TotpsAuthenticate,
 }
 
 impl Endpoint {
-    const COUNT: usize = 5;
+    const COUNT: usize = 7;
 
     fn index(self) -> usize {
         match self {
@@ -201,6 +211,8 @@ impl Endpoint {
             Endpoint::SessionsAuthenticate => 2,
             Endpoint::SessionsRevoke => 3,
             Endpoint::Introspect => 4,
+            Endpoint::SessionsGet => 5,
+            Endpoint::TotpsAuthenticate => 6,
         }
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! Handlers never panic on client input: every malformed request gets a JSON error.
 
+mod sessions;
+
+pub use self::sessions::DEV_TOTP_CODE;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -54,6 +58,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/b2b/sessions/authenticate", post(authenticate_b2b))
         .route("/v1/sessions/revoke", post(revoke_consumer))
         .route("/v1/b2b/sessions/revoke", post(revoke_b2b))
+        .route("/v1/sessions", get(sessions::list_consumer))
+        .route("/v1/b2b/sessions", get(sessions::list_b2b))
+        .route("/v1/totps/authenticate", post(sessions::totp_authenticate))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke_oauth))
         .route("/dev/login", post(dev_login))

@@ -35,6 +35,9 @@ pub type AuthorityFuture<'a> = Pin<Box<dyn Future<Output = Result<Confirmation, 
 /// The future [`Authority::revoke`] returns.
 pub type RevokeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AuthError>> + Send + 'a>>;
 
+/// The future [`Authority::sessions`] returns.
+pub type SessionsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Session>, AuthError>> + Send + 'a>>;
+
 /// A credential to confirm with the issuer. `Debug` never shows the token.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -263,6 +266,58 @@ pub trait Authority: Send + Sync + 'static {
     fn revoke<'a>(&'a self, session: &'a Session, credential: AuthorityCredential<'a>) -> RevokeFuture<'a> {
         let _ = (session, credential);
         Box::pin(async { Ok(()) })
+    }
+
+    /// Lists the live sessions of the user (B2B: the member, in the organization)
+    /// whose session is `session`, the current one included: "sign out other
+    /// devices". Stytch: `GET /v1/sessions?user_id=` (B2B:
+    /// `GET /v1/b2b/sessions?organization_id=&member_id=`).
+    ///
+    /// Every listed session must belong to that user (and organization), carry its
+    /// session id, and be held to the same rules as any answer of the issuer. Used
+    /// only by an authority that [confirms whole sessions](Self::confirms_whole_session):
+    /// the layer refuses a session it revoked by that id.
+    ///
+    /// Default: [`Unsupported`](crate::AuthErrorKind::Unsupported).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_stepup::{Authority, AuthorityCredential, AuthorityFuture, AuthError, AuthErrorKind, SessionsFuture, Session};
+    ///
+    /// /// A store that only ever has the one session it is asked about.
+    /// struct SingleSession;
+    ///
+    /// impl Authority for SingleSession {
+    ///     fn authenticate<'a>(&'a self, _credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
+    ///         Box::pin(async { Err(AuthError::new(AuthErrorKind::SessionRevoked)) })
+    ///     }
+    ///     fn sessions<'a>(&'a self, session: &'a Session) -> SessionsFuture<'a> {
+    ///         Box::pin(async move { Ok(vec![session.clone()]) })
+    ///     }
+    /// }
+    /// ```
+    fn sessions<'a>(&'a self, session: &'a Session) -> SessionsFuture<'a> {
+        let _ = session;
+        Box::pin(async {
+            Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot list sessions"))
+        })
+    }
+
+    /// Ends `session`, one of those [`sessions`](Self::sessions) listed, by its id
+    /// (no credential of it is at hand): Stytch `sessions/revoke` with
+    /// `session_id` (B2B `member_session_id`). An answer that the session was
+    /// already gone should be `Ok(())`.
+    ///
+    /// The layer calls it only for a session it found in the list of the current
+    /// user's sessions: another user's session id never reaches it.
+    ///
+    /// Default: [`Unsupported`](crate::AuthErrorKind::Unsupported).
+    fn revoke_by_id<'a>(&'a self, session: &'a Session) -> RevokeFuture<'a> {
+        let _ = session;
+        Box::pin(async {
+            Err(AuthError::with_detail(AuthErrorKind::Unsupported, "this authority cannot revoke by id"))
+        })
     }
 
     /// Reports settings this authority cannot work with. Default: none.

@@ -416,6 +416,20 @@ impl AuthorityState {
         &*self.authority
     }
 
+    /// Forgets what the issuer said about `session` and about `token` (a step-up
+    /// changed the session): the next fresh route and the next request with
+    /// `token` ask again instead of judging the session as it was.
+    pub(crate) async fn forget_answers(&self, session: &Session, token: Option<&str>) {
+        if let Some(id) = self.session_key(session) {
+            self.confirmations.invalidate(&ConfirmKey::Session(Arc::from(id))).await;
+        }
+        if let Some(token) = token {
+            let hash = token_hash(token);
+            self.confirmations.invalidate(&ConfirmKey::Token(hash)).await;
+            self.opaque.invalidate(&hash).await;
+        }
+    }
+
     /// Whether the issuer ended this session. One atomic load while nothing was
     /// ever revoked.
     pub(crate) fn is_denied(&self, session: &Session) -> bool {

@@ -1,12 +1,15 @@
 //! Stytch's session API: `POST /v1/sessions/authenticate` (B2B: `/v1/b2b/…`).
 
+mod sessions;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    AuthorityCredential, AuthorityFuture, Confirmation, RenewedTokens, RevokeFuture, DEFAULT_AUTHORITY_TIMEOUT,
+    AuthorityCredential, AuthorityFuture, Confirmation, RenewedTokens, RevokeFuture, SessionsFuture,
+    DEFAULT_AUTHORITY_TIMEOUT,
 };
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::http_client::{self, IssuerClient};
@@ -355,6 +358,16 @@ impl super::Authority for StytchAuthority {
                 other => other,
             }
         })
+    }
+
+    /// `GET /v1/sessions?user_id=` (B2B `GET /v1/b2b/sessions?organization_id=&member_id=`).
+    fn sessions<'a>(&'a self, session: &'a Session) -> SessionsFuture<'a> {
+        Box::pin(self.list_sessions(session))
+    }
+
+    /// `sessions/revoke` by id, as [`revoke`](super::Authority::revoke) does.
+    fn revoke_by_id<'a>(&'a self, session: &'a Session) -> RevokeFuture<'a> {
+        super::Authority::revoke(self, session, AuthorityCredential::Opaque(""))
     }
 
     /// Stytch's session token and every session JWT of a session are interchangeable

@@ -4,6 +4,7 @@ mod common;
 
 mod authority;
 mod challenges;
+mod control;
 mod guards;
 mod interop_oidc;
 mod jwks;
