@@ -50,6 +50,8 @@ mod rejection;
 mod secret;
 mod service;
 mod session;
+#[cfg(feature = "axum")]
+mod sign_in;
 mod state;
 mod stytch;
 mod verify;
@@ -171,5 +173,7 @@ pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
 pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};
+#[cfg(feature = "axum")]
+pub use sign_in::{SignIn, SignedIn};
 pub use stytch::StytchProject;
 pub use verify::TypPolicy;

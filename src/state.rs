@@ -562,11 +562,29 @@ impl LayerState {
         current: &Session,
         tokens: &RenewedTokens,
     ) -> Result<(Session, RenewedTokens), AuthError> {
+        self.learn_tokens(Some(current), tokens).await
+    }
+
+    /// Learns a session the app just started at the issuer (a sign-in): as
+    /// [`learn_step_up`](Self::learn_step_up) with no session to compare with, but
+    /// the JWT and the session token must still be one session.
+    pub(crate) async fn learn_sign_in(&self, tokens: &RenewedTokens) -> Result<(Session, RenewedTokens), AuthError> {
+        self.learn_tokens(None, tokens).await
+    }
+
+    /// Verifies `tokens` (of `current`'s session when there is one) and caches them.
+    async fn learn_tokens(
+        &self,
+        current: Option<&Session>,
+        tokens: &RenewedTokens,
+    ) -> Result<(Session, RenewedTokens), AuthError> {
         let mut learnt: Option<Session> = None;
         let mut accepted = RenewedTokens { expires_at: tokens.expires_at, ..RenewedTokens::default() };
         if let Some(jwt) = tokens.session_jwt() {
             let verified = self.verify_new_jwt(jwt).await?;
-            same_session(current, &verified.session)?;
+            if let Some(current) = current {
+                same_session(current, &verified.session)?;
+            }
             let hash = self.cache.as_ref().map(|_| token_hash(jwt));
             if let AuthState::Invalid(error) = self.admit(&verified.session, hash.as_ref(), jwt.as_bytes()) {
                 return Err(error);
@@ -576,13 +594,17 @@ impl LayerState {
         }
         if let (Some(token), Some(authority)) = (tokens.session_token(), &self.authority) {
             // An answer cached before the step-up would describe the old session.
-            authority.forget_answers(current, Some(token)).await;
+            if let Some(known) = current.or(learnt.as_ref()) {
+                authority.forget_answers(known, Some(token)).await;
+            }
             let answer = authority.opaque(token).await;
             let confirmed = match &answer.outcome {
                 Ok(confirmation) => &confirmation.session,
                 Err(error) => return Err(error.clone()),
             };
-            same_session(current, confirmed)?;
+            if let Some(current) = current {
+                same_session(current, confirmed)?;
+            }
             if let Some(jwt_session) = &learnt {
                 same_session(jwt_session, confirmed)?;
             }
@@ -592,7 +614,10 @@ impl LayerState {
             tracing::debug!("no authority to check the new session token: not written");
         }
         let Some(session) = learnt else {
-            return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "no token to complete the step-up with"));
+            return Err(AuthError::with_detail(
+                AuthErrorKind::MissingClaim,
+                "no token to start or step up a session with",
+            ));
         };
         if let Some(authority) = &self.authority {
             // Fresh routes judged the session before the step-up: ask again.
