@@ -199,10 +199,14 @@ pub enum Endpoint {
     SessionsGet,
     /// `POST /v1/totps/authenticate`.
     TotpsAuthenticate,
+    /// `POST /v1/otps/email/login_or_create`.
+    OtpsEmailLoginOrCreate,
+    /// `POST /v1/otps/authenticate`.
+    OtpsAuthenticate,
 }
 
 impl Endpoint {
-    const COUNT: usize = 7;
+    const COUNT: usize = 9;
 
     fn index(self) -> usize {
         match self {
@@ -213,6 +217,8 @@ impl Endpoint {
             Endpoint::Introspect => 4,
             Endpoint::SessionsGet => 5,
             Endpoint::TotpsAuthenticate => 6,
+            Endpoint::OtpsEmailLoginOrCreate => 7,
+            Endpoint::OtpsAuthenticate => 8,
         }
     }
 }
@@ -344,6 +350,7 @@ pub(crate) struct Shared {
     session_lifetime: Duration,
     keys: Mutex<KeyStore>,
     sessions: Mutex<SessionStore>,
+    email_otps: Mutex<server::EmailOtps>,
     opaque: Mutex<HashMap<String, OpaqueRecord>>,
     failure: Mutex<FailureState>,
     cache_control: Mutex<Option<String>>,
@@ -574,6 +581,7 @@ impl DevIssuer {
             session_lifetime: config.session_lifetime,
             keys: Mutex::new(keys),
             sessions: Mutex::new(SessionStore::default()),
+            email_otps: Mutex::new(server::EmailOtps::default()),
             opaque: Mutex::new(HashMap::new()),
             failure: Mutex::new(FailureState::default()),
             cache_control: Mutex::new(None),
@@ -801,6 +809,13 @@ impl DevIssuer {
     /// If the crypto library fails to sign.
     pub fn add_factor(&self, session_token: &str, factor: DevFactor) -> Option<DevSession> {
         self.shared().add_factor(session_token, factor).map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// The live email one-time passcode last "sent" to `email` by
+    /// `POST /v1/otps/email/login_or_create` (the dev issuer mails nothing: a dev
+    /// app shows this code on its page instead); `None` when none is pending.
+    pub fn sent_email_otp(&self, email: &str) -> Option<String> {
+        lock(&self.shared().email_otps).sent_to(email, SystemTime::now())
     }
 
     /// Revokes a session by id. Returns whether it existed.

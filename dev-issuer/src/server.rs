@@ -2,7 +2,10 @@
 //!
 //! Handlers never panic on client input: every malformed request gets a JSON error.
 
+mod otps;
 mod sessions;
+
+pub(crate) use self::otps::EmailOtps;
 
 pub use self::sessions::DEV_TOTP_CODE;
 
@@ -61,6 +64,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions", get(sessions::list_consumer))
         .route("/v1/b2b/sessions", get(sessions::list_b2b))
         .route("/v1/totps/authenticate", post(sessions::totp_authenticate))
+        .route("/v1/otps/email/login_or_create", post(otps::email_login_or_create))
+        .route("/v1/otps/authenticate", post(otps::authenticate))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke_oauth))
         .route("/dev/login", post(dev_login))
