@@ -95,6 +95,14 @@ pub enum AuthErrorKind {
     /// The request passed through a guard but no [`SessionLayer`](crate::SessionLayer)
     /// ran before it.
     MissingLayer,
+    // -- authorization by the issuer
+    /// The issuer refused an authorization check: the session's roles do not grant
+    /// the action (Stytch `403` `consumer_session_authorization_error` /
+    /// `session_authorization_error`). The session itself is fine.
+    PermissionDenied,
+    /// The issuer refused an authorization check because the member belongs to
+    /// another organization (Stytch `403` `session_authorization_tenancy_error`).
+    TenancyMismatch,
 }
 
 impl AuthErrorKind {
@@ -129,6 +137,8 @@ impl AuthErrorKind {
             Self::OpaqueTokenUnsupported => "opaque tokens are not accepted here",
             Self::IssuerBusy => "too many sessions to check with the issuer right now",
             Self::MissingLayer => "the session layer is not installed",
+            Self::PermissionDenied => "the issuer refused the permission",
+            Self::TenancyMismatch => "the session belongs to another organization",
         }
     }
 
