@@ -14,6 +14,7 @@
 //! | `GET /.well-known/openid-configuration` | OIDC discovery |
 //! | `POST /v1/sessions/authenticate`, `POST /v1/b2b/sessions/authenticate` | Stytch session authentication (HTTP Basic `project_id:secret`) |
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
+//! | `GET /v1/rbac/policy`, `GET /v1/b2b/rbac/policy` | the project's RBAC policy ([`DevIssuerConfig::with_rbac_policy`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
 //! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
@@ -51,6 +52,7 @@
 //! memory, and it authenticates nobody: never expose it beyond the loopback interface.
 
 mod keys;
+mod rbac;
 mod server;
 mod session;
 mod token;
@@ -189,10 +191,12 @@ pub enum Endpoint {
     SessionsRevoke,
     /// `/oauth2/introspect`.
     Introspect,
+    /// `/v1/rbac/policy` and `/v1/b2b/rbac/policy`.
+    RbacPolicy,
 }
 
 impl Endpoint {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
 
     fn index(self) -> usize {
         match self {
@@ -201,6 +205,7 @@ impl Endpoint {
             Endpoint::SessionsAuthenticate => 2,
             Endpoint::SessionsRevoke => 3,
             Endpoint::Introspect => 4,
+            Endpoint::RbacPolicy => 5,
         }
     }
 }
@@ -216,6 +221,7 @@ pub struct DevIssuerConfig {
     algs: Vec<DevAlg>,
     jwt_lifetime: Duration,
     session_lifetime: Duration,
+    rbac_policy: Option<Value>,
 }
 
 impl Default for DevIssuerConfig {
@@ -229,6 +235,7 @@ impl Default for DevIssuerConfig {
             algs: vec![DevAlg::RS256, DevAlg::ES256, DevAlg::EdDSA],
             jwt_lifetime: Duration::from_secs(5 * 60),
             session_lifetime: Duration::from_secs(60 * 60),
+            rbac_policy: None,
         }
     }
 }
@@ -336,6 +343,7 @@ pub(crate) struct Shared {
     failure: Mutex<FailureState>,
     cache_control: Mutex<Option<String>>,
     counters: [AtomicUsize; Endpoint::COUNT],
+    rbac: rbac::RbacState,
 }
 
 impl fmt::Debug for Shared {
@@ -566,6 +574,7 @@ impl DevIssuer {
             failure: Mutex::new(FailureState::default()),
             cache_control: Mutex::new(None),
             counters: Default::default(),
+            rbac: rbac::RbacState::new(config.rbac_policy),
         });
 
         let (shutdown, mut stop) = watch::channel(false);

@@ -7,6 +7,7 @@ mod challenges;
 mod guards;
 mod jwks;
 mod lifecycle;
+mod rbac;
 mod requirements;
 mod resource_server;
 mod smoke;
