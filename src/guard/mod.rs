@@ -386,9 +386,8 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
     let source = request.extensions().get::<LayerHandle>().and_then(|h| h.source);
-    let confirmed = layer
-        .confirm(local_session, request.headers(), source, window, guard.fail_open, authorization.as_ref())
-        .await;
+    let confirmed =
+        layer.confirm(local_session, request.headers(), source, window, guard.fail_open, authorization.as_ref()).await;
     let Confirmed { session, renewed } = match confirmed {
         Ok(confirmed) => confirmed,
         Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(GuardBody::refusal)),

@@ -159,3 +159,24 @@ fn tenancy<B>(scope: &OrganizationScope, request: &mut Request<B>, session: &Ses
 
 /// The refusal of a request whose organization is not in the request at all.
 const NO_ORGANIZATION: &str = "the request names the organization the route is about";
+
+/// For the [`Require`](crate::Require) extractor: loads the RBAC policy a
+/// permission needs before it is judged; the refusal (`503`) when it cannot be.
+#[cfg(feature = "axum")]
+pub(super) async fn ensure_policy(
+    requirement: &crate::guard::Requirement,
+    extensions: &http::Extensions,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+) -> Option<Response<Bytes>> {
+    if !requirement.needs_policy() {
+        return None;
+    }
+    let LayerHandle { layer, .. } = extensions.get::<LayerHandle>()?;
+    let source = layer.guards().rbac()?;
+    if source.ready(Instant::now()).is_some() {
+        return None;
+    }
+    let error = source.load(Instant::now()).await.err()?;
+    Some(layer.refuse(Rejection::Unavailable(error), extensions, headers, uri))
+}

@@ -70,9 +70,10 @@ impl RbacSource {
 /// tenancy mismatch, else the permission.
 pub(crate) fn refusal(kind: AuthErrorKind, check: Option<&AuthorizationCheck>) -> Forbidden {
     match (kind, check) {
-        (AuthErrorKind::TenancyMismatch, Some(check)) => {
-            Forbidden { organization: Some(check.organization_id().unwrap_or_default().to_owned()), ..Forbidden::default() }
-        }
+        (AuthErrorKind::TenancyMismatch, Some(check)) => Forbidden {
+            organization: Some(check.organization_id().unwrap_or_default().to_owned()),
+            ..Forbidden::default()
+        },
         (_, Some(check)) => Forbidden { permissions: vec![check.permission()], ..Forbidden::default() },
         (_, None) => Forbidden::default(),
     }

@@ -152,7 +152,10 @@ impl StytchRbac {
             } else {
                 AuthErrorKind::AuthorityUnavailable
             };
-            return Err(AuthError::with_detail(kind, format!("RBAC policy: Stytch {code} {error_type} (request {request_id})")));
+            return Err(AuthError::with_detail(
+                kind,
+                format!("RBAC policy: Stytch {code} {error_type} (request {request_id})"),
+            ));
         }
         // `policy` is optional in Stytch's response type: an answer without one (or
         // without `roles`) is not "nothing is allowed" but an answer not understood.

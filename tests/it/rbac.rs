@@ -13,9 +13,7 @@ use tower_stepup::{
 };
 use tower_stepup_dev_issuer::{DevFactor, DevIssuer, DevIssuerConfig, Endpoint, Failure};
 
-use crate::common::{
-    b2b_project_with_secret, bearer, client, info, project_with_secret, serve, TestResult, MAX_POLLS,
-};
+use crate::common::{b2b_project_with_secret, bearer, client, info, project_with_secret, serve, TestResult, MAX_POLLS};
 
 /// A project policy in Stytch's shape.
 fn policy() -> Value {
@@ -399,7 +397,8 @@ async fn dev_issuer_authorization_checks_answer_like_stytch() -> TestResult {
     let body: Value = ok.json().await?;
     assert_eq!(body["verdict"], json!({"authorized": true, "granting_roles": ["editor"]}));
     // Without a check, no verdict.
-    let plain: Value = authenticate(consumer_path, json!({"session_token": consumer.session_token})).await?.json().await?;
+    let plain: Value =
+        authenticate(consumer_path, json!({"session_token": consumer.session_token})).await?.json().await?;
     assert!(plain.get("verdict").is_none());
 
     let refused = authenticate(
@@ -451,5 +450,73 @@ async fn dev_issuer_authorization_checks_answer_like_stytch() -> TestResult {
         assert_eq!(denied.send().await?.status(), StatusCode::UNAUTHORIZED);
     }
     let _ = AuthErrorKind::TenancyMismatch;
+    Ok(())
+}
+
+tower_stepup::requirement!(CanWriteDocuments = Requirement::permission("documents", "write"));
+
+/// The `Require<R>` extractor loads the policy too, and fails closed without one.
+#[tokio::test]
+async fn the_extractor_loads_the_policy_too() -> TestResult {
+    let issuer = rbac_issuer().await;
+    let project = project_with_secret(&issuer);
+    let layer = SessionLayer::stytch(&project)
+        .with_guard_config(GuardConfig::default().with_stytch_rbac(StytchRbac::new(&project)?))
+        .build()
+        .await?;
+    let handler = |session: tower_stepup::Require<CanWriteDocuments>| async move { session.subject().to_owned() };
+    let base = serve(Router::new().route("/write", get(handler)).layer(layer)).await;
+    let editor = issuer.stytch_session().role("editor").mint();
+    let user = issuer.stytch_session().mint();
+
+    issuer.set_endpoint_failure(Endpoint::RbacPolicy, Failure::Unavailable);
+    assert_eq!(status(&base, "/write", &editor).await, StatusCode::SERVICE_UNAVAILABLE);
+    issuer.set_endpoint_failure(Endpoint::RbacPolicy, Failure::None);
+    assert_eq!(status(&base, "/write", &editor).await, StatusCode::OK);
+    assert_eq!(status(&base, "/write", &user).await, StatusCode::FORBIDDEN);
+    Ok(())
+}
+
+/// An authority that confirms sessions but never sends the check: no verdict.
+struct ForgetsTheCheck(tower_stepup::StytchAuthority);
+
+impl tower_stepup::Authority for ForgetsTheCheck {
+    fn authenticate<'a>(
+        &'a self,
+        credential: tower_stepup::AuthorityCredential<'a>,
+    ) -> tower_stepup::AuthorityFuture<'a> {
+        self.0.authenticate(credential)
+    }
+    fn authenticate_authorized<'a>(
+        &'a self,
+        credential: tower_stepup::AuthorityCredential<'a>,
+        _check: &'a tower_stepup::AuthorizationCheck,
+    ) -> tower_stepup::AuthorityFuture<'a> {
+        self.0.authenticate(credential)
+    }
+}
+
+/// Only an authorizing verdict authorizes; an authority that cannot check fails closed.
+#[tokio::test]
+async fn no_verdict_no_access() -> TestResult {
+    use tower_stepup::Authority as _;
+    let issuer = rbac_issuer().await;
+    let project = project_with_secret(&issuer);
+    let session = issuer.create_session("user-verdict", vec![DevFactor::password()]);
+    let editor = issuer.set_session_roles(&session.session_id, &["editor"]).expect("session");
+    let app = |layer: SessionLayer| {
+        serve(guarded("/write", Guard::authenticated().with_authorization_check("documents", "write")).layer(layer))
+    };
+    let forgetful = ForgetsTheCheck(tower_stepup::StytchAuthority::new(&project)?);
+    assert!(forgetful.check().is_ok());
+    let base = app(SessionLayer::stytch(&project).with_authority(forgetful).build().await?).await;
+    let (code, body) = problem(&base, "/write", &editor.session_jwt).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "a confirmation without a verdict authorizes nothing");
+    assert_eq!(body["permissions"], json!(["documents:write"]));
+
+    // RFC 7662 introspection has no authorization check: 503, never a pass.
+    let oidc = SessionLayer::stytch(&project).with_authority(crate::common::introspection(&issuer)).build().await?;
+    let base = app(oidc).await;
+    assert_eq!(status(&base, "/write", &editor.session_jwt).await, StatusCode::SERVICE_UNAVAILABLE);
     Ok(())
 }
