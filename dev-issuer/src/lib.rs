@@ -251,6 +251,7 @@ impl fmt::Debug for DevIssuerConfig {
             .field("algs", &self.algs)
             .field("jwt_lifetime", &self.jwt_lifetime)
             .field("session_lifetime", &self.session_lifetime)
+            .field("rbac_policy", &self.rbac_policy.is_some())
             .finish()
     }
 }
