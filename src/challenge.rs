@@ -240,6 +240,8 @@ fn forbidden_response(context: &ChallengeContext<'_>, forbidden: &Forbidden) -> 
     let scope = forbidden.scopes.join(" ");
     let description = if forbidden.configuration_error.is_some() {
         "the route's requirement is misconfigured (a server configuration error)"
+    } else if forbidden.organization.is_some() {
+        "the session belongs to another organization"
     } else {
         "the session lacks the required authorization"
     };
@@ -256,6 +258,7 @@ fn forbidden_response(context: &ChallengeContext<'_>, forbidden: &Forbidden) -> 
         "permissions": forbidden.permissions,
         "predicates": forbidden.predicates,
         "configuration_error": forbidden.configuration_error,
+        "organization": forbidden.organization,
     });
     challenged(context, StatusCode::FORBIDDEN, &challenge, "forbidden", "insufficient_scope", description, extra)
 }

@@ -46,6 +46,7 @@ mod http_client;
 mod jwks;
 mod layer;
 mod profile;
+mod rbac;
 mod rejection;
 mod secret;
 mod service;
@@ -162,12 +163,15 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
-pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
+pub use guard::{
+    FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, OrganizationScope, Requirement,
+};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
 pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
+pub use rbac::{AuthorizationCheck, AuthorizationVerdict, RbacPolicy, StytchRbac, DEFAULT_RBAC_REFRESH};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
 pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};

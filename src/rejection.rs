@@ -66,6 +66,10 @@ pub struct Forbidden {
     pub permissions: Vec<String>,
     /// Failed custom predicates, by description.
     pub predicates: Vec<String>,
+    /// The organization the route is about, when the session is not one of its
+    /// members (Stytch B2B tenancy mismatch): see
+    /// [`Guard::for_organization`](crate::Guard::for_organization).
+    pub organization: Option<String>,
     /// Set when the requirement itself is misconfigured (e.g. an empty
     /// [`Requirement::all_factors`](crate::Requirement::all_factors)): no session can pass until the server's
     /// configuration is fixed. See [`Requirement::validate`](crate::Requirement::validate).
@@ -99,6 +103,7 @@ impl Forbidden {
         push_unique(&mut self.permissions, other.permissions);
         push_unique(&mut self.predicates, other.predicates);
         self.configuration_error = self.configuration_error.take().or(other.configuration_error);
+        self.organization = self.organization.take().or(other.organization);
     }
 }
 

@@ -20,6 +20,7 @@ use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::guard::GuardConfig;
 use crate::jwks::KeyStore;
+use crate::rbac::AuthorizationCheck;
 use crate::rejection::Rejection;
 use crate::session::{AuthState, Session, TokenKind};
 use crate::verify::{Verified, Verifier};
@@ -433,6 +434,7 @@ impl LayerState {
         source: Option<CredentialSource>,
         window: Duration,
         fail_open: bool,
+        check: Option<&AuthorizationCheck>,
     ) -> Result<Confirmed, Unconfirmed> {
         let arrival = Instant::now();
         let Some(authority) = &self.authority else {
@@ -443,7 +445,7 @@ impl LayerState {
         let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local, found)) else {
             return Err(Unconfirmed::Refused(Rejection::Unauthenticated));
         };
-        let answer = authority.confirm(&local, credential, window, arrival).await;
+        let answer = authority.confirm(&local, credential, window, arrival, check).await;
         match &answer.outcome {
             Ok(confirmation) if !local.is_same_session(&confirmation.session) => {
                 // Not an answer about this request's session: judge nothing on it,
@@ -463,8 +465,14 @@ impl LayerState {
                 self.forget(&local, credential.token());
                 Err(Unconfirmed::Refused(Rejection::SessionEnded(error.clone())))
             }
+            // The issuer refused the authorization check: the session lives on, it
+            // just may not do this (no step-up can help, nothing to forget).
+            Err(error) if matches!(error.kind(), AuthErrorKind::PermissionDenied | AuthErrorKind::TenancyMismatch) => {
+                Err(Unconfirmed::Refused(Rejection::Forbidden(crate::rbac::refusal(error.kind(), check))))
+            }
             Err(error) if error.kind().is_server_fault() => {
-                if fail_open {
+                // An authorization the issuer could not judge is never assumed.
+                if fail_open && check.is_none() {
                     tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
                     return Ok(Confirmed { session: local, renewed: None });
                 }

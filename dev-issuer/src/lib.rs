@@ -16,6 +16,7 @@
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
 //! | `GET /v1/sessions?user_id=`, `GET /v1/b2b/sessions?organization_id=&member_id=` | a user's (member's) live sessions |
 //! | `POST /v1/totps/authenticate` | Stytch TOTP step-up of a session (the code is [`DEV_TOTP_CODE`]) |
+//! | `GET /v1/rbac/policy`, `GET /v1/b2b/rbac/policy` | the project's RBAC policy ([`DevIssuerConfig::with_rbac_policy`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
 //! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
@@ -53,6 +54,7 @@
 //! memory, and it authenticates nobody: never expose it beyond the loopback interface.
 
 mod keys;
+mod rbac;
 mod server;
 mod session;
 mod token;
@@ -91,6 +93,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions"),
     ("GET", "/v1/b2b/sessions"),
     ("POST", "/v1/totps/authenticate"),
+    ("GET", "/v1/rbac/policy"),
+    ("GET", "/v1/b2b/rbac/policy"),
     ("POST", "/oauth2/introspect"),
     ("POST", "/oauth2/revoke"),
     ("POST", "/dev/login"),
@@ -199,10 +203,12 @@ pub enum Endpoint {
     SessionsGet,
     /// `POST /v1/totps/authenticate`.
     TotpsAuthenticate,
+    /// `/v1/rbac/policy` and `/v1/b2b/rbac/policy`.
+    RbacPolicy,
 }
 
 impl Endpoint {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     fn index(self) -> usize {
         match self {
@@ -213,6 +219,7 @@ impl Endpoint {
             Endpoint::Introspect => 4,
             Endpoint::SessionsGet => 5,
             Endpoint::TotpsAuthenticate => 6,
+            Endpoint::RbacPolicy => 7,
         }
     }
 }
@@ -228,6 +235,7 @@ pub struct DevIssuerConfig {
     algs: Vec<DevAlg>,
     jwt_lifetime: Duration,
     session_lifetime: Duration,
+    rbac_policy: Option<Value>,
 }
 
 impl Default for DevIssuerConfig {
@@ -241,6 +249,7 @@ impl Default for DevIssuerConfig {
             algs: vec![DevAlg::RS256, DevAlg::ES256, DevAlg::EdDSA],
             jwt_lifetime: Duration::from_secs(5 * 60),
             session_lifetime: Duration::from_secs(60 * 60),
+            rbac_policy: None,
         }
     }
 }
@@ -256,6 +265,7 @@ impl fmt::Debug for DevIssuerConfig {
             .field("algs", &self.algs)
             .field("jwt_lifetime", &self.jwt_lifetime)
             .field("session_lifetime", &self.session_lifetime)
+            .field("rbac_policy", &self.rbac_policy.is_some())
             .finish()
     }
 }
@@ -348,6 +358,7 @@ pub(crate) struct Shared {
     failure: Mutex<FailureState>,
     cache_control: Mutex<Option<String>>,
     counters: [AtomicUsize; Endpoint::COUNT],
+    rbac: rbac::RbacState,
 }
 
 impl fmt::Debug for Shared {
@@ -578,6 +589,7 @@ impl DevIssuer {
             failure: Mutex::new(FailureState::default()),
             cache_control: Mutex::new(None),
             counters: Default::default(),
+            rbac: rbac::RbacState::new(config.rbac_policy),
         });
 
         let (shutdown, mut stop) = watch::channel(false);

@@ -30,7 +30,7 @@ use super::{lock, DevAlg, Endpoint, Failure, Shared};
 type AppState = State<Arc<Shared>>;
 
 /// An early error response (boxed: `Response` is large).
-type Rejected = Box<Response>;
+pub(super) type Rejected = Box<Response>;
 
 /// `session_duration_minutes` bounds of Stytch's API reference: 5 minutes to 366 days.
 const MIN_SESSION_MINUTES: u64 = 5;
@@ -61,6 +61,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions", get(sessions::list_consumer))
         .route("/v1/b2b/sessions", get(sessions::list_b2b))
         .route("/v1/totps/authenticate", post(sessions::totp_authenticate))
+        .route("/v1/rbac/policy", get(super::rbac::policy))
+        .route("/v1/b2b/rbac/policy", get(super::rbac::policy))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke_oauth))
         .route("/dev/login", post(dev_login))
@@ -68,12 +70,12 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     format!("request-id-test-{}", random_uuid())
 }
 
 /// A Stytch error body: `{status_code, request_id, error_type, error_message, error_url}`.
-fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message: &str) -> R {
+pub(super) fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message: &str) -> R {
     let body = json!({
         "status_code": status.as_u16(),
         "request_id": request_id(),
@@ -84,7 +86,7 @@ fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message
     (status, Json(body)).into_response().into()
 }
 
-fn bad_request<R: From<Response>>(message: &str) -> R {
+pub(super) fn bad_request<R: From<Response>>(message: &str) -> R {
     stytch_error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
@@ -118,7 +120,7 @@ fn internal_error() -> Response {
 }
 
 /// Counts the request, then applies the injected failure, if any.
-async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
+pub(super) async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
     shared.count(endpoint);
     tracing::debug!(?endpoint, "dev issuer request");
     match shared.failure_for(endpoint) {
@@ -168,7 +170,7 @@ fn basic_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
     })
 }
 
-fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     if basic_matches(headers, &shared.project_id, &shared.secret) {
         None
     } else {
@@ -459,12 +461,13 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
         only_fields(&body, AUTHENTICATE_FIELDS)?;
         let minutes = duration_minutes(&body)?;
         let claims = custom_claims(&body)?;
+        let check = super::rbac::parse_check(&body, b2b)?;
         let Target::Session(id) = resolve_target(&shared, &body, &["session_token", "session_jwt"])? else {
             return Err(bad_request("Exactly one of session_token, session_jwt is required."));
         };
-        Ok::<_, Rejected>((minutes, claims, id))
+        Ok::<_, Rejected>((minutes, claims, check, id))
     })();
-    let (minutes, claims, id) = match parsed {
+    let (minutes, claims, check, id) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
@@ -480,6 +483,11 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
         if !record.is_live(now) || record.organization.is_some() != b2b {
             return session_not_found();
         }
+        // A refused check answers 403 and leaves the session untouched.
+        let verdict = match check.as_ref().map(|check| super::rbac::authorize(&shared, record, check)).transpose() {
+            Ok(verdict) => verdict,
+            Err(refused) => return refused,
+        };
         record.last_accessed_at = now;
         if let Some(minutes) = minutes {
             record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
@@ -493,15 +501,19 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
                 }
             }
         }
-        record.clone()
+        (record.clone(), verdict)
     };
+    let (record, verdict) = record;
     let Ok(session_jwt) = shared.session_jwt(&record) else {
         return internal_error();
     };
-    let body = match &record.organization {
+    let mut body = match &record.organization {
         Some(org) => b2b_body(&record, org, &session_jwt),
         None => consumer_body(&record, &session_jwt),
     };
+    if let (Some(verdict), Some(object)) = (verdict, body.as_object_mut()) {
+        object.insert("verdict".to_owned(), verdict);
+    }
     Json(body).into_response()
 }
 

@@ -10,6 +10,7 @@ use super::budget::{Budget, IssuerBudget};
 use super::{Authority, AuthorityCredential, Confirmation};
 use crate::cache::{token_hash, TokenHash};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::rbac::AuthorizationCheck;
 use crate::session::Session;
 
 /// One answer of the issuer, and when the call that produced it started.
@@ -57,17 +58,29 @@ fn floor_secs(at: SystemTime) -> SystemTime {
 /// locally verified session, so every token of that session shares one answer;
 /// never for per-token answers (RFC 7662), where tokens of one `sid` differ in
 /// scope and `acr` and one token's answer must not judge another.
+/// An answer given with an authorization check is about that check too, and
+/// serves only callers with the same check.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum ConfirmKey {
     Session(Arc<str>),
     Token(TokenHash),
+    Checked(Box<ConfirmKey>, Arc<AuthorizationCheck>),
 }
 
 impl ConfirmKey {
-    fn new(shared_by_session: bool, session: &Session, credential: AuthorityCredential<'_>) -> Self {
-        match session.session_id() {
+    fn new(
+        shared_by_session: bool,
+        session: &Session,
+        credential: AuthorityCredential<'_>,
+        check: Option<&AuthorizationCheck>,
+    ) -> Self {
+        let key = match session.session_id() {
             Some(id) if shared_by_session => Self::Session(Arc::from(id)),
             _ => Self::Token(token_hash(credential.token())),
+        };
+        match check {
+            Some(check) => Self::Checked(Box::new(key), Arc::new(check.clone())),
+            None => key,
         }
     }
 
@@ -78,6 +91,7 @@ impl ConfirmKey {
         match self {
             Self::Session(id) => confirmation.session.session_id() == Some(&**id),
             Self::Token(_) => true,
+            Self::Checked(key, _) => key.holds(confirmation),
         }
     }
 }
@@ -240,8 +254,9 @@ impl AuthorityState {
         credential: AuthorityCredential<'_>,
         window: Duration,
         arrival: Instant,
+        check: Option<&AuthorizationCheck>,
     ) -> Arc<Answer> {
-        let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential);
+        let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential, check);
         if let Some(answer) = self.confirmations.get(&key).await {
             let fresh_enough = answer.started + window >= arrival;
             if fresh_enough && answer.outcome.is_ok() {
@@ -249,7 +264,7 @@ impl AuthorityState {
             }
             self.confirmations.invalidate(&key).await;
         }
-        let answer = self.confirmations.get_with(key.clone(), self.ask(credential)).await;
+        let answer = self.confirmations.get_with(key.clone(), self.ask(credential, check)).await;
         match &answer.outcome {
             Ok(confirmation) if !key.holds(confirmation) => {
                 tracing::warn!("the issuer confirmed another session than the one asked about");
@@ -287,7 +302,7 @@ impl AuthorityState {
             .opaque
             .get_with(hash, async {
                 match self.budget.try_acquire() {
-                    Ok(_permit) => self.ask(AuthorityCredential::Opaque(token)).await,
+                    Ok(_permit) => self.ask(AuthorityCredential::Opaque(token), None).await,
                     Err(busy) => Answer::refused(busy),
                 }
             })
@@ -314,11 +329,19 @@ impl AuthorityState {
     /// Asks the issuer, and holds the answer to the layer's issuer and audience
     /// rules: an authority vouching for a session is not enough, the session must
     /// be one this layer accepts (the same rules as for JWTs).
-    async fn ask(&self, credential: AuthorityCredential<'_>) -> Arc<Answer> {
+    async fn ask(&self, credential: AuthorityCredential<'_>, check: Option<&AuthorizationCheck>) -> Arc<Answer> {
         let started = Instant::now();
         let asked_at = SystemTime::now();
-        let outcome = self.authority.authenticate(credential).await.and_then(|confirmation| {
+        let asked = match check {
+            Some(check) => self.authority.authenticate_authorized(credential, check).await,
+            None => self.authority.authenticate(credential).await,
+        };
+        let outcome = asked.and_then(|confirmation| {
             self.accepts(&confirmation.session)?;
+            // An authorization asked about is granted only by a verdict saying so.
+            if check.is_some() && !confirmation.verdict.as_ref().is_some_and(|verdict| verdict.authorized) {
+                return Err(AuthError::with_detail(AuthErrorKind::PermissionDenied, "no authorizing verdict"));
+            }
             Ok(confirmation)
         });
         match &outcome {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::challenge::{Challenge, DefaultChallenge};
 use crate::error::ConfigError;
-use crate::guard::policy::RbacPolicy;
+use crate::rbac::{RbacPolicy, RbacSource, StytchRbac};
 use crate::session::{FactorKind, Session};
 
 /// The `realm` of challenges unless [`GuardConfig::with_realm`] says otherwise.
@@ -38,7 +38,7 @@ pub struct GuardConfig {
     acr_levels: Vec<String>,
     factor_acr: HashMap<FactorKind, String>,
     secure_session_acr: Option<String>,
-    rbac: Option<Arc<RbacPolicy>>,
+    rbac: Option<RbacSource>,
     pub(crate) login_url: Option<String>,
     pub(crate) step_up_url: Option<String>,
     pub(crate) realm: String,
@@ -95,9 +95,30 @@ impl GuardConfig {
         self.secure_session_acr = Some(acr.into());
         self
     }
-    /// The role → permission policy for [`Requirement::permission`](crate::Requirement::permission).
+    /// The role → permission policy for [`Requirement::permission`](crate::Requirement::permission),
+    /// given in code (replaces one set before, also a [`with_stytch_rbac`](Self::with_stytch_rbac)).
     pub fn with_rbac_policy(mut self, policy: RbacPolicy) -> Self {
-        self.rbac = Some(Arc::new(policy));
+        self.rbac = Some(RbacSource::Fixed(Arc::new(policy)));
+        self
+    }
+    /// The Stytch project's own RBAC policy for
+    /// [`Requirement::permission`](crate::Requirement::permission), loaded from Stytch
+    /// when a guard first needs it and refreshed every 5 minutes (see [`StytchRbac`]);
+    /// replaces a policy set before.
+    ///
+    /// The layers built from one `GuardConfig` share the loaded policy.
+    ///
+    /// ```
+    /// use tower_stepup::{GuardConfig, StytchProject, StytchRbac};
+    ///
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// let config = GuardConfig::default().with_stytch_rbac(StytchRbac::new(&project)?);
+    /// assert!(config.validate().is_ok());
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
+    pub fn with_stytch_rbac(mut self, rbac: StytchRbac) -> Self {
+        self.rbac = Some(RbacSource::Stytch(rbac.into_cache()));
         self
     }
     /// Where browsers without a valid session are sent (`303`, with `return_to`).
@@ -126,6 +147,9 @@ impl GuardConfig {
     /// assert!(GuardConfig::default().with_login_url("//evil.example").validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(rbac) = &self.rbac {
+            rbac.check()?;
+        }
         if let Some(url) = &self.login_url {
             check_redirect_target("login URL", url)?;
         }
@@ -225,8 +249,19 @@ impl GuardConfig {
     pub(crate) fn secure_session_acr(&self) -> Option<&str> {
         self.secure_session_acr.as_deref()
     }
-    pub(crate) fn rbac(&self) -> Option<&RbacPolicy> {
-        self.rbac.as_deref()
+    pub(crate) fn rbac(&self) -> Option<&RbacSource> {
+        self.rbac.as_ref()
+    }
+    /// Whether one of `roles` may take `action` on `resource` by the policy loaded so
+    /// far; never without a policy.
+    pub(crate) fn rbac_allows(&self, roles: &[String], resource: &str, action: &str) -> bool {
+        match &self.rbac {
+            Some(RbacSource::Fixed(policy)) => policy.allows_any(roles, resource, action),
+            Some(source @ RbacSource::Stytch(_)) => {
+                source.current().is_some_and(|policy| policy.allows_any(roles, resource, action))
+            }
+            None => false,
+        }
     }
 }
 

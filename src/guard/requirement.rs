@@ -157,9 +157,18 @@ impl Requirement {
     pub fn scope(scope: impl Into<String>) -> Self {
         Self { node: Node::Scope(scope.into()) }
     }
-    /// One of the session's roles grants `action` on `resource` in the
-    /// [`RbacPolicy`](crate::RbacPolicy) configured with
-    /// [`GuardConfig::with_rbac_policy`]. Failing it is `403`.
+    /// One of the session's roles grants `action` on `resource` in the RBAC policy
+    /// configured with [`GuardConfig::with_rbac_policy`] or
+    /// [`GuardConfig::with_stytch_rbac`], with Stytch's semantics: the resource id
+    /// must match exactly, `*` is a wildcard for actions only (see
+    /// [`RbacPolicy`](crate::RbacPolicy)). Failing it is `403`; without a policy it
+    /// always fails. A policy loaded from Stytch that could never be loaded makes
+    /// the guard answer `503` (fail closed).
+    ///
+    /// For Stytch B2B, also name the organization the route is about with
+    /// [`Guard::for_organization`](crate::Guard::for_organization): the session's
+    /// roles are roles in *its own* organization, so a member of another
+    /// organization must be refused before any role is looked at.
     pub fn permission(resource: impl Into<String>, action: impl Into<String>) -> Self {
         Self { node: Node::Permission { resource: resource.into(), action: action.into() } }
     }
@@ -274,6 +283,12 @@ impl Requirement {
         Self { node: make(nodes) }
     }
 
+    /// Whether judging this requirement needs the RBAC policy (it has a
+    /// [`permission`](Self::permission) somewhere).
+    pub(crate) fn needs_policy(&self) -> bool {
+        self.node.needs_policy()
+    }
+
     /// Whether `session` meets the requirement at time `now`.
     pub fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
         self.node.is_met(session, config, now)
@@ -350,6 +365,14 @@ fn within(at: Option<SystemTime>, max: Option<Duration>, now: SystemTime) -> boo
 const SECURE_SESSION_RECENCY: Duration = Duration::from_secs(3600);
 
 impl Node {
+    fn needs_policy(&self) -> bool {
+        match self {
+            Self::Permission { .. } => true,
+            Self::All(nodes) | Self::Any(nodes) => nodes.iter().any(Node::needs_policy),
+            _ => false,
+        }
+    }
+
     fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
         match self {
             Self::Authenticated => true,
@@ -366,9 +389,7 @@ impl Node {
             Self::MaxAge(max_age) => within(session.auth_time(), Some(*max_age), now),
             Self::Role(role) => session.has_role(role),
             Self::Scope(scope) => session.has_scope(scope),
-            Self::Permission { resource, action } => config
-                .rbac()
-                .is_some_and(|policy| session.roles().iter().any(|role| policy.allows(role, resource, action))),
+            Self::Permission { resource, action } => config.rbac_allows(session.roles(), resource, action),
             Self::SecureSession => secure_session(session, now),
             Self::Predicate { check, .. } => check(session),
             Self::All(nodes) => nodes.iter().all(|n| n.is_met(session, config, now)),

@@ -9,6 +9,7 @@ mod guards;
 mod interop_oidc;
 mod jwks;
 mod lifecycle;
+mod rbac;
 mod requirements;
 mod resource_server;
 mod smoke;
