@@ -66,9 +66,15 @@ mod tests {
         // The guide's example, step by step.
         let mut claims = object(json!({ "a": 1, "b": 2, "d": 4 }));
         merge(&mut claims, object(json!({ "b": null, "c": 3.5, "e": { "nested1": "val1", "nested2": "val2" } })));
-        assert_eq!(Value::Object(claims.clone()), json!({ "a": 1, "c": 3.5, "d": 4, "e": { "nested1": "val1", "nested2": "val2" } }));
+        assert_eq!(
+            Value::Object(claims.clone()),
+            json!({ "a": 1, "c": 3.5, "d": 4, "e": { "nested1": "val1", "nested2": "val2" } })
+        );
         merge(&mut claims, object(json!({ "e": { "nested1": null, "nested3": "val3" } })));
-        assert_eq!(Value::Object(claims.clone()), json!({ "a": 1, "c": 3.5, "d": 4, "e": { "nested2": "val2", "nested3": "val3" } }));
+        assert_eq!(
+            Value::Object(claims.clone()),
+            json!({ "a": 1, "c": 3.5, "d": 4, "e": { "nested2": "val2", "nested3": "val3" } })
+        );
         // A new object drops its nulls; a scalar replaces an object and back.
         merge(&mut claims, object(json!({ "f": { "x": null, "y": 1 }, "e": 7 })));
         assert_eq!(claims["f"], json!({ "y": 1 }));

@@ -42,7 +42,6 @@ const REVOKE_FIELDS: &[&str] = &["session_id", "session_token", "session_jwt"];
 /// B2B revoke: exactly one of these (no `session_id`).
 const B2B_REVOKE_FIELDS: &[&str] = &["member_session_id", "member_id", "session_token", "session_jwt"];
 
-
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))

@@ -5,6 +5,7 @@ mod common;
 mod authority;
 mod challenges;
 mod guards;
+mod interop_stytch;
 mod jwks;
 mod lifecycle;
 mod requirements;
