@@ -48,7 +48,7 @@ pub(crate) fn merge(target: &mut Map<String, Value>, patch: Map<String, Value>) 
 
 /// Whether the claims fit Stytch's size limit (measured as compact JSON).
 pub(crate) fn fits(claims: &Map<String, Value>) -> bool {
-    serde_json::to_vec(claims).map_or(false, |bytes| bytes.len() <= MAX_CUSTOM_CLAIMS_BYTES)
+    serde_json::to_vec(claims).is_ok_and(|bytes| bytes.len() <= MAX_CUSTOM_CLAIMS_BYTES)
 }
 
 #[cfg(test)]
@@ -58,7 +58,10 @@ mod tests {
     use super::*;
 
     fn object(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap_or_default()
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
     }
 
     #[test]
