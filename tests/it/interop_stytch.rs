@@ -488,7 +488,9 @@ async fn stytch_sdk_session_duration_outside_5_to_527040_is_stytchs_400() -> Tes
         let session_key = if client == "b2b" { "member_session" } else { "session" };
         let line = driver.call(client, "authenticate", json!({ "session_token": token })).await;
         let expires_before = ok(&line)[session_key]["expires_at"].clone();
-        for minutes in [json!(4), json!(0), json!(-5), json!(527_041), json!(60.5), json!("60")] {
+        // Out of range on either side (0, fractions and strings are left out: what
+        // Stytch answers to them is not documented).
+        for minutes in [json!(4), json!(-5), json!(527_041)] {
             let line = driver
                 .call(client, "authenticate", json!({ "session_token": token, "session_duration_minutes": minutes }))
                 .await;
