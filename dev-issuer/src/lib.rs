@@ -10,7 +10,7 @@
 //! | Endpoint | What |
 //! | --- | --- |
 //! | `GET /.well-known/jwks.json` | all served public keys |
-//! | `GET /v1/sessions/jwks/{project_id}`, `GET /v1/b2b/sessions/jwks/{project_id}` | the same keys, Stytch paths |
+//! | `GET /v1/sessions/jwks/{project_id}`, `GET /v1/b2b/sessions/jwks/{project_id}` | the same keys, Stytch paths, with Stytch's `request_id` and `status_code` (RS256 keys only in [Stytch mode](DevIssuerConfig::with_stytch_mode)) |
 //! | `GET /.well-known/openid-configuration` | OIDC discovery |
 //! | `POST /v1/sessions/authenticate`, `POST /v1/b2b/sessions/authenticate` | Stytch session authentication (HTTP Basic `project_id:secret`) |
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
@@ -31,7 +31,11 @@
 //! one credential (`400 bad_request`; B2B revoke takes `member_session_id`,
 //! `member_id`, `session_token` or `session_jwt`, never `session_id`), and
 //! `session_duration_minutes` within 5..=527040 (`400
-//! invalid_session_duration_minutes`). Errors carry Stytch's body,
+//! invalid_session_duration_minutes`), never both `session_token` and `session_jwt`
+//! (`400 too_many_session_arguments`). `session_custom_claims` merge as Stytch's guide
+//! says: nested objects merge, a `null` deletes at any depth, reserved claims are
+//! refused, and the claims stay within four kilobytes (`400 custom_claims_too_large`).
+//! Errors carry Stytch's body,
 //! `{status_code, request_id, error_type, error_message, error_url}`;
 //! [`Failure::StytchError`] injects any of them.
 //!
@@ -53,6 +57,7 @@
 //! This is a test tool. Its secrets are generated per process, it keeps everything in
 //! memory, and it authenticates nobody: never expose it beyond the loopback interface.
 
+mod claims;
 mod keys;
 mod rbac;
 mod server;
@@ -236,6 +241,7 @@ pub struct DevIssuerConfig {
     jwt_lifetime: Duration,
     session_lifetime: Duration,
     rbac_policy: Option<Value>,
+    stytch_mode: bool,
 }
 
 impl Default for DevIssuerConfig {
@@ -250,6 +256,7 @@ impl Default for DevIssuerConfig {
             jwt_lifetime: Duration::from_secs(5 * 60),
             session_lifetime: Duration::from_secs(60 * 60),
             rbac_policy: None,
+            stytch_mode: false,
         }
     }
 }
@@ -266,6 +273,7 @@ impl fmt::Debug for DevIssuerConfig {
             .field("jwt_lifetime", &self.jwt_lifetime)
             .field("session_lifetime", &self.session_lifetime)
             .field("rbac_policy", &self.rbac_policy.is_some())
+            .field("stytch_mode", &self.stytch_mode)
             .finish()
     }
 }
@@ -320,6 +328,25 @@ impl DevIssuerConfig {
         self
     }
 
+    /// Signs like Stytch: RS256 only. The issuer starts with one RS256 key (whatever
+    /// [`with_algs`](Self::with_algs) says), every session JWT is RS256, and the Stytch
+    /// JWKS paths (`/v1/sessions/jwks/…`, `/v1/b2b/sessions/jwks/…`) serve the RS256
+    /// keys only, so that a token signed with any other algorithm (e.g. by
+    /// [`StytchJwtBuilder::alg`] in an attack test) fails there, as it would against
+    /// Stytch. Default off: other tests use faster keys.
+    ///
+    /// ```
+    /// use tower_stepup_dev_issuer::DevIssuerConfig;
+    ///
+    /// let config = DevIssuerConfig::new().with_stytch_mode();
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn with_stytch_mode(mut self) -> Self {
+        self.stytch_mode = true;
+        self
+    }
+
     /// Lifetime of minted JWTs: `exp` − `iat` (default 5 minutes).
     #[must_use]
     pub fn with_jwt_lifetime(mut self, lifetime: Duration) -> Self {
@@ -352,6 +379,7 @@ pub(crate) struct Shared {
     default_alg: DevAlg,
     jwt_lifetime: Duration,
     session_lifetime: Duration,
+    stytch_mode: bool,
     keys: Mutex<KeyStore>,
     sessions: Mutex<SessionStore>,
     opaque: Mutex<HashMap<String, OpaqueRecord>>,
@@ -428,6 +456,19 @@ impl Shared {
         claims.is_object().then_some(claims)
     }
 
+    /// Verifies a Stytch session JWT: as [`verify_compact`](Self::verify_compact), and in
+    /// Stytch mode only when signed with RS256 (the only algorithm Stytch uses).
+    pub(crate) fn verify_stytch_jwt(&self, token: &str) -> Option<Value> {
+        if self.stytch_mode {
+            let header = b64url_decode(token.split('.').next()?)?;
+            let header: Value = serde_json::from_slice(&header).ok()?;
+            if header.get("alg")?.as_str()? != DevAlg::RS256.as_str() {
+                return None;
+            }
+        }
+        self.verify_compact(token)
+    }
+
     fn count(&self, endpoint: Endpoint) {
         self.counters[endpoint.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -439,6 +480,16 @@ impl Shared {
 
     fn jwks(&self) -> Value {
         lock(&self.keys).jwks()
+    }
+
+    /// The key set of the Stytch JWKS paths: RS256 keys only in Stytch mode.
+    fn stytch_jwks(&self) -> Value {
+        let keys = lock(&self.keys);
+        if self.stytch_mode {
+            keys.jwks_of(|alg| alg == DevAlg::RS256)
+        } else {
+            keys.jwks()
+        }
     }
 
     fn cache_control(&self) -> Option<String> {
@@ -553,7 +604,7 @@ impl DevIssuer {
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
 
-        let mut algs = config.algs.clone();
+        let mut algs = if config.stytch_mode { vec![DevAlg::RS256] } else { config.algs.clone() };
         if algs.is_empty() {
             algs.push(DevAlg::RS256);
         }
@@ -583,6 +634,7 @@ impl DevIssuer {
             default_alg,
             jwt_lifetime: config.jwt_lifetime,
             session_lifetime: config.session_lifetime,
+            stytch_mode: config.stytch_mode,
             keys: Mutex::new(keys),
             sessions: Mutex::new(SessionStore::default()),
             opaque: Mutex::new(HashMap::new()),

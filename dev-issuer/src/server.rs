@@ -22,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use super::claims;
 use super::session::{Organization, SessionRecord};
 use super::token::{session_attributes, DevFactor, SessionClaim, SESSION_CLAIM};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
@@ -44,9 +45,6 @@ const AUTHENTICATE_FIELDS: &[&str] =
 const REVOKE_FIELDS: &[&str] = &["session_id", "session_token", "session_jwt"];
 /// B2B revoke: exactly one of these (no `session_id`).
 const B2B_REVOKE_FIELDS: &[&str] = &["member_session_id", "member_id", "session_token", "session_jwt"];
-
-/// Claims a caller may not set through `session_custom_claims`.
-const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -198,7 +196,11 @@ fn opt_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a st
 // ---------------------------------------------------------------- JWKS and discovery
 
 fn jwks_response(shared: &Shared) -> Response {
-    let mut response = Json(shared.jwks()).into_response();
+    with_cache_control(shared, Json(shared.jwks()).into_response())
+}
+
+/// Adds the configured `Cache-Control` header to a JWKS answer.
+fn with_cache_control(shared: &Shared, mut response: Response) -> Response {
     if let Some(value) = shared.cache_control() {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(CACHE_CONTROL, value);
@@ -214,6 +216,9 @@ async fn jwks(State(shared): AppState) -> Response {
     jwks_response(&shared)
 }
 
+/// Stytch's JWKS answer: the keys plus `request_id` and `status_code`, like every
+/// Stytch API answer (the API reference's `GET /v1/sessions/jwks/{project_id}`). In
+/// Stytch mode only the RS256 keys are served here, as Stytch signs with RS256 only.
 async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) -> Response {
     if let Some(failed) = gate(&shared, Endpoint::Jwks).await {
         return failed;
@@ -221,7 +226,12 @@ async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) ->
     if project_id != shared.project_id {
         return stytch_error(StatusCode::NOT_FOUND, "project_not_found", "Project could not be found.");
     }
-    jwks_response(&shared)
+    let mut body = shared.stytch_jwks();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("request_id".into(), Value::String(request_id()));
+        object.insert("status_code".into(), json!(200));
+    }
+    with_cache_control(&shared, Json(body).into_response())
 }
 
 async fn discovery(State(shared): AppState) -> Response {
@@ -255,7 +265,7 @@ async fn discovery(State(shared): AppState) -> Response {
 
 /// Finds the session id named by a `session_jwt` (signature checked, expiry ignored).
 fn session_id_from_jwt(shared: &Shared, jwt: &str) -> Option<(String, String)> {
-    let claims = shared.verify_compact(jwt)?;
+    let claims = shared.verify_stytch_jwt(jwt)?;
     let id = claims.get(SESSION_CLAIM)?.get("id")?.as_str()?.to_owned();
     let sub = claims.get("sub")?.as_str()?.to_owned();
     Some((id, sub))
@@ -320,7 +330,7 @@ fn duration_minutes(body: &Map<String, Value>) -> Result<Option<u64>, Rejected> 
             _ => Err(stytch_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_session_duration_minutes",
-                "session_duration_minutes must be between 5 and 527040 minutes.",
+                "session_duration_minutes is invalid, should be between 5 to 527040 minutes.",
             )),
         },
     }
@@ -331,7 +341,7 @@ fn custom_claims(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>
     match body.get("session_custom_claims") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => {
-            if map.keys().any(|k| RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("https://stytch.com/")) {
+            if map.keys().any(|k| claims::is_reserved(k)) {
                 Err(stytch_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_session_custom_claims",
@@ -460,14 +470,21 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
     let parsed = (|| {
         only_fields(&body, AUTHENTICATE_FIELDS)?;
         let minutes = duration_minutes(&body)?;
-        let claims = custom_claims(&body)?;
+        let patch = custom_claims(&body)?;
         let check = super::rbac::parse_check(&body, b2b)?;
+        if opt_str(&body, "session_token")?.is_some() && opt_str(&body, "session_jwt")?.is_some() {
+            return Err(stytch_error(
+                StatusCode::BAD_REQUEST,
+                "too_many_session_arguments",
+                "Please include at most one of session_token, session_jwt, or intermediate_session_token in an authenticate request, not multiple.",
+            ));
+        }
         let Target::Session(id) = resolve_target(&shared, &body, &["session_token", "session_jwt"])? else {
             return Err(bad_request("Exactly one of session_token, session_jwt is required."));
         };
-        Ok::<_, Rejected>((minutes, claims, check, id))
+        Ok::<_, Rejected>((minutes, patch, check, id))
     })();
-    let (minutes, claims, check, id) = match parsed {
+    let (minutes, patch, check, id) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
@@ -488,18 +505,26 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
             Ok(verdict) => verdict,
             Err(refused) => return refused,
         };
+        // Stytch's merge: nested objects merge, a null deletes (at any depth). Checked
+        // before anything changes, so that a refused request leaves the session alone.
+        let merged = patch.map(|patch| {
+            let mut merged = record.custom_claims.clone();
+            claims::merge(&mut merged, patch);
+            merged
+        });
+        if merged.as_ref().is_some_and(|merged| !claims::fits(merged)) {
+            return stytch_error(
+                StatusCode::BAD_REQUEST,
+                "custom_claims_too_large",
+                "Total custom claims size cannot exceed four kilobytes.",
+            );
+        }
         record.last_accessed_at = now;
         if let Some(minutes) = minutes {
             record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
         }
-        if let Some(claims) = claims {
-            for (k, v) in claims {
-                if v.is_null() {
-                    record.custom_claims.remove(&k);
-                } else {
-                    record.custom_claims.insert(k, v);
-                }
-            }
+        if let Some(merged) = merged {
+            record.custom_claims = merged;
         }
         (record.clone(), verdict)
     };

@@ -7,6 +7,7 @@ mod challenges;
 mod control;
 mod guards;
 mod interop_oidc;
+mod interop_stytch;
 mod jwks;
 mod lifecycle;
 mod rbac;
