@@ -162,7 +162,10 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
-pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
+pub use guard::{
+    ContextMismatch, FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy,
+    RequestContext, Requirement, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX,
+};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
 pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
@@ -170,6 +173,6 @@ pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQU
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
-pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};
+pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionAttributes, SessionBuilder, TokenKind};
 pub use stytch::StytchProject;
 pub use verify::TypPolicy;
