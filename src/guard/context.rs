@@ -46,8 +46,8 @@ type Hook = Arc<dyn Fn(&ContextMismatch) + Send + Sync>;
 ///   [`without_user_agent`](Self::without_user_agent).
 /// - **Client address**: the peer address of the connection (axum's
 ///   `ConnectInfo<SocketAddr>`: serve with
-///   `into_make_service_with_connect_info::<SocketAddr>()`; other tower stacks may
-///   insert a `std::net::SocketAddr` extension). `X-Forwarded-For` is read **only**
+///   `into_make_service_with_connect_info::<SocketAddr>()`, or `MockConnectInfo` in
+///   tests; other tower stacks may insert a `std::net::SocketAddr` extension). `X-Forwarded-For` is read **only**
 ///   when the peer is one of the [trusted proxies](Self::with_trusted_proxies):
 ///   by default a client cannot claim another address with a header.
 /// - **Not recorded**: a session without a recorded address (or user agent, when
@@ -313,8 +313,15 @@ impl<'a> RequestContext<'a> {
 /// The connection's peer address.
 fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
     #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-        return Some(info.0.ip());
+    {
+        use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
+        // As axum's own `ConnectInfo` extractor reads it, its test double included.
+        if let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
+            return Some(peer.ip());
+        }
+        if let Some(MockConnectInfo(peer)) = extensions.get::<MockConnectInfo<std::net::SocketAddr>>() {
+            return Some(peer.ip());
+        }
     }
     extensions.get::<std::net::SocketAddr>().map(std::net::SocketAddr::ip)
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod authority;
 mod challenges;
+mod context;
 mod guards;
 mod jwks;
 mod lifecycle;
