@@ -646,6 +646,11 @@ impl FactorKind {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is one of the named constants (a factor type Stytch documents).
+    pub(crate) fn is_known(&self) -> bool {
+        Self::KNOWN.contains(self)
+    }
 }
 
 impl fmt::Debug for FactorKind {

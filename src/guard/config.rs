@@ -232,6 +232,10 @@ impl GuardConfig {
             None => vec![level.to_owned()],
         }
     }
+    /// Every level a factor is mapped to with [`with_factor_acr`](Self::with_factor_acr).
+    pub(crate) fn factor_acr_levels(&self) -> impl Iterator<Item = &str> {
+        self.factor_acr.values().map(String::as_str)
+    }
     pub(crate) fn factor_acr(&self, kind: &FactorKind) -> Option<&str> {
         self.factor_acr.get(kind).map(String::as_str)
     }

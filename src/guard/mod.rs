@@ -14,6 +14,7 @@ mod config;
 mod context;
 #[cfg(feature = "axum")]
 mod extract;
+mod findings;
 mod policy;
 mod requirement;
 
@@ -31,6 +32,7 @@ use tower_service::Service;
 
 pub use body::GuardBody;
 pub use config::GuardConfig;
+pub use findings::{Dialect, FindingKind, RequirementFinding};
 pub use context::{ContextMismatch, RequestContext, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX};
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
