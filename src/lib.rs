@@ -163,8 +163,8 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
 pub use guard::{
-    ContextMismatch, Dialect, FactorRequirement, FindingKind, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy,
-    RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX,
+    ContextMismatch, Dialect, FactorRequirement, FindingKind, Guard, GuardBody, GuardConfig, GuardFuture, GuardService,
+    RbacPolicy, RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX,
 };
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};

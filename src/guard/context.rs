@@ -350,10 +350,7 @@ fn client_ip(extensions: &Extensions, headers: &HeaderMap, config: &SameContext)
 
 /// One `X-Forwarded-For` entry: an address, possibly with a port.
 fn parse_hop(entry: &str) -> Option<IpAddr> {
-    entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|socket| socket.ip()))
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|socket| socket.ip()))
 }
 
 /// The verdict of comparing a session's context with a request's.
@@ -362,7 +359,10 @@ pub(crate) enum Verdict {
     Same,
     /// What differs (or was not recorded), by attribute name: `ip_address`,
     /// `user_agent`. A step-up (a new session started here) cures it.
-    Differs { differs: Vec<&'static str>, unrecorded: bool },
+    Differs {
+        differs: Vec<&'static str>,
+        unrecorded: bool,
+    },
     /// The request's client address is unknown: a server configuration problem
     /// no user action cures.
     ClientUnknown,

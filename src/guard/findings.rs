@@ -366,7 +366,10 @@ mod tests {
         }
         // Levels named otherwise than pwd/mfa: Stytch sessions reach none of them.
         let loa = GuardConfig::default().with_acr_levels(["loa1", "loa2"]);
-        assert_eq!(kinds(&Requirement::acr_at_least("loa1"), &loa, Dialect::Stytch), [(FindingKind::AcrUnreachable, true)]);
+        assert_eq!(
+            kinds(&Requirement::acr_at_least("loa1"), &loa, Dialect::Stytch),
+            [(FindingKind::AcrUnreachable, true)]
+        );
     }
 
     #[test]

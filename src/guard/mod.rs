@@ -32,10 +32,10 @@ use tower_service::Service;
 
 pub use body::GuardBody;
 pub use config::GuardConfig;
-pub use findings::{Dialect, FindingKind, RequirementFinding};
 pub use context::{ContextMismatch, RequestContext, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX};
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
+pub use findings::{Dialect, FindingKind, RequirementFinding};
 pub use policy::RbacPolicy;
 pub use requirement::{FactorRequirement, Requirement};
 
@@ -197,7 +197,8 @@ where
         };
         // The local verdict is not final here: a mismatch is reported (if at all)
         // once, on the confirmed session.
-        let local = judge_request(&self.guard.requirement, request.extensions(), request.headers(), request.uri(), false);
+        let local =
+            judge_request(&self.guard.requirement, request.extensions(), request.headers(), request.uri(), false);
         // Fresh routes: anything refused locally (no session, bad token) is refused
         // without asking the issuer. A session that falls short locally is still
         // confirmed: the issuer may know of a step-up the token does not show yet.

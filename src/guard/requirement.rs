@@ -326,7 +326,13 @@ impl Requirement {
 
     /// Whether `session`, used by a request from `request`, meets the requirement at
     /// time `now` (what guards judge).
-    pub fn is_met_in(&self, session: &Session, config: &GuardConfig, request: &RequestContext<'_>, now: SystemTime) -> bool {
+    pub fn is_met_in(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: &RequestContext<'_>,
+        now: SystemTime,
+    ) -> bool {
         self.node.is_met(session, config, Some(request), now)
     }
 
@@ -361,7 +367,12 @@ impl Requirement {
     }
 
     /// The refusal for `session` now, used from `request`, if it falls short.
-    pub(crate) fn judge(&self, session: &Session, config: &GuardConfig, request: &RequestContext<'_>) -> Option<Rejection> {
+    pub(crate) fn judge(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: &RequestContext<'_>,
+    ) -> Option<Rejection> {
         self.shortfall_of(session, config, Some(request), SystemTime::now()).map(Shortfall::into_rejection)
     }
 }
@@ -427,7 +438,13 @@ const CLIENT_UNKNOWN: &str = "Requirement::same_context: the client address is u
 const SECURE_SESSION_RECENCY: Duration = Duration::from_secs(3600);
 
 impl Node {
-    fn is_met(&self, session: &Session, config: &GuardConfig, request: Option<&RequestContext<'_>>, now: SystemTime) -> bool {
+    fn is_met(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> bool {
         match self {
             Self::Authenticated => true,
             Self::Factor(rule) => session.factors().iter().any(|factor| {
@@ -457,7 +474,13 @@ impl Node {
     }
 
     /// Explains a failing node. Only called on the (allocating) failure path.
-    fn explain(&self, session: &Session, config: &GuardConfig, request: Option<&RequestContext<'_>>, now: SystemTime) -> Shortfall {
+    fn explain(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> Shortfall {
         let step_up = |s: StepUpRequired| Shortfall { step_up: Some(s), forbidden: None };
         let forbidden = |f: Forbidden| Shortfall { step_up: None, forbidden: Some(f) };
         match self {
@@ -477,7 +500,8 @@ impl Node {
                 max_age: Some(SECURE_SESSION_RECENCY),
                 ..StepUpRequired::default()
             }),
-            Self::SameContext => match request.map(|request| context::compare(session, request, config.same_context())) {
+            Self::SameContext => match request.map(|request| context::compare(session, request, config.same_context()))
+            {
                 // A new authentication, now, from here: a session started in this
                 // context records it.
                 Some(Verdict::Differs { differs, .. }) => step_up(StepUpRequired {
@@ -488,7 +512,10 @@ impl Node {
                 Some(Verdict::Same) => Shortfall::default(),
                 Some(Verdict::ClientUnknown) | None => {
                     tracing::error!("same_context: the client address is unknown (serve with ConnectInfo, or check the trusted proxies)");
-                    forbidden(Forbidden { configuration_error: Some(CLIENT_UNKNOWN.to_owned()), ..Forbidden::default() })
+                    forbidden(Forbidden {
+                        configuration_error: Some(CLIENT_UNKNOWN.to_owned()),
+                        ..Forbidden::default()
+                    })
                 }
             },
             Self::Role(role) => forbidden(Forbidden { roles: vec![role.clone()], ..Forbidden::default() }),

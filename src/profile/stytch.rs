@@ -86,7 +86,8 @@ impl StytchSessionObject {
         if let Some(at) = factors.iter().filter_map(|f| f.last_authenticated_at).max() {
             builder = builder.auth_time(at);
         }
-        builder = builder.session_id(self.id).factors(factors).roles(self.roles).attributes(attributes(&self.attributes));
+        builder =
+            builder.session_id(self.id).factors(factors).roles(self.roles).attributes(attributes(&self.attributes));
         if let Some(at) = optional_time(self.started_at.as_deref())? {
             builder = builder.started_at(at);
         }

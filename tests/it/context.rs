@@ -13,9 +13,10 @@ use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use tower_stepup::{
-    ContextMismatch, Guard, GuardConfig, Rejection, Requirement, SameContext, SessionLayer, SessionLayerBuilder,
+    ContextMismatch, Dialect, FactorKind, FindingKind, Guard, GuardConfig, OidcProfile, Rejection, Requirement,
+    SameContext, SessionLayer, SessionLayerBuilder,
 };
-use tower_stepup_dev_issuer::{DevIssuer, DevSession};
+use tower_stepup_dev_issuer::{DevIssuer, DevSession, DEFAULT_AUDIENCE};
 
 use crate::common::{b2b_project_with_secret, client, info, project, project_with_secret, quick_issuer, TestResult};
 
@@ -161,10 +162,8 @@ async fn from_peer(app: Router, peer: &str, token: &str) -> http::Response<Body>
 #[tokio::test]
 async fn ipv6_sessions_are_compared_by_64_prefix() -> TestResult {
     let issuer = quick_issuer().await;
-    let token = issuer
-        .stytch_session()
-        .attributes(json!({ "ip_address": "2001:db8:1:2::10", "user_agent": UA }))
-        .mint();
+    let token =
+        issuer.stytch_session().attributes(json!({ "ip_address": "2001:db8:1:2::10", "user_agent": UA })).mint();
     let layer = SessionLayer::stytch(&project(&issuer)).build().await?;
     let app = routes(layer);
     assert_eq!(from_peer(app.clone(), "[2001:db8:1:2:abcd::5]:4000", &token).await.status(), 200);
@@ -327,5 +326,60 @@ async fn browsers_are_sent_to_step_up_with_max_age_zero() -> TestResult {
     let location = response.headers()["location"].to_str()?;
     assert!(location.starts_with("/step-up?return_to=%2Fhere"), "{location}");
     assert!(location.contains("max_age=0"), "{location}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn oidc_sessions_record_context_from_the_configured_claims() -> TestResult {
+    let issuer = quick_issuer().await;
+    let ip_claim = "https://example.com/login_ip";
+    let ua_claim = "https://example.com/login_ua";
+    let token =
+        issuer.access_token().custom_claim(ip_claim, json!("198.51.100.4")).custom_claim(ua_claim, json!(UA)).mint();
+    // Without the claims configured nothing is recorded: fail closed.
+    let plain = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).build().await?;
+    assert_eq!(from_peer(routes(plain), "198.51.100.9:4000", &token).await.status(), 401);
+    let profile = OidcProfile::rfc9068().with_ip_address_claim(ip_claim).with_user_agent_claim(ua_claim);
+    let layer = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_profile(profile).build().await?;
+    let app = routes(layer);
+    assert_eq!(from_peer(app.clone(), "198.51.100.9:4000", &token).await.status(), 200);
+    assert_eq!(from_peer(app, "192.0.2.9:4000", &token).await.status(), 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn layers_check_requirements_against_their_dialect_at_startup() -> TestResult {
+    let issuer = quick_issuer().await;
+    let levels = GuardConfig::default().with_acr_levels(["pwd", "mfa", "phr"]);
+    let stytch = SessionLayer::stytch(&project(&issuer)).with_guard_config(levels.clone()).build().await?;
+    let b2b_project = tower_stepup::StytchProject::b2b(issuer.project_id())?.with_base_url(issuer.base_url());
+    let b2b = SessionLayer::stytch(&b2b_project).with_guard_config(levels.clone()).build().await?;
+    let oidc = SessionLayer::oidc(issuer.issuer(), DEFAULT_AUDIENCE).with_guard_config(levels).build().await?;
+    assert_eq!((stytch.dialect(), b2b.dialect(), oidc.dialect()), (Dialect::Stytch, Dialect::StytchB2b, Dialect::Oidc));
+
+    let phr = Requirement::acr_at_least("phr");
+    let kinds = |layer: &SessionLayer, requirement: &Requirement| {
+        layer.requirement_findings(requirement).into_iter().map(|f| (f.kind, f.certain)).collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&stytch, &phr), [(FindingKind::AcrUnreachable, true)]);
+    assert_eq!(kinds(&oidc, &phr), []);
+    let webauthn = Requirement::from(Requirement::factor(FactorKind::WEBAUTHN));
+    assert_eq!(kinds(&b2b, &webauthn), [(FindingKind::FactorNotInDialect, true)]);
+    assert_eq!(kinds(&stytch, &webauthn), []);
+    assert_eq!(kinds(&b2b, &Requirement::same_context()), [(FindingKind::ContextNotRecorded, false)]);
+
+    // The guard is built either way (the warning is logged), and judges as usual:
+    // a Stytch session with two factor kinds is `mfa`, never `phr`.
+    let token = issuer
+        .stytch_session()
+        .factor(tower_stepup_dev_issuer::DevFactor::password())
+        .factor(tower_stepup_dev_issuer::DevFactor::totp())
+        .mint();
+    let app = Router::new()
+        .route("/phr", get(info).route_layer(stytch.guard(phr)))
+        .route("/mfa", get(info).route_layer(stytch.guard(Requirement::acr_at_least("mfa"))))
+        .layer(stytch);
+    assert_eq!(crate::common::oneshot(app.clone(), "/mfa", &token).await.status(), 200);
+    assert_eq!(crate::common::oneshot(app, "/phr", &token).await.status(), 401);
     Ok(())
 }
