@@ -229,6 +229,7 @@ fn step_up_required(context: &ChallengeContext<'_>, step_up: &StepUpRequired) ->
         "acr_values": step_up.acr_values,
         "max_age": max_age,
         "factors": step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>(),
+        "context": (!step_up.context.is_empty()).then_some(&step_up.context),
     });
     let code = "insufficient_user_authentication";
     challenged(context, StatusCode::UNAUTHORIZED, &challenge, "step-up-required", code, description, extra)

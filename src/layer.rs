@@ -11,7 +11,7 @@ use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
 use crate::cookies::CookieAttributes;
 use crate::credential::{CredentialConfig, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE};
 use crate::error::ConfigError;
-use crate::guard::GuardConfig;
+use crate::guard::{Dialect, GuardConfig};
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
 use crate::service::SessionService;
@@ -111,6 +111,7 @@ impl SessionLayer {
             eager: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
             guards: GuardConfig::default(),
+            dialect: Dialect::Generic,
             authority: None,
             invalid: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
@@ -135,7 +136,8 @@ impl SessionLayer {
             .with_profile(StytchProfile::new())
             .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
             .with_token_cookie(Some(DEFAULT_TOKEN_COOKIE))
-            .with_opaque_token_check(is_stytch_session_token);
+            .with_opaque_token_check(is_stytch_session_token)
+            .with_dialect(if project.is_b2b() { Dialect::StytchB2b } else { Dialect::Stytch });
         for issuer in project.issuers() {
             builder = builder.with_issuer(issuer.clone());
         }
@@ -161,6 +163,7 @@ impl SessionLayer {
             .with_audience(audience)
             .with_typ(TypPolicy::AccessToken)
             .with_profile(OidcProfile::rfc9068())
+            .with_dialect(Dialect::Oidc)
     }
 }
 
@@ -213,6 +216,7 @@ pub struct SessionLayerBuilder {
     eager: bool,
     cache_bytes: u64,
     guards: GuardConfig,
+    dialect: Dialect,
     authority: Option<Arc<dyn Authority>>,
     /// The first error found before `build` (the Stytch preset's project).
     invalid: Option<ConfigError>,
@@ -312,6 +316,15 @@ impl SessionLayerBuilder {
     /// policy, login and step-up pages, challenge realm and format).
     pub fn with_guard_config(mut self, config: GuardConfig) -> Self {
         self.guards = config;
+        self
+    }
+
+    /// The kind of sessions this layer makes, against which
+    /// [`SessionLayer::guard`] checks requirements at startup (default
+    /// [`Dialect::Generic`]; [`SessionLayer::stytch`] and [`SessionLayer::oidc`] set
+    /// theirs). Set it when a generic builder reads one dialect's tokens.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
         self
     }
 
@@ -483,6 +496,7 @@ impl SessionLayerBuilder {
             keys,
             cache,
             guards: self.guards,
+            dialect: self.dialect,
             authority,
             opaque_shape,
             cookies: self.cookies,

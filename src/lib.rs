@@ -164,7 +164,8 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
 pub use guard::{
-    FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, OrganizationScope, Requirement,
+    ContextMismatch, Dialect, FactorRequirement, FindingKind, Guard, GuardBody, GuardConfig, GuardFuture, GuardService,
+    OrganizationScope, RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX,
 };
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
@@ -174,6 +175,6 @@ pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rbac::{AuthorizationCheck, AuthorizationVerdict, RbacPolicy, StytchRbac, DEFAULT_RBAC_REFRESH};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
-pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};
+pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionAttributes, SessionBuilder, TokenKind};
 pub use stytch::StytchProject;
 pub use verify::TypPolicy;

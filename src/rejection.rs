@@ -52,6 +52,10 @@ pub struct StepUpRequired {
     pub max_age: Option<Duration>,
     /// Factor kinds that would satisfy the route.
     pub factors: Vec<FactorKind>,
+    /// Set by [`Requirement::same_context`](crate::Requirement::same_context): what
+    /// differs from the context the session began in (`ip_address`, `user_agent`),
+    /// or was not recorded. Empty otherwise.
+    pub context: Vec<String>,
 }
 
 /// What authorization the session lacks.
@@ -88,6 +92,7 @@ impl StepUpRequired {
     pub(crate) fn merge(&mut self, other: StepUpRequired) {
         push_unique(&mut self.acr_values, other.acr_values);
         push_unique(&mut self.factors, other.factors);
+        push_unique(&mut self.context, other.context);
         // Re-authenticating now satisfies every bound, so the tightest one is right.
         self.max_age = match (self.max_age, other.max_age) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -18,7 +18,7 @@ use crate::challenge::{safe_return_to, ChallengeContext};
 use crate::cookies::CookieAttributes;
 use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::guard::GuardConfig;
+use crate::guard::{Dialect, GuardConfig};
 use crate::jwks::KeyStore;
 use crate::rbac::AuthorizationCheck;
 use crate::rejection::Rejection;
@@ -32,6 +32,8 @@ pub(crate) struct LayerState {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) cache: Option<SessionCache>,
     pub(crate) guards: GuardConfig,
+    /// The kind of sessions this layer makes, for build-time requirement checks.
+    pub(crate) dialect: Dialect,
     pub(crate) authority: Option<AuthorityState>,
     /// Local check of opaque tokens before they may become issuer calls.
     pub(crate) opaque_shape: fn(&str) -> bool,

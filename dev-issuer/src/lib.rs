@@ -530,8 +530,20 @@ impl Shared {
         factors: Vec<DevFactor>,
         organization: Option<Organization>,
     ) -> Result<DevSession, CryptoError> {
+        self.create_session_with(user_id, factors, organization, token::session_attributes())
+    }
+
+    /// [`create_session`](Self::create_session) recording these `attributes`.
+    fn create_session_with(
+        &self,
+        user_id: &str,
+        factors: Vec<DevFactor>,
+        organization: Option<Organization>,
+        attributes: Value,
+    ) -> Result<DevSession, CryptoError> {
         let factors = factors.into_iter().map(StoredFactor::new).collect();
-        let record = SessionRecord::new(user_id, factors, self.session_lifetime, organization);
+        let mut record = SessionRecord::new(user_id, factors, self.session_lifetime, organization);
+        record.attributes = attributes;
         let session = self.dev_session(&record)?;
         lock(&self.sessions).insert(record);
         Ok(session)
@@ -651,6 +663,8 @@ impl DevIssuer {
                 // Resolves on shutdown() or when the last handle (the sender) is dropped.
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
+            // With the peer address: `/dev/login` records it, as Stytch does.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
                 tracing::warn!(%error, "dev issuer server stopped with an error");
             }

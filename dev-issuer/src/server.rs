@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::claims;
 use super::session::{Organization, SessionRecord};
-use super::token::{session_attributes, DevFactor, SessionClaim, SESSION_CLAIM};
+use super::token::{DevFactor, SessionClaim, SESSION_CLAIM};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
 use super::{lock, DevAlg, Endpoint, Failure, Shared};
 
@@ -364,6 +364,7 @@ pub(super) fn session_claim(record: &SessionRecord) -> SessionClaim<'_> {
         expires_at: Some(record.expires_at),
         factors: &record.factors,
         roles: &record.roles,
+        attributes: &record.attributes,
     }
 }
 
@@ -381,7 +382,7 @@ fn consumer_body(record: &SessionRecord, session_jwt: &str) -> Value {
             "started_at": rfc3339(record.started_at),
             "last_accessed_at": rfc3339(record.last_accessed_at),
             "expires_at": rfc3339(record.expires_at),
-            "attributes": session_attributes(),
+            "attributes": record.attributes,
             "authentication_factors": claim.factors_json(),
             "roles": record.roles,
             "custom_claims": record.custom_claims,
@@ -726,7 +727,17 @@ fn parse_factor(name: &str) -> Result<DevFactor, Rejected> {
     })
 }
 
-async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
+/// `POST /dev/login`: starts a session. Like Stytch, it records where the session
+/// began as `attributes`: the body's `attributes` (`ip_address`, `user_agent`), as a
+/// backend passes them to Stytch's authenticate endpoints; without them, what the
+/// request itself shows (peer address, `User-Agent`), as when Stytch's frontend SDK
+/// calls Stytch from the browser. Unknown members are `""`, as Stytch sends them.
+async fn dev_login(
+    State(shared): AppState,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match json_object(&body) {
         Ok(body) => body,
         Err(response) => return *response,
@@ -748,13 +759,28 @@ async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
             (Some(id), slug) => Some(Organization { id: id.to_owned(), slug: slug.unwrap_or(id).to_owned() }),
             (None, _) => None,
         };
-        Ok::<_, Rejected>((user_id.to_owned(), factors, organization))
+        let attributes = match body.get("attributes") {
+            None | Some(Value::Null) => {
+                let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+                json!({ "ip_address": peer.ip().to_string(), "user_agent": user_agent.unwrap_or("") })
+            }
+            Some(Value::Object(given)) => {
+                let member = |name: &str| match given.get(name) {
+                    None | Some(Value::Null) => Ok(""),
+                    Some(Value::String(value)) => Ok(value.as_str()),
+                    Some(_) => Err(bad_request::<Rejected>("attributes members must be strings.")),
+                };
+                json!({ "ip_address": member("ip_address")?, "user_agent": member("user_agent")? })
+            }
+            Some(_) => return Err(bad_request("attributes must be an object.")),
+        };
+        Ok::<_, Rejected>((user_id.to_owned(), factors, organization, attributes))
     })();
-    let (user_id, factors, organization) = match parsed {
+    let (user_id, factors, organization, attributes) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    match shared.create_session(&user_id, factors, organization) {
+    match shared.create_session_with(&user_id, factors, organization, attributes) {
         Ok(session) => Json(session).into_response(),
         Err(_) => internal_error(),
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::challenge::{Challenge, DefaultChallenge};
 use crate::error::ConfigError;
+use crate::guard::context::SameContext;
 use crate::rbac::{RbacPolicy, RbacSource, StytchRbac};
 use crate::session::{FactorKind, Session};
 
@@ -43,6 +44,7 @@ pub struct GuardConfig {
     pub(crate) step_up_url: Option<String>,
     pub(crate) realm: String,
     pub(crate) challenge: Arc<dyn Challenge>,
+    same_context: SameContext,
 }
 
 impl Default for GuardConfig {
@@ -56,6 +58,7 @@ impl Default for GuardConfig {
             step_up_url: None,
             realm: DEFAULT_REALM.to_owned(),
             challenge: Arc::new(DefaultChallenge),
+            same_context: SameContext::default(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl std::fmt::Debug for GuardConfig {
             .field("login_url", &self.login_url)
             .field("step_up_url", &self.step_up_url)
             .field("realm", &self.realm)
+            .field("same_context", &self.same_context)
             .finish_non_exhaustive()
     }
 }
@@ -135,8 +139,17 @@ impl GuardConfig {
         self.step_up_url = Some(url.into());
         self
     }
+    /// How [`Requirement::same_context`](crate::Requirement::same_context) compares
+    /// a request with where its session began: prefix tolerance (default IPv4 `/24`,
+    /// IPv6 `/64`), trusted proxies (default none: `X-Forwarded-For` is ignored),
+    /// the mismatch hook. See [`SameContext`].
+    pub fn with_same_context(mut self, same_context: SameContext) -> Self {
+        self.same_context = same_context;
+        self
+    }
     /// Checks the settings (the login and step-up URLs must be a same-site path or
-    /// an absolute `https` URL, without query or fragment).
+    /// an absolute `https` URL, without query or fragment; the trusted proxies of
+    /// [`with_same_context`](Self::with_same_context) must parse, its prefixes fit).
     /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls it; call
     /// it yourself only to check a configuration earlier.
     ///
@@ -156,7 +169,7 @@ impl GuardConfig {
         if let Some(url) = &self.step_up_url {
             check_redirect_target("step-up URL", url)?;
         }
-        Ok(())
+        self.same_context.validate()
     }
     /// The `realm` of `WWW-Authenticate` challenges (default `api`), as
     /// [`ChallengeContext::realm`](crate::ChallengeContext::realm). Characters a header
@@ -243,11 +256,18 @@ impl GuardConfig {
             None => vec![level.to_owned()],
         }
     }
+    /// Every level a factor is mapped to with [`with_factor_acr`](Self::with_factor_acr).
+    pub(crate) fn factor_acr_levels(&self) -> impl Iterator<Item = &str> {
+        self.factor_acr.values().map(String::as_str)
+    }
     pub(crate) fn factor_acr(&self, kind: &FactorKind) -> Option<&str> {
         self.factor_acr.get(kind).map(String::as_str)
     }
     pub(crate) fn secure_session_acr(&self) -> Option<&str> {
         self.secure_session_acr.as_deref()
+    }
+    pub(crate) fn same_context(&self) -> &SameContext {
+        &self.same_context
     }
     pub(crate) fn rbac(&self) -> Option<&RbacSource> {
         self.rbac.as_ref()

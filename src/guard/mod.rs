@@ -11,8 +11,10 @@
 
 mod body;
 mod config;
+mod context;
 #[cfg(feature = "axum")]
 mod extract;
+mod findings;
 mod permission;
 mod requirement;
 
@@ -30,8 +32,10 @@ use tower_service::Service;
 
 pub use body::GuardBody;
 pub use config::GuardConfig;
+pub use context::{ContextMismatch, RequestContext, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX};
 #[cfg(feature = "axum")]
 pub use extract::{Require, RequirementSpec};
+pub use findings::{Dialect, FindingKind, RequirementFinding};
 pub use permission::OrganizationScope;
 pub use requirement::{FactorRequirement, Requirement};
 
@@ -349,13 +353,15 @@ enum Next<B> {
 }
 
 fn decide<B>(guard: &Guard, request: Request<B>) -> Next<B> {
-    let local = check(&guard.requirement, request.extensions(), request.headers(), request.uri());
     let Some(window) = guard.freshness else {
-        return match local {
+        return match check(&guard.requirement, request.extensions(), request.headers(), request.uri()) {
             Ok(_) => Next::Call(request),
             Err(response) => Next::Refuse(response),
         };
     };
+    // The local verdict is not final here: a mismatch is reported (if at all)
+    // once, on the confirmed session.
+    let local = judge_request(&guard.requirement, request.extensions(), request.headers(), request.uri(), false);
     // Fresh routes: anything refused locally (no session, bad token) is refused
     // without asking the issuer. A session that falls short locally is still
     // confirmed: the issuer may know of a step-up the token does not show yet.
@@ -393,7 +399,12 @@ where
         Err(Unconfirmed::NoAuthority) => return Ok(no_authority().map(GuardBody::refusal)),
         Err(Unconfirmed::Refused(rejection)) => return Ok(refuse(&layer, rejection, &request).map(GuardBody::refusal)),
     };
-    let mut response = match guard.requirement.judge(&session, layer.guards()) {
+    let context = RequestContext::of(request.extensions(), request.headers(), layer.guards().same_context());
+    let verdict = guard.requirement.judge(&session, layer.guards(), &context);
+    if let Some(rejection) = &verdict {
+        notify_mismatch(&layer, rejection, &session, &context);
+    }
+    let mut response = match verdict {
         None => {
             request.extensions_mut().insert(AuthState::Authenticated(session));
             inner.call(request).await?.map(GuardBody::route)
@@ -484,16 +495,36 @@ pub(crate) fn check(
     headers: &http::HeaderMap,
     uri: &http::Uri,
 ) -> Result<Session, Response<Bytes>> {
+    judge_request(requirement, extensions, headers, uri, true)
+}
+
+/// [`check`], telling the [`SameContext`] hook of a mismatch when `final_verdict`
+/// (not for the local look of a `fresh()` route, which judges again).
+fn judge_request(
+    requirement: &Requirement,
+    extensions: &http::Extensions,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    final_verdict: bool,
+) -> Result<Session, Response<Bytes>> {
     let (Some(LayerHandle { layer, .. }), Some(state)) =
         (extensions.get::<LayerHandle>(), extensions.get::<AuthState>())
     else {
         return Err(missing_layer());
     };
     let rejection = match state {
-        AuthState::Authenticated(session) => match requirement.judge(session, layer.guards()) {
-            None => return Ok(session.clone()),
-            Some(rejection) => rejection,
-        },
+        AuthState::Authenticated(session) => {
+            let context = RequestContext::of(extensions, headers, layer.guards().same_context());
+            match requirement.judge(session, layer.guards(), &context) {
+                None => return Ok(session.clone()),
+                Some(rejection) => {
+                    if final_verdict {
+                        notify_mismatch(layer, &rejection, session, &context);
+                    }
+                    rejection
+                }
+            }
+        }
         AuthState::Anonymous => Rejection::Unauthenticated,
         AuthState::Invalid(error) if error.kind() == AuthErrorKind::SessionRevoked => {
             Rejection::SessionEnded(error.clone())
@@ -502,6 +533,20 @@ pub(crate) fn check(
         AuthState::Invalid(error) => Rejection::InvalidCredential(error.clone()),
     };
     Err(layer.refuse(rejection, extensions, headers, uri))
+}
+
+/// Tells the app's hook when `rejection` asks for a step-up because the request
+/// comes from another context than `session` began in.
+fn notify_mismatch(layer: &LayerState, rejection: &Rejection, session: &Session, context: &RequestContext<'_>) {
+    let Rejection::StepUp(step_up) = rejection else { return };
+    if step_up.context.is_empty() {
+        return;
+    }
+    let same_context = layer.guards().same_context();
+    if let Some(mismatch) = ContextMismatch::of(session, context, same_context) {
+        tracing::info!(differs = ?mismatch.differs, "session used from another context; step-up required");
+        same_context.notify(&mismatch);
+    }
 }
 
 fn refuse<B>(layer: &LayerState, rejection: Rejection, request: &Request<B>) -> Response<Bytes> {

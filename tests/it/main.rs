@@ -4,6 +4,7 @@ mod common;
 
 mod authority;
 mod challenges;
+mod context;
 mod control;
 mod guards;
 mod interop_oidc;
