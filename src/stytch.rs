@@ -78,7 +78,9 @@ impl StytchProject {
             return Err(ConfigError::invalid("Stytch project id", "unexpected characters"));
         }
         Ok(Self {
-            issuers: vec![format!("stytch.com/{project_id}")],
+            // As stytch-node: the original `stytch.com/{project_id}` form, and the
+            // API base URL (the OIDC form, used under a custom domain).
+            issuers: vec![format!("stytch.com/{project_id}"), base_url.to_owned()],
             project_id,
             base_url: base_url.to_owned(),
             b2b,
@@ -87,8 +89,11 @@ impl StytchProject {
         })
     }
 
-    /// Uses another API base URL (a proxy, or a local test issuer). Tokens keep the
-    /// `stytch.com/{project_id}` issuer.
+    /// Uses another API base URL (a proxy, or a local test issuer). Tokens naming
+    /// it as their issuer are accepted in place of the default base URL's, as
+    /// stytch-node does with its `custom_base_url`; `stytch.com/{project_id}` stays
+    /// accepted. (The keys come from this URL too: accepting its name as an issuer
+    /// trusts nobody new.)
     ///
     /// The URL must be absolute `https` (plain `http` only for loopback hosts); an
     /// unusable one is reported when the project is used (see the type's docs).
@@ -105,20 +110,20 @@ impl StytchProject {
     /// unusable one is reported when the project is used (see the type's docs).
     #[must_use]
     pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Self {
-        if self.set_base("Stytch custom domain", &base_url.into()) && !self.issuers.contains(&self.base_url) {
-            self.issuers.push(self.base_url.clone());
-        }
+        self.set_base("Stytch custom domain", &base_url.into());
         self
     }
 
-    /// Takes `url` as the base URL when it is usable, else keeps the first error;
-    /// `true` when taken.
-    fn set_base(&mut self, name: &'static str, url: &str) -> bool {
+    /// Takes `url` as the base URL (and the base URL issuer) when it is usable,
+    /// else keeps the first error.
+    fn set_base(&mut self, name: &'static str, url: &str) {
         let trimmed = url.trim_end_matches('/');
         match crate::http_client::check_url(name, trimmed, false) {
             Ok(_) => {
                 trimmed.clone_into(&mut self.base_url);
-                true
+                // The second issuer is always the base URL's (see `new`).
+                self.issuers.truncate(1);
+                self.issuers.push(self.base_url.clone());
             }
             Err(error) => {
                 let reason = match error {
@@ -126,7 +131,6 @@ impl StytchProject {
                     other => other.to_string(),
                 };
                 self.invalid.get_or_insert((name, reason));
-                false
             }
         }
     }
@@ -159,7 +163,19 @@ impl StytchProject {
     pub fn is_b2b(&self) -> bool {
         self.b2b
     }
-    /// The accepted `iss` values.
+    /// The accepted `iss` values: `stytch.com/{project_id}` and the API base URL
+    /// (without trailing slash), exactly the two stytch-node accepts.
+    ///
+    /// ```
+    /// use tower_stepup::StytchProject;
+    ///
+    /// let id = "project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62";
+    /// let project = StytchProject::consumer(id)?;
+    /// assert_eq!(project.issuers(), [format!("stytch.com/{id}"), "https://api.stytch.com".to_owned()]);
+    /// let custom = project.with_custom_domain("https://login.example.com/");
+    /// assert_eq!(custom.issuers(), [format!("stytch.com/{id}"), "https://login.example.com".to_owned()]);
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
     pub fn issuers(&self) -> &[String] {
         &self.issuers
     }

@@ -71,12 +71,21 @@ pub struct Confirmation {
     pub session: Session,
     /// New tokens for the client, when the issuer sent them.
     pub renewed: Option<RenewedTokens>,
+    /// The claims the issuer answered, for the layer's claim profile to shape the
+    /// session from (see [`ClaimProfile::introspected`](crate::ClaimProfile::introspected)).
+    pub(crate) claims: Option<crate::profile::VerifiedClaims>,
 }
 
 impl Confirmation {
     /// A confirmation without new tokens.
     pub fn new(session: Session) -> Self {
-        Self { session, renewed: None }
+        Self { session, renewed: None, claims: None }
+    }
+    /// Hands the answer's claims to the layer, whose profile then shapes the session.
+    #[must_use]
+    pub(crate) fn with_claims(mut self, claims: crate::profile::VerifiedClaims) -> Self {
+        self.claims = Some(claims);
+        self
     }
     /// Adds new tokens.
     #[must_use]

@@ -82,6 +82,8 @@ pub struct StytchAuthority {
     revoke_url: String,
     project_id: String,
     issuer: String,
+    /// Every issuer of the project (`stytch.com/{project_id}`, the base URL).
+    issuers: Vec<String>,
     secret: Secret,
     b2b: bool,
     session_duration_minutes: Option<u64>,
@@ -137,6 +139,7 @@ impl StytchAuthority {
             revoke_url: project.revoke_url(),
             project_id: project.project_id().to_owned(),
             issuer: project.issuers().first().cloned().unwrap_or_default(),
+            issuers: project.issuers().to_vec(),
             secret,
             b2b: project.is_b2b(),
             session_duration_minutes: None,
@@ -174,6 +177,12 @@ impl StytchAuthority {
     pub fn with_session_duration(mut self, duration: Duration) -> Self {
         self.session_duration_minutes = Some(duration.as_secs() / 60);
         self
+    }
+
+    /// The issuers of the project this authority answers for: a layer confirms
+    /// with it the JWTs that name one of them without being accepted locally.
+    pub(crate) fn project_issuers(&self) -> &[String] {
+        &self.issuers
     }
 
     /// The settings [`check`](super::Authority::check) reports on.
