@@ -253,7 +253,7 @@ impl SessionLayerBuilder {
     /// Accepts tokens from one more issuer (`iss`, compared exactly), next to those
     /// already set: by [`with_issuer`](Self::with_issuer), or by a preset
     /// ([`SessionLayer::stytch`] accepts `stytch.com/{project_id}` and the project's
-    /// API base URL, see [`StytchProject::issuers`]). Call it once per issuer.
+    /// API domain, see [`StytchProject::issuers`]). Call it once per issuer.
     ///
     /// The same rule as `with_issuer`, named for presets, where adding an issuer
     /// is what one means: e.g. a custom domain's issuer while the project is still
@@ -403,10 +403,10 @@ impl SessionLayerBuilder {
     ///
     /// As stytch-node's `authenticateJwt`, a JWT that fails locally *only* because
     /// it expired (its `exp`, or its Stytch session's `expires_at`), is older than
-    /// the [maximum token age](Self::with_max_token_age), or names as issuer one
-    /// of the [project's issuers](StytchProject::issuers) of a [`StytchAuthority`]
-    /// that this layer does not accept itself, is confirmed with the authority
-    /// using the JWT itself; a session token sent next to it in the cookies is
+    /// the [maximum token age](Self::with_max_token_age), or names as issuer the
+    /// project's API base URL (a [`StytchAuthority`] vouches for its project's
+    /// issuers and [base URL](StytchProject::with_base_url), where this layer does
+    /// not accept them itself), is confirmed with the authority using the JWT itself; a session token sent next to it in the cookies is
     /// asked about instead, and must name the same session. Everything else about
     /// the JWT must pass locally first: signature, algorithm, `typ`, audience,
     /// shape, no time in the future, the claim profile. A session the issuer

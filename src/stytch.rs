@@ -89,11 +89,15 @@ impl StytchProject {
         })
     }
 
-    /// Uses another API base URL (a proxy, or a local test issuer). Tokens naming
-    /// it as their issuer are accepted in place of the default base URL's, as
-    /// stytch-node does with its `custom_base_url`; `stytch.com/{project_id}` stays
-    /// accepted. (The keys come from this URL too: accepting its name as an issuer
-    /// trusts nobody new.)
+    /// Uses another API base URL (a proxy, or a local test issuer). The accepted
+    /// issuers do not change ([`issuers`](Self::issuers)): a proxy's or a test
+    /// server's URL is not a name Stytch issues tokens under. A JWT that names this
+    /// URL as its issuer is instead confirmed with the project's
+    /// [`StytchAuthority`](crate::StytchAuthority) (when the project carries its
+    /// secret), as the remote fallback of
+    /// [`with_authority`](crate::SessionLayerBuilder::with_authority) describes;
+    /// without an authority it is refused. (stytch-node accepts its
+    /// `custom_base_url` as an issuer outright.)
     ///
     /// The URL must be absolute `https` (plain `http` only for loopback hosts); an
     /// unusable one is reported when the project is used (see the type's docs).
@@ -110,20 +114,22 @@ impl StytchProject {
     /// unusable one is reported when the project is used (see the type's docs).
     #[must_use]
     pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Self {
-        self.set_base("Stytch custom domain", &base_url.into());
+        if self.set_base("Stytch custom domain", &base_url.into()) {
+            // The second issuer is always the API domain's (see `new`).
+            self.issuers.truncate(1);
+            self.issuers.push(self.base_url.clone());
+        }
         self
     }
 
-    /// Takes `url` as the base URL (and the base URL issuer) when it is usable,
-    /// else keeps the first error.
-    fn set_base(&mut self, name: &'static str, url: &str) {
+    /// Takes `url` as the base URL when it is usable, else keeps the first error;
+    /// `true` when taken.
+    fn set_base(&mut self, name: &'static str, url: &str) -> bool {
         let trimmed = url.trim_end_matches('/');
         match crate::http_client::check_url(name, trimmed, false) {
             Ok(_) => {
                 trimmed.clone_into(&mut self.base_url);
-                // The second issuer is always the base URL's (see `new`).
-                self.issuers.truncate(1);
-                self.issuers.push(self.base_url.clone());
+                true
             }
             Err(error) => {
                 let reason = match error {
@@ -131,6 +137,7 @@ impl StytchProject {
                     other => other.to_string(),
                 };
                 self.invalid.get_or_insert((name, reason));
+                false
             }
         }
     }
@@ -163,8 +170,11 @@ impl StytchProject {
     pub fn is_b2b(&self) -> bool {
         self.b2b
     }
-    /// The accepted `iss` values: `stytch.com/{project_id}` and the API base URL
-    /// (without trailing slash), exactly the two stytch-node accepts.
+    /// The accepted `iss` values, the two stytch-node accepts:
+    /// `stytch.com/{project_id}`, and the API domain without trailing slash
+    /// (`https://test.stytch.com` for `project-test-…`, `https://api.stytch.com`
+    /// for `project-live-…`, or the [custom domain](Self::with_custom_domain)). A
+    /// [base URL](Self::with_base_url) is not among them.
     ///
     /// ```
     /// use tower_stepup::StytchProject;
@@ -178,6 +188,16 @@ impl StytchProject {
     /// ```
     pub fn issuers(&self) -> &[String] {
         &self.issuers
+    }
+    /// The issuers a Stytch authority of this project vouches for: the accepted
+    /// ones, and the API base URL when it is not one of them (a proxy or test
+    /// server set with `with_base_url`).
+    pub(crate) fn vouched_issuers(&self) -> Vec<String> {
+        let mut issuers = self.issuers.clone();
+        if !issuers.contains(&self.base_url) {
+            issuers.push(self.base_url.clone());
+        }
+        issuers
     }
     /// The JWKS URL.
     pub fn jwks_url(&self) -> String {

@@ -82,7 +82,7 @@ pub struct StytchAuthority {
     revoke_url: String,
     project_id: String,
     issuer: String,
-    /// Every issuer of the project (`stytch.com/{project_id}`, the base URL).
+    /// The issuers this authority vouches for (`StytchProject::vouched_issuers`).
     issuers: Vec<String>,
     secret: Secret,
     b2b: bool,
@@ -139,7 +139,7 @@ impl StytchAuthority {
             revoke_url: project.revoke_url(),
             project_id: project.project_id().to_owned(),
             issuer: project.issuers().first().cloned().unwrap_or_default(),
-            issuers: project.issuers().to_vec(),
+            issuers: project.vouched_issuers(),
             secret,
             b2b: project.is_b2b(),
             session_duration_minutes: None,
