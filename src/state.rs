@@ -179,7 +179,8 @@ impl LayerState {
             }
             Err(error) => error,
         };
-        let lapsed = matches!(error.kind(), AuthErrorKind::Expired | AuthErrorKind::TooOld | AuthErrorKind::WrongIssuer);
+        let lapsed =
+            matches!(error.kind(), AuthErrorKind::Expired | AuthErrorKind::TooOld | AuthErrorKind::WrongIssuer);
         let Some(authority) = self.authority.as_ref().filter(|_| lapsed) else {
             return Resolution::Done(AuthState::Invalid(error));
         };
@@ -489,7 +490,9 @@ impl LayerState {
             return Ok(confirmation);
         };
         let session = self.verify_renewed(jwt).await?;
-        if !confirmation.session.is_same_session(&session) {
+        // The JWT's session as the profile reads it (its id, where the profile keeps
+        // one) must be the one the issuer described.
+        if !session.is_same_session(&confirmation.session) {
             return Err(AuthError::with_detail(
                 AuthErrorKind::InvalidClaim,
                 "the issuer's new session JWT names another session than its answer",

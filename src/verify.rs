@@ -382,7 +382,8 @@ mod tests {
     #[test]
     fn time_rules() {
         let rules = TimeRules { leeway: 5, max_age: Some(Duration::from_secs(100)) };
-        let ok = TokenTimes { exp: 1_000, nbf: Some(900), iat: Some(900) };
+        // `iat` within the maximum age even at `exp` plus leeway (the age has no leeway).
+        let ok = TokenTimes { exp: 1_000, nbf: Some(900), iat: Some(950) };
         assert!(rules.check(&ok, 950).is_ok());
         assert!(rules.check(&ok, 1_004).is_ok());
         assert_eq!(rules.check(&ok, 1_005).unwrap_err().kind(), AuthErrorKind::Expired);
@@ -393,5 +394,40 @@ mod tests {
         assert_eq!(rules.check(&old, 1_000).unwrap_err().kind(), AuthErrorKind::TooOld);
         let no_iat = TokenTimes { exp: 2_000, nbf: None, iat: None };
         assert_eq!(rules.check(&no_iat, 1_000).unwrap_err().kind(), AuthErrorKind::MissingClaim);
+    }
+
+    /// As Stytch's SDKs: too old once `now - iat >= max`, without leeway; `0`
+    /// makes every token too old.
+    #[test]
+    fn maximum_token_age_has_no_leeway() {
+        let times = TokenTimes { exp: 5_000, nbf: None, iat: Some(1_000) };
+        let rules = |max: u64| TimeRules { leeway: 30, max_age: Some(Duration::from_secs(max)) };
+        assert!(rules(100).check(&times, 1_099).is_ok());
+        assert_eq!(rules(100).check(&times, 1_100).unwrap_err().kind(), AuthErrorKind::TooOld);
+        assert_eq!(rules(0).check(&times, 1_000).unwrap_err().kind(), AuthErrorKind::TooOld);
+        assert!(TimeRules { leeway: 30, max_age: None }.check(&times, 4_000).is_ok());
+    }
+
+    /// What the issuer may overrule (expired, too old) is a lapse; what it may not
+    /// (future times, no `iat` under a maximum age) stays an error, also when the
+    /// token lapsed as well.
+    #[test]
+    fn lapses_and_errors() {
+        let rules = TimeRules { leeway: 5, max_age: Some(Duration::from_secs(100)) };
+        let lapse = |times: TokenTimes, now| rules.check_lapse(&times, now).map(|l| l.map(|e| e.kind()));
+        let kind = |times: TokenTimes, now| rules.check_lapse(&times, now).unwrap_err().kind();
+        assert_eq!(lapse(TokenTimes { exp: 1_000, nbf: None, iat: Some(950) }, 960), Ok(None));
+        assert_eq!(
+            lapse(TokenTimes { exp: 1_000, nbf: None, iat: Some(950) }, 1_010),
+            Ok(Some(AuthErrorKind::Expired))
+        );
+        assert_eq!(lapse(TokenTimes { exp: 5_000, nbf: None, iat: Some(950) }, 1_050), Ok(Some(AuthErrorKind::TooOld)));
+        // Expired, and issued in the future: never for the issuer to confirm.
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: None, iat: Some(2_000) }, 1_500), AuthErrorKind::IssuedInFuture);
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: Some(2_000), iat: None }, 1_500), AuthErrorKind::NotYetValid);
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: None, iat: None }, 1_500), AuthErrorKind::MissingClaim);
+        // The strict check keeps its order: expiry first.
+        let both = TokenTimes { exp: 1_000, nbf: Some(2_000), iat: None };
+        assert_eq!(rules.check(&both, 1_500).unwrap_err().kind(), AuthErrorKind::Expired);
     }
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod authority;
 mod challenges;
+mod fallback;
 mod guards;
 mod jwks;
 mod lifecycle;
