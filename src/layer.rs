@@ -440,7 +440,8 @@ impl SessionLayerBuilder {
         self
     }
     /// The budget of issuer calls for credentials that cannot be verified locally
-    /// (opaque tokens, and session tokens sent to renew expired Stytch JWTs).
+    /// (opaque tokens, and JWTs that only lapsed, with or without their session
+    /// token: see the remote fallback of [`with_authority`](Self::with_authority)).
     /// Default [`IssuerBudget::new`]; over budget, a request gets `503` with
     /// `Retry-After` and no call is made. Locally verified JWTs never need it.
     ///

@@ -179,8 +179,12 @@ impl LayerState {
             }
             Err(error) => error,
         };
-        let lapsed =
-            matches!(error.kind(), AuthErrorKind::Expired | AuthErrorKind::TooOld | AuthErrorKind::WrongIssuer);
+        let lapsed = match error.kind() {
+            AuthErrorKind::Expired | AuthErrorKind::TooOld => true,
+            // Only an issuer the authority vouches for can be a lapse.
+            AuthErrorKind::WrongIssuer => !self.verifier.remote_issuers.is_empty(),
+            _ => false,
+        };
         let Some(authority) = self.authority.as_ref().filter(|_| lapsed) else {
             return Resolution::Done(AuthState::Invalid(error));
         };

@@ -125,6 +125,11 @@ impl RenewedTokens {
         Self::default()
     }
     /// The new session JWT (written to the layer's JWT cookie).
+    ///
+    /// Behind a layer, an answer carrying a new session JWT is read through it: the
+    /// layer verifies the JWT like any other (signature, issuer, audience, its
+    /// claim profile) and takes the session from it, so it must be a JWT the layer
+    /// accepts, of the session the answer is about; else the answer is refused.
     #[must_use]
     pub fn with_session_jwt(mut self, session_jwt: impl Into<String>) -> Self {
         self.session_jwt = Some(Secret::new(session_jwt));
