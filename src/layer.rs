@@ -119,6 +119,7 @@ impl SessionLayer {
             issuer_budget: IssuerBudget::new(),
             authority_audience_optional: false,
             cookies: CookieAttributes::default(),
+            remote_issuers: Vec::new(),
         }
     }
 
@@ -165,6 +166,12 @@ impl SessionLayer {
             .with_profile(OidcProfile::rfc9068())
             .with_dialect(Dialect::Oidc)
     }
+}
+
+/// Removes repeated values, keeping the first of each.
+fn dedup(values: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    values.retain(|value| seen.insert(value.clone()));
 }
 
 /// Stytch session tokens: 44 characters of base64url.
@@ -225,6 +232,8 @@ pub struct SessionLayerBuilder {
     issuer_budget: IssuerBudget,
     authority_audience_optional: bool,
     cookies: CookieAttributes,
+    /// Issuers the authority vouches for (see `with_authority`).
+    remote_issuers: Vec<String>,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -244,6 +253,33 @@ impl SessionLayerBuilder {
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
+    }
+    /// Accepts tokens from one more issuer (`iss`, compared exactly), next to those
+    /// already set: by [`with_issuer`](Self::with_issuer), or by a preset
+    /// ([`SessionLayer::stytch`] accepts `stytch.com/{project_id}` and the project's
+    /// API domain, see [`StytchProject::issuers`]). Call it once per issuer.
+    ///
+    /// The same rule as `with_issuer`, named for presets, where adding an issuer
+    /// is what one means: e.g. a custom domain's issuer while the project is still
+    /// reached through the default base URL, or the other form of a migrated
+    /// issuer. Every accepted issuer applies to the authority's answers too.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
+    /// let layer = SessionLayer::stytch(&project)
+    ///     .with_additional_issuer("https://login.example.com")
+    ///     .with_additional_issuer("https://auth.example.org")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_additional_issuer(self, issuer: impl Into<String>) -> Self {
+        self.with_issuer(issuer)
     }
     /// Accepts tokens whose `aud` contains this value. Call again to accept several.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
@@ -270,7 +306,38 @@ impl SessionLayerBuilder {
         self.leeway = leeway;
         self
     }
-    /// Refuses tokens issued (`iat`) longer ago than this, whatever their `exp`.
+    /// The maximum token age, as in Stytch's SDKs (`max_token_age_seconds`): a JWT
+    /// is too old once `now - iat >= max_age` (whole seconds, no leeway), whatever
+    /// its `exp`; a token without `iat` is then refused
+    /// ([`MissingClaim`](crate::AuthErrorKind::MissingClaim)). Default: no maximum.
+    ///
+    /// What "too old" means depends on the [authority](Self::with_authority):
+    ///
+    /// - **With one**, a too-old JWT is *confirmed*, not refused: the layer asks the
+    ///   issuer about the JWT itself (Stytch `sessions/authenticate` with
+    ///   `session_jwt`), within the [issuer-call budget](Self::with_issuer_budget),
+    ///   and admits the session the issuer confirms; cookie clients get the renewed
+    ///   cookies. The answer is reused for the
+    ///   [opaque-token window](Self::with_opaque_token_ttl). `Duration::ZERO` makes
+    ///   every JWT too old: every session is confirmed remotely.
+    /// - **Without one**, a too-old JWT is refused
+    ///   ([`TooOld`](crate::AuthErrorKind::TooOld)); `Duration::ZERO` refuses every JWT.
+    ///
+    /// Sessions in the layer's cache are held to the same rule on every hit.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_stepup::{SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// // JWTs minted more than a minute ago are confirmed with Stytch (and renewed).
+    /// let layer = SessionLayer::stytch(&project).with_max_token_age(Duration::from_secs(60)).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_max_token_age(mut self, max_age: Duration) -> Self {
         self.max_token_age = Some(max_age);
         self
@@ -344,7 +411,28 @@ impl SessionLayerBuilder {
     /// authority and the layer name the same project.
     ///
     /// [`build`](Self::build) reports what [`Authority::check`] finds wrong with it.
+    ///
+    /// # Remote fallback
+    ///
+    /// As stytch-node's `authenticateJwt`, a JWT that fails locally *only* because
+    /// it expired (its `exp`, or its Stytch session's `expires_at`), is older than
+    /// the [maximum token age](Self::with_max_token_age), or names as issuer the
+    /// project's API base URL (a [`StytchAuthority`] vouches for its project's
+    /// issuers and [base URL](StytchProject::with_base_url), where this layer does
+    /// not accept them itself), is confirmed with the authority using the JWT itself; a session token sent next to it in the cookies is
+    /// asked about instead, and must name the same session. Everything else about
+    /// the JWT must pass locally first: signature, algorithm, `typ`, audience,
+    /// shape, no time in the future, the claim profile. A session the issuer
+    /// already ended is refused without a call; calls spend the
+    /// [issuer-call budget](Self::with_issuer_budget); the answer must be about the
+    /// JWT's own session; cookie clients get the renewed cookies (only the JWT
+    /// cookie when they sent no session token), bearer clients never get cookies.
     pub fn with_authority(mut self, authority: impl Authority) -> Self {
+        // A Stytch authority vouches for its project's issuers (see above).
+        self.remote_issuers = (&authority as &dyn std::any::Any)
+            .downcast_ref::<StytchAuthority>()
+            .map(|stytch| stytch.project_issuers().to_vec())
+            .unwrap_or_default();
         self.authority = Some(Arc::new(authority));
         self
     }
@@ -365,7 +453,8 @@ impl SessionLayerBuilder {
         self
     }
     /// The budget of issuer calls for credentials that cannot be verified locally
-    /// (opaque tokens, and session tokens sent to renew expired Stytch JWTs).
+    /// (opaque tokens, and JWTs that only lapsed, with or without their session
+    /// token: see the remote fallback of [`with_authority`](Self::with_authority)).
     /// Default [`IssuerBudget::new`]; over budget, a request gets `503` with
     /// `Retry-After` and no call is made. Locally verified JWTs never need it.
     ///
@@ -462,10 +551,16 @@ impl SessionLayerBuilder {
             authority.check()?;
         }
         crate::verify::ensure_crypto_provider();
+        let mut issuers = self.issuers;
+        dedup(&mut issuers);
+        let mut remote_issuers = self.remote_issuers;
+        remote_issuers.retain(|issuer| !issuers.contains(issuer));
+        dedup(&mut remote_issuers);
         let settings = AuthoritySettings {
             opaque_ttl: self.opaque_ttl,
             budget: self.issuer_budget,
-            issuers: self.issuers.clone(),
+            // The authority's answers may name the issuers it vouches for.
+            issuers: issuers.iter().chain(&remote_issuers).cloned().collect(),
             audiences: self.audiences.clone(),
             audience_optional: self.authority_audience_optional,
             leeway: self.leeway,
@@ -482,7 +577,8 @@ impl SessionLayerBuilder {
         keys.spawn_refresher(first_refresh);
         let time = TimeRules { leeway: self.leeway.as_secs(), max_age: self.max_token_age };
         let verifier = Verifier {
-            issuers: self.issuers,
+            issuers,
+            remote_issuers,
             audiences: self.audiences,
             typ: self.typ,
             algorithms: self.jwks.algorithms,

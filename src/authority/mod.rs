@@ -78,17 +78,26 @@ pub struct Confirmation {
     /// The issuer's answer to the authorization check asked with
     /// [`Authority::authenticate_authorized`]; `None` when none was asked.
     pub verdict: Option<AuthorizationVerdict>,
+    /// The claims the issuer answered, for the layer's claim profile to shape the
+    /// session from (see [`ClaimProfile::introspected`](crate::ClaimProfile::introspected)).
+    pub(crate) claims: Option<crate::profile::VerifiedClaims>,
 }
 
 impl Confirmation {
     /// A confirmation without new tokens.
     pub fn new(session: Session) -> Self {
-        Self { session, renewed: None, verdict: None }
+        Self { session, renewed: None, verdict: None, claims: None }
     }
     /// Adds the verdict on an authorization check.
     #[must_use]
     pub fn with_verdict(mut self, verdict: AuthorizationVerdict) -> Self {
         self.verdict = Some(verdict);
+        self
+    }
+    /// Hands the answer's claims to the layer, whose profile then shapes the session.
+    #[must_use]
+    pub(crate) fn with_claims(mut self, claims: crate::profile::VerifiedClaims) -> Self {
+        self.claims = Some(claims);
         self
     }
     /// Adds new tokens.
@@ -129,6 +138,11 @@ impl RenewedTokens {
         Self::default()
     }
     /// The new session JWT (written to the layer's JWT cookie).
+    ///
+    /// Behind a layer, an answer carrying a new session JWT is read through it: the
+    /// layer verifies the JWT like any other (signature, issuer, audience, its
+    /// claim profile) and takes the session from it, so it must be a JWT the layer
+    /// accepts, of the session the answer is about; else the answer is refused.
     #[must_use]
     pub fn with_session_jwt(mut self, session_jwt: impl Into<String>) -> Self {
         self.session_jwt = Some(Secret::new(session_jwt));

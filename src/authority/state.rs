@@ -2,6 +2,8 @@
 //! the opaque-token cache, the issuer-call budget, and the deny lists of sessions
 //! and tokens the issuer said are gone.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +14,16 @@ use crate::cache::{token_hash, TokenHash};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::rbac::AuthorizationCheck;
 use crate::session::Session;
+
+/// What turns an issuer's answer into the layer's session: the layer's claim
+/// profile (see `LayerState::shape`). Applied once per issuer call, before the
+/// answer is cached and held to the layer's rules.
+pub(crate) trait Shaper: Send + Sync {
+    fn shape<'a>(
+        &'a self,
+        confirmation: Confirmation,
+    ) -> Pin<Box<dyn Future<Output = Result<Confirmation, AuthError>> + Send + 'a>>;
+}
 
 /// One answer of the issuer, and when the call that produced it started.
 pub(crate) struct Answer {
@@ -255,6 +267,7 @@ impl AuthorityState {
         window: Duration,
         arrival: Instant,
         check: Option<&AuthorizationCheck>,
+        shaper: &dyn Shaper,
     ) -> Arc<Answer> {
         let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential, check);
         if let Some(answer) = self.confirmations.get(&key).await {
@@ -264,7 +277,7 @@ impl AuthorityState {
             }
             self.confirmations.invalidate(&key).await;
         }
-        let answer = self.confirmations.get_with(key.clone(), self.ask(credential, check)).await;
+        let answer = self.confirmations.get_with(key.clone(), self.ask(credential, check, shaper)).await;
         match &answer.outcome {
             Ok(confirmation) if !key.holds(confirmation) => {
                 tracing::warn!("the issuer confirmed another session than the one asked about");
@@ -285,13 +298,15 @@ impl AuthorityState {
         answer
     }
 
-    /// Authenticates an opaque token, cached until the earlier of the opaque-token
-    /// window and the session's own end. Answers about the credential (revoked,
-    /// wrong audience, …) are cached too, so a bad token repeated does not become an
-    /// issuer call each time; the issuer's own faults are not. A cache miss spends
-    /// the issuer-call budget: over it, no call and an `IssuerBusy` answer.
-    pub(crate) async fn opaque(&self, token: &str) -> Arc<Answer> {
-        let hash = token_hash(token);
+    /// Authenticates a credential that cannot be verified locally (an opaque
+    /// token), or a JWT that only lapsed locally (see `Verifier::verify_lapsed`),
+    /// cached by the credential until the earlier of the opaque-token window and the
+    /// session's own end. Answers about the credential (revoked, wrong audience, …)
+    /// are cached too, so a bad token repeated does not become an issuer call each
+    /// time; the issuer's own faults are not. A cache miss spends the issuer-call
+    /// budget: over it, no call and an `IssuerBusy` answer.
+    pub(crate) async fn remote(&self, credential: AuthorityCredential<'_>, shaper: &dyn Shaper) -> Arc<Answer> {
+        let hash = token_hash(credential.token());
         if self.refused_tokens.contains(&hash) || self.denied_tokens.contains(&hash) {
             return Answer::refused(AuthError::with_detail(AuthErrorKind::SessionRevoked, "remembered revocation"));
         }
@@ -302,7 +317,7 @@ impl AuthorityState {
             .opaque
             .get_with(hash, async {
                 match self.budget.try_acquire() {
-                    Ok(_permit) => self.ask(AuthorityCredential::Opaque(token), None).await,
+                    Ok(_permit) => self.ask(credential, None, shaper).await,
                     Err(busy) => Answer::refused(busy),
                 }
             })
@@ -326,24 +341,33 @@ impl AuthorityState {
         outcome.is_err_and(|error| error.kind() == AuthErrorKind::SessionRevoked)
     }
 
-    /// Asks the issuer, and holds the answer to the layer's issuer and audience
-    /// rules: an authority vouching for a session is not enough, the session must
-    /// be one this layer accepts (the same rules as for JWTs).
-    async fn ask(&self, credential: AuthorityCredential<'_>, check: Option<&AuthorizationCheck>) -> Arc<Answer> {
+    /// Asks the issuer (with the guard's authorization check, if any), has the
+    /// layer's claim profile shape the answer (`shaper`), and holds it to the layer's
+    /// issuer and audience rules: an authority vouching for a session is not enough,
+    /// the session must be one this layer accepts (the same rules as for JWTs).
+    async fn ask(
+        &self,
+        credential: AuthorityCredential<'_>,
+        check: Option<&AuthorizationCheck>,
+        shaper: &dyn Shaper,
+    ) -> Arc<Answer> {
         let started = Instant::now();
         let asked_at = SystemTime::now();
         let asked = match check {
             Some(check) => self.authority.authenticate_authorized(credential, check).await,
             None => self.authority.authenticate(credential).await,
         };
-        let outcome = asked.and_then(|confirmation| {
-            self.accepts(&confirmation.session)?;
-            // An authorization asked about is granted only by a verdict saying so.
-            if check.is_some() && !confirmation.verdict.as_ref().is_some_and(|verdict| verdict.authorized) {
-                return Err(AuthError::with_detail(AuthErrorKind::PermissionDenied, "no authorizing verdict"));
-            }
-            Ok(confirmation)
-        });
+        let outcome = match asked {
+            Ok(confirmation) => shaper.shape(confirmation).await.and_then(|confirmation| {
+                self.accepts(&confirmation.session)?;
+                // An authorization asked about is granted only by a verdict saying so.
+                if check.is_some() && !confirmation.verdict.as_ref().is_some_and(|verdict| verdict.authorized) {
+                    return Err(AuthError::with_detail(AuthErrorKind::PermissionDenied, "no authorizing verdict"));
+                }
+                Ok(confirmation)
+            }),
+            Err(error) => Err(error),
+        };
         match &outcome {
             // The issuer's own trouble is the operator's to see; a refused credential
             // is the client's business and routine.

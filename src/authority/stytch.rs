@@ -92,6 +92,8 @@ pub struct StytchAuthority {
     revoke_url: String,
     project_id: String,
     issuer: String,
+    /// The issuers this authority vouches for (`StytchProject::vouched_issuers`).
+    issuers: Vec<String>,
     secret: Secret,
     b2b: bool,
     session_duration_minutes: Option<u64>,
@@ -150,6 +152,7 @@ impl StytchAuthority {
             revoke_url: project.revoke_url(),
             project_id: project.project_id().to_owned(),
             issuer: project.issuers().first().cloned().unwrap_or_default(),
+            issuers: project.vouched_issuers(),
             secret,
             b2b: project.is_b2b(),
             session_duration_minutes: None,
@@ -187,6 +190,12 @@ impl StytchAuthority {
     pub fn with_session_duration(mut self, duration: Duration) -> Self {
         self.session_duration_minutes = Some(duration.as_secs() / 60);
         self
+    }
+
+    /// The issuers of the project this authority answers for: a layer confirms
+    /// with it the JWTs that name one of them without being accepted locally.
+    pub(crate) fn project_issuers(&self) -> &[String] {
+        &self.issuers
     }
 
     /// The settings [`check`](super::Authority::check) reports on.

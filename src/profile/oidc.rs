@@ -119,7 +119,19 @@ pub(crate) fn amr_factor(amr: &str) -> Option<Factor> {
 }
 
 impl ClaimProfile for OidcProfile {
-    fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+    fn session(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
+        self.read(claims, self.require_rfc9068)
+    }
+
+    /// As [`session`](Self::session), without the RFC 9068 requirements: `jti`,
+    /// `iat` and `client_id` are optional in an introspection answer (RFC 7662).
+    fn introspected(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
+        self.read(claims, false)
+    }
+}
+
+impl OidcProfile {
+    fn read(&self, mut claims: VerifiedClaims, require_rfc9068: bool) -> Result<Session, AuthError> {
         let acr = claims.take_string("acr")?;
         let amr = claims.take_strings("amr")?;
         // A NumericDate like `exp` (fractions dropped); `null` reads as absent. Whether
@@ -147,7 +159,7 @@ impl ClaimProfile for OidcProfile {
         let attributes = self.attributes(&mut claims);
         let session_id = claims.take_string("sid")?;
         let client_id = claims.take_string("client_id")?;
-        if self.require_rfc9068 {
+        if require_rfc9068 {
             for (present, name) in [
                 (client_id.is_some(), "client_id"),
                 (claims.issued_at.is_some(), "iat"),

@@ -6,6 +6,7 @@ mod authority;
 mod challenges;
 mod context;
 mod control;
+mod fallback;
 mod guards;
 mod interop_oidc;
 mod interop_stytch;
