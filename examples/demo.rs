@@ -21,7 +21,9 @@
 //!   guard sends the browser to `/step-up`, which asks for a TOTP code and comes
 //!   back (`return_to`), now allowed ([`SessionControl::complete_step_up`]).
 //! - `/send-money`: the same, confirmed with the issuer on every request
-//!   (`fresh()`): a session revoked elsewhere is refused at once.
+//!   (`fresh()`), and only from the network and browser the session began in
+//!   (`same_context()`): a session revoked elsewhere, or a cookie replayed from
+//!   another machine, is refused at once.
 //! - "Sign out other devices" and "Sign out": revoked at the issuer; every route
 //!   refuses those sessions from the next request on.
 //!
@@ -33,9 +35,10 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -68,6 +71,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     let url = format!("http://{}", listener.local_addr()?);
+    // The peer address is what `same_context()` compares with the session's.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     if once {
@@ -83,7 +88,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// The demo app, talking to `issuer`: what `main` serves, and what the browser
-/// test serves on a port of its own.
+/// test serves on a port of its own. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: `same_context()` needs
+/// the client's address.
 pub(crate) async fn app(issuer: &DevIssuer) -> Result<Router, Box<dyn Error>> {
     let project =
         StytchProject::consumer(issuer.project_id())?.with_base_url(issuer.base_url()).with_secret(issuer.secret());
@@ -101,6 +108,7 @@ pub(crate) async fn app(issuer: &DevIssuer) -> Result<Router, Box<dyn Error>> {
         .await?;
 
     let second_factor = || Requirement::any_factor([FactorKind::TOTP, FactorKind::WEBAUTHN], Some(FIVE_MINUTES));
+    let money = second_factor().and(Requirement::same_context());
     let state = Demo { issuer: issuer.clone(), stytch: Stytch::new(issuer) };
     let csrf = CsrfLayer::new().with_rejection_response(|_| {
         let body = page("Refused", "<p>This form was sent from another site: refused (CSRF protection).</p>");
@@ -113,7 +121,7 @@ pub(crate) async fn app(issuer: &DevIssuer) -> Result<Router, Box<dyn Error>> {
         .route("/dashboard", get(dashboard).route_layer(Guard::authenticated()))
         .route("/settings", get(settings).route_layer(Guard::new(second_factor())))
         .route("/step-up", get(step_up_page).post(step_up).route_layer(Guard::authenticated()))
-        .route("/send-money", get(send_money_page).post(send_money).route_layer(Guard::new(second_factor()).fresh()))
+        .route("/send-money", get(send_money_page).post(send_money).route_layer(Guard::new(money).fresh()))
         .route("/sign-out-others", post(sign_out_others).route_layer(Guard::authenticated().fresh()))
         .route("/sign-out", post(sign_out).route_layer(Guard::authenticated()))
         .with_state(state)
@@ -270,12 +278,21 @@ struct CodeForm {
     return_to: Option<String>,
 }
 
-async fn check_code(State(demo): State<Demo>, sign_in: SignIn, Form(form): Form<CodeForm>) -> Response {
+async fn check_code(
+    State(demo): State<Demo>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    sign_in: SignIn,
+    Form(form): Form<CodeForm>,
+) -> Response {
     let query = CodeQuery { email: form.email, email_id: form.email_id, return_to: form.return_to };
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let body = json!({
         "method_id": query.email_id,
         "code": form.code.trim(),
         "session_duration_minutes": SESSION_MINUTES,
+        // Where the session begins: what `same_context()` compares requests with.
+        "attributes": { "ip_address": peer.ip().to_string(), "user_agent": user_agent },
     });
     let refused = |error: &str| (StatusCode::UNAUTHORIZED, code_form(&demo, &query, Some(error))).into_response();
     let answer = match demo.stytch.call("/v1/otps/authenticate", body).await {
@@ -381,7 +398,25 @@ async fn settings(session: Session) -> Html<String> {
     )
 }
 
-async fn step_up_page(Query(query): Query<ReturnTo>) -> Html<String> {
+#[derive(Deserialize)]
+struct StepUpQuery {
+    return_to: Option<String>,
+    max_age: Option<String>,
+}
+
+async fn step_up_page(Query(query): Query<StepUpQuery>) -> Html<String> {
+    if query.max_age.as_deref() == Some("0") {
+        // `same_context()` failed: only a sign-in from here records the new context.
+        let sign_in = format!("/sign-in?return_to={}", percent(&back_to(query.return_to.as_deref())));
+        return page(
+            "Sign in again",
+            &format!(
+                r#"<p id="new-context">You are not on the network or in the browser this session began in.
+To do this from here, sign in again.</p><p><a href="{}" id="sign-in-again">Sign in again</a></p>"#,
+                esc(&sign_in)
+            ),
+        );
+    }
     step_up_form(query.return_to.as_deref(), None)
 }
 
@@ -621,6 +656,14 @@ async fn self_check(issuer: &DevIssuer, url: &str) -> Result<(), Box<dyn Error>>
     check(settings.status == 200 && settings.body.contains("Allowed"), "settings are now allowed", &settings)?;
     let sent_money = browser.post("/send-money", &[("to", "Alice"), ("amount", "25")]).await?;
     check(sent_money.status == 200 && sent_money.body.contains("Sent EUR 25"), "send money works", &sent_money)?;
+    browser.user_agent = "Another browser/1.0";
+    let elsewhere = browser.post("/send-money", &[("to", "Mallory"), ("amount", "999")]).await?;
+    check(
+        elsewhere.location.contains("max_age=0"),
+        "the cookies replayed from another browser cannot send money",
+        &elsewhere,
+    )?;
+    browser.user_agent = USER_AGENT;
 
     let cookies = browser.cookies.clone();
     let signed_out = browser.post("/sign-out", &[]).await?;
@@ -641,11 +684,15 @@ fn check(ok: bool, what: &str, response: &Visited) -> Result<(), Box<dyn Error>>
     }
 }
 
+/// The self-check's browser name, recorded by the session it starts.
+const USER_AGENT: &str = "tower-stepup demo self-check";
+
 /// A cookie-keeping HTTP client that does not follow redirects.
 struct Visitor {
     client: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
+    user_agent: &'static str,
 }
 
 struct Visited {
@@ -657,7 +704,7 @@ struct Visited {
 impl Visitor {
     fn new(base: &str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        Ok(Self { client, base: base.to_owned(), cookies: BTreeMap::new() })
+        Ok(Self { client, base: base.to_owned(), cookies: BTreeMap::new(), user_agent: USER_AGENT })
     }
 
     async fn get(&mut self, path: &str) -> Result<Visited, reqwest::Error> {
@@ -670,7 +717,7 @@ impl Visitor {
 
     async fn send(&mut self, request: reqwest::RequestBuilder) -> Result<Visited, reqwest::Error> {
         let jar: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
-        let mut request = request.header(header::ACCEPT, "text/html");
+        let mut request = request.header(header::ACCEPT, "text/html").header(header::USER_AGENT, self.user_agent);
         if !jar.is_empty() {
             request = request.header(header::COOKIE, jar.join("; "));
         }

@@ -229,6 +229,7 @@ fn step_up_required(context: &ChallengeContext<'_>, step_up: &StepUpRequired) ->
         "acr_values": step_up.acr_values,
         "max_age": max_age,
         "factors": step_up.factors.iter().map(FactorKind::as_str).collect::<Vec<_>>(),
+        "context": (!step_up.context.is_empty()).then_some(&step_up.context),
     });
     let code = "insufficient_user_authentication";
     challenged(context, StatusCode::UNAUTHORIZED, &challenge, "step-up-required", code, description, extra)
@@ -240,6 +241,8 @@ fn forbidden_response(context: &ChallengeContext<'_>, forbidden: &Forbidden) -> 
     let scope = forbidden.scopes.join(" ");
     let description = if forbidden.configuration_error.is_some() {
         "the route's requirement is misconfigured (a server configuration error)"
+    } else if forbidden.organization.is_some() {
+        "the session belongs to another organization"
     } else {
         "the session lacks the required authorization"
     };
@@ -256,6 +259,7 @@ fn forbidden_response(context: &ChallengeContext<'_>, forbidden: &Forbidden) -> 
         "permissions": forbidden.permissions,
         "predicates": forbidden.predicates,
         "configuration_error": forbidden.configuration_error,
+        "organization": forbidden.organization,
     });
     challenged(context, StatusCode::FORBIDDEN, &challenge, "forbidden", "insufficient_scope", description, extra)
 }

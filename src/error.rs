@@ -102,6 +102,14 @@ pub enum AuthErrorKind {
     /// No session of this user has the id asked about (ended already, or another
     /// user's).
     UnknownSession,
+    // -- authorization by the issuer
+    /// The issuer refused an authorization check: the session's roles do not grant
+    /// the action (Stytch `403` `consumer_session_authorization_error` /
+    /// `session_authorization_error`). The session itself is fine.
+    PermissionDenied,
+    /// The issuer refused an authorization check because the member belongs to
+    /// another organization (Stytch `403` `session_authorization_tenancy_error`).
+    TenancyMismatch,
 }
 
 impl AuthErrorKind {
@@ -138,6 +146,8 @@ impl AuthErrorKind {
             Self::MissingLayer => "the session layer is not installed",
             Self::Unsupported => "the issuer does not support this",
             Self::UnknownSession => "no such session",
+            Self::PermissionDenied => "the issuer refused the permission",
+            Self::TenancyMismatch => "the session belongs to another organization",
         }
     }
 

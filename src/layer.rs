@@ -11,7 +11,7 @@ use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
 use crate::cookies::CookieAttributes;
 use crate::credential::{CredentialConfig, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE};
 use crate::error::ConfigError;
-use crate::guard::GuardConfig;
+use crate::guard::{Dialect, GuardConfig};
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
 use crate::service::SessionService;
@@ -111,6 +111,7 @@ impl SessionLayer {
             eager: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
             guards: GuardConfig::default(),
+            dialect: Dialect::Generic,
             authority: None,
             invalid: None,
             opaque_ttl: DEFAULT_OPAQUE_TOKEN_TTL,
@@ -118,6 +119,7 @@ impl SessionLayer {
             issuer_budget: IssuerBudget::new(),
             authority_audience_optional: false,
             cookies: CookieAttributes::default(),
+            remote_issuers: Vec::new(),
         }
     }
 
@@ -135,7 +137,8 @@ impl SessionLayer {
             .with_profile(StytchProfile::new())
             .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
             .with_token_cookie(Some(DEFAULT_TOKEN_COOKIE))
-            .with_opaque_token_check(is_stytch_session_token);
+            .with_opaque_token_check(is_stytch_session_token)
+            .with_dialect(if project.is_b2b() { Dialect::StytchB2b } else { Dialect::Stytch });
         for issuer in project.issuers() {
             builder = builder.with_issuer(issuer.clone());
         }
@@ -161,7 +164,14 @@ impl SessionLayer {
             .with_audience(audience)
             .with_typ(TypPolicy::AccessToken)
             .with_profile(OidcProfile::rfc9068())
+            .with_dialect(Dialect::Oidc)
     }
+}
+
+/// Removes repeated values, keeping the first of each.
+fn dedup(values: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    values.retain(|value| seen.insert(value.clone()));
 }
 
 /// Stytch session tokens: 44 characters of base64url.
@@ -213,6 +223,7 @@ pub struct SessionLayerBuilder {
     eager: bool,
     cache_bytes: u64,
     guards: GuardConfig,
+    dialect: Dialect,
     authority: Option<Arc<dyn Authority>>,
     /// The first error found before `build` (the Stytch preset's project).
     invalid: Option<ConfigError>,
@@ -221,6 +232,8 @@ pub struct SessionLayerBuilder {
     issuer_budget: IssuerBudget,
     authority_audience_optional: bool,
     cookies: CookieAttributes,
+    /// Issuers the authority vouches for (see `with_authority`).
+    remote_issuers: Vec<String>,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -240,6 +253,33 @@ impl SessionLayerBuilder {
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
+    }
+    /// Accepts tokens from one more issuer (`iss`, compared exactly), next to those
+    /// already set: by [`with_issuer`](Self::with_issuer), or by a preset
+    /// ([`SessionLayer::stytch`] accepts `stytch.com/{project_id}` and the project's
+    /// API domain, see [`StytchProject::issuers`]). Call it once per issuer.
+    ///
+    /// The same rule as `with_issuer`, named for presets, where adding an issuer
+    /// is what one means: e.g. a custom domain's issuer while the project is still
+    /// reached through the default base URL, or the other form of a migrated
+    /// issuer. Every accepted issuer applies to the authority's answers too.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?;
+    /// let layer = SessionLayer::stytch(&project)
+    ///     .with_additional_issuer("https://login.example.com")
+    ///     .with_additional_issuer("https://auth.example.org")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_additional_issuer(self, issuer: impl Into<String>) -> Self {
+        self.with_issuer(issuer)
     }
     /// Accepts tokens whose `aud` contains this value. Call again to accept several.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
@@ -266,7 +306,38 @@ impl SessionLayerBuilder {
         self.leeway = leeway;
         self
     }
-    /// Refuses tokens issued (`iat`) longer ago than this, whatever their `exp`.
+    /// The maximum token age, as in Stytch's SDKs (`max_token_age_seconds`): a JWT
+    /// is too old once `now - iat >= max_age` (whole seconds, no leeway), whatever
+    /// its `exp`; a token without `iat` is then refused
+    /// ([`MissingClaim`](crate::AuthErrorKind::MissingClaim)). Default: no maximum.
+    ///
+    /// What "too old" means depends on the [authority](Self::with_authority):
+    ///
+    /// - **With one**, a too-old JWT is *confirmed*, not refused: the layer asks the
+    ///   issuer about the JWT itself (Stytch `sessions/authenticate` with
+    ///   `session_jwt`), within the [issuer-call budget](Self::with_issuer_budget),
+    ///   and admits the session the issuer confirms; cookie clients get the renewed
+    ///   cookies. The answer is reused for the
+    ///   [opaque-token window](Self::with_opaque_token_ttl). `Duration::ZERO` makes
+    ///   every JWT too old: every session is confirmed remotely.
+    /// - **Without one**, a too-old JWT is refused
+    ///   ([`TooOld`](crate::AuthErrorKind::TooOld)); `Duration::ZERO` refuses every JWT.
+    ///
+    /// Sessions in the layer's cache are held to the same rule on every hit.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_stepup::{SessionLayer, StytchProject};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// // JWTs minted more than a minute ago are confirmed with Stytch (and renewed).
+    /// let layer = SessionLayer::stytch(&project).with_max_token_age(Duration::from_secs(60)).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_max_token_age(mut self, max_age: Duration) -> Self {
         self.max_token_age = Some(max_age);
         self
@@ -315,6 +386,15 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// The kind of sessions this layer makes, against which
+    /// [`SessionLayer::guard`] checks requirements at startup (default
+    /// [`Dialect::Generic`]; [`SessionLayer::stytch`] and [`SessionLayer::oidc`] set
+    /// theirs). Set it when a generic builder reads one dialect's tokens.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
     /// The issuing server's API, for opaque tokens, [`fresh`](crate::Guard::fresh)
     /// guards and renewing expired Stytch JWTs. [`SessionLayer::stytch`] sets a
     /// [`StytchAuthority`] when the project carries its secret.
@@ -331,7 +411,28 @@ impl SessionLayerBuilder {
     /// authority and the layer name the same project.
     ///
     /// [`build`](Self::build) reports what [`Authority::check`] finds wrong with it.
+    ///
+    /// # Remote fallback
+    ///
+    /// As stytch-node's `authenticateJwt`, a JWT that fails locally *only* because
+    /// it expired (its `exp`, or its Stytch session's `expires_at`), is older than
+    /// the [maximum token age](Self::with_max_token_age), or names as issuer the
+    /// project's API base URL (a [`StytchAuthority`] vouches for its project's
+    /// issuers and [base URL](StytchProject::with_base_url), where this layer does
+    /// not accept them itself), is confirmed with the authority using the JWT itself; a session token sent next to it in the cookies is
+    /// asked about instead, and must name the same session. Everything else about
+    /// the JWT must pass locally first: signature, algorithm, `typ`, audience,
+    /// shape, no time in the future, the claim profile. A session the issuer
+    /// already ended is refused without a call; calls spend the
+    /// [issuer-call budget](Self::with_issuer_budget); the answer must be about the
+    /// JWT's own session; cookie clients get the renewed cookies (only the JWT
+    /// cookie when they sent no session token), bearer clients never get cookies.
     pub fn with_authority(mut self, authority: impl Authority) -> Self {
+        // A Stytch authority vouches for its project's issuers (see above).
+        self.remote_issuers = (&authority as &dyn std::any::Any)
+            .downcast_ref::<StytchAuthority>()
+            .map(|stytch| stytch.project_issuers().to_vec())
+            .unwrap_or_default();
         self.authority = Some(Arc::new(authority));
         self
     }
@@ -352,7 +453,8 @@ impl SessionLayerBuilder {
         self
     }
     /// The budget of issuer calls for credentials that cannot be verified locally
-    /// (opaque tokens, and session tokens sent to renew expired Stytch JWTs).
+    /// (opaque tokens, and JWTs that only lapsed, with or without their session
+    /// token: see the remote fallback of [`with_authority`](Self::with_authority)).
     /// Default [`IssuerBudget::new`]; over budget, a request gets `503` with
     /// `Retry-After` and no call is made. Locally verified JWTs never need it.
     ///
@@ -449,10 +551,16 @@ impl SessionLayerBuilder {
             authority.check()?;
         }
         crate::verify::ensure_crypto_provider();
+        let mut issuers = self.issuers;
+        dedup(&mut issuers);
+        let mut remote_issuers = self.remote_issuers;
+        remote_issuers.retain(|issuer| !issuers.contains(issuer));
+        dedup(&mut remote_issuers);
         let settings = AuthoritySettings {
             opaque_ttl: self.opaque_ttl,
             budget: self.issuer_budget,
-            issuers: self.issuers.clone(),
+            // The authority's answers may name the issuers it vouches for.
+            issuers: issuers.iter().chain(&remote_issuers).cloned().collect(),
             audiences: self.audiences.clone(),
             audience_optional: self.authority_audience_optional,
             leeway: self.leeway,
@@ -469,7 +577,8 @@ impl SessionLayerBuilder {
         keys.spawn_refresher(first_refresh);
         let time = TimeRules { leeway: self.leeway.as_secs(), max_age: self.max_token_age };
         let verifier = Verifier {
-            issuers: self.issuers,
+            issuers,
+            remote_issuers,
             audiences: self.audiences,
             typ: self.typ,
             algorithms: self.jwks.algorithms,
@@ -483,6 +592,7 @@ impl SessionLayerBuilder {
             keys,
             cache,
             guards: self.guards,
+            dialect: self.dialect,
             authority,
             opaque_shape,
             cookies: self.cookies,

@@ -46,6 +46,7 @@ mod http_client;
 mod jwks;
 mod layer;
 mod profile;
+mod rbac;
 mod rejection;
 mod secret;
 mod service;
@@ -164,15 +165,20 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::SessionFuture;
-pub use guard::{FactorRequirement, Guard, GuardBody, GuardConfig, GuardFuture, GuardService, RbacPolicy, Requirement};
+pub use guard::{
+    ContextMismatch, Dialect, FactorRequirement, FindingKind, Guard, GuardBody, GuardConfig, GuardFuture, GuardService,
+    OrganizationScope, RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
+};
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
 pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
+pub use rbac::{AuthorizationCheck, AuthorizationVerdict, RbacPolicy, StytchRbac, DEFAULT_RBAC_REFRESH};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;
-pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionBuilder, TokenKind};
+pub use session::{AuthState, Factor, FactorKind, Organization, Session, SessionAttributes, SessionBuilder, TokenKind};
 #[cfg(feature = "axum")]
 pub use sign_in::{SignIn, SignedIn};
 pub use stytch::StytchProject;

@@ -52,6 +52,10 @@ pub struct StepUpRequired {
     pub max_age: Option<Duration>,
     /// Factor kinds that would satisfy the route.
     pub factors: Vec<FactorKind>,
+    /// Set by [`Requirement::same_context`](crate::Requirement::same_context): what
+    /// differs from the context the session began in (`ip_address`, `user_agent`),
+    /// or was not recorded. Empty otherwise.
+    pub context: Vec<String>,
 }
 
 /// What authorization the session lacks.
@@ -66,6 +70,10 @@ pub struct Forbidden {
     pub permissions: Vec<String>,
     /// Failed custom predicates, by description.
     pub predicates: Vec<String>,
+    /// The organization the route is about, when the session is not one of its
+    /// members (Stytch B2B tenancy mismatch): see
+    /// [`Guard::for_organization`](crate::Guard::for_organization).
+    pub organization: Option<String>,
     /// Set when the requirement itself is misconfigured (e.g. an empty
     /// [`Requirement::all_factors`](crate::Requirement::all_factors)): no session can pass until the server's
     /// configuration is fixed. See [`Requirement::validate`](crate::Requirement::validate).
@@ -84,6 +92,7 @@ impl StepUpRequired {
     pub(crate) fn merge(&mut self, other: StepUpRequired) {
         push_unique(&mut self.acr_values, other.acr_values);
         push_unique(&mut self.factors, other.factors);
+        push_unique(&mut self.context, other.context);
         // Re-authenticating now satisfies every bound, so the tightest one is right.
         self.max_age = match (self.max_age, other.max_age) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -99,6 +108,7 @@ impl Forbidden {
         push_unique(&mut self.permissions, other.permissions);
         push_unique(&mut self.predicates, other.predicates);
         self.configuration_error = self.configuration_error.take().or(other.configuration_error);
+        self.organization = self.organization.take().or(other.organization);
     }
 }
 

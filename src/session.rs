@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -112,6 +113,7 @@ struct SessionData {
     client_id: Option<String>,
     claims: Value,
     token_kind: TokenKind,
+    attributes: SessionAttributes,
 }
 
 impl Session {
@@ -138,6 +140,7 @@ impl Session {
                 client_id: None,
                 claims: Value::Object(serde_json::Map::new()),
                 token_kind: TokenKind::Jwt,
+                attributes: SessionAttributes::default(),
             },
         }
     }
@@ -230,6 +233,15 @@ impl Session {
     /// The custom claims, deserialized into your own type.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(&self.inner.claims)
+    }
+    /// Where the session began, as the issuer recorded it (Stytch `attributes`;
+    /// for OIDC the claims named with
+    /// [`OidcProfile::with_ip_address_claim`](crate::OidcProfile::with_ip_address_claim)
+    /// and [`with_user_agent_claim`](crate::OidcProfile::with_user_agent_claim)).
+    /// Empty when the issuer recorded nothing. See
+    /// [`Requirement::same_context`](crate::Requirement::same_context).
+    pub fn attributes(&self) -> &SessionAttributes {
+        &self.inner.attributes
     }
     /// Whether the session came from a JWT or an opaque token.
     pub fn token_kind(&self) -> TokenKind {
@@ -399,6 +411,11 @@ impl SessionBuilder {
         self.data.claims = claims;
         self
     }
+    /// Sets where the session began (default: nothing recorded).
+    pub fn attributes(mut self, attributes: SessionAttributes) -> Self {
+        self.data.attributes = attributes;
+        self
+    }
     /// Sets the kind of credential the session came from (default: JWT).
     pub fn token_kind(mut self, kind: TokenKind) -> Self {
         self.data.token_kind = kind;
@@ -407,6 +424,60 @@ impl SessionBuilder {
     /// Finishes the session.
     pub fn build(self) -> Session {
         Session { inner: Arc::new(self.data) }
+    }
+}
+
+/// Where a session began, as its issuer recorded it: Stytch's session
+/// `attributes` (`ip_address`, `user_agent`).
+///
+/// Stytch records what the app passed as `attributes` when it started the session
+/// (or what its frontend SDK saw). An empty string, a missing member or an address
+/// that does not parse is "not recorded" (`None`): never a match for
+/// [`Requirement::same_context`](crate::Requirement::same_context).
+///
+/// # Example
+///
+/// ```
+/// use tower_stepup::SessionAttributes;
+///
+/// let attributes = SessionAttributes::new()
+///     .with_ip_address("203.0.113.7".parse().unwrap())
+///     .with_user_agent("Mozilla/5.0");
+/// assert_eq!(attributes.user_agent.as_deref(), Some("Mozilla/5.0"));
+/// assert!(SessionAttributes::new().ip_address.is_none());
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionAttributes {
+    /// The client's IP address when the session began.
+    pub ip_address: Option<IpAddr>,
+    /// The client's `User-Agent` when the session began.
+    pub user_agent: Option<String>,
+}
+
+impl SessionAttributes {
+    /// Nothing recorded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the IP address.
+    #[must_use]
+    pub fn with_ip_address(mut self, ip: IpAddr) -> Self {
+        self.ip_address = Some(ip);
+        self
+    }
+    /// Sets the user agent.
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+    /// From the wire strings: empty or unparseable values are "not recorded".
+    pub(crate) fn from_wire(ip_address: Option<&str>, user_agent: Option<&str>) -> Self {
+        Self {
+            ip_address: ip_address.and_then(|ip| ip.trim().parse().ok()),
+            user_agent: user_agent.filter(|ua| !ua.is_empty()).map(str::to_owned),
+        }
     }
 }
 
@@ -574,6 +645,11 @@ impl FactorKind {
     /// The wire name (Stytch `type`).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is one of the named constants (a factor type Stytch documents).
+    pub(crate) fn is_known(&self) -> bool {
+        Self::KNOWN.contains(self)
     }
 }
 

@@ -5,21 +5,24 @@
 //! a session with the issuer, [`refuse`](LayerState::refuse) a request, and
 //! [`write_cookies`](LayerState::write_cookies).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Response, StatusCode, Uri};
 
-use crate::authority::state::{AuthorityState, DenyList};
-use crate::authority::{AuthorityCredential, RenewedTokens};
+use crate::authority::state::{AuthorityState, DenyList, Shaper};
+use crate::authority::{AuthorityCredential, Confirmation, RenewedTokens};
 use crate::cache::{token_bytes_hash, token_hash, SessionCache, TokenHash};
 use crate::challenge::{safe_return_to, ChallengeContext};
 use crate::cookies::CookieAttributes;
 use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::guard::GuardConfig;
+use crate::guard::{Dialect, GuardConfig};
 use crate::jwks::KeyStore;
+use crate::rbac::AuthorizationCheck;
 use crate::rejection::Rejection;
 use crate::session::{AuthState, Session, TokenKind};
 use crate::verify::{Verified, Verifier};
@@ -31,6 +34,8 @@ pub(crate) struct LayerState {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) cache: Option<SessionCache>,
     pub(crate) guards: GuardConfig,
+    /// The kind of sessions this layer makes, for build-time requirement checks.
+    pub(crate) dialect: Dialect,
     pub(crate) authority: Option<AuthorityState>,
     /// Local check of opaque tokens before they may become issuer calls.
     pub(crate) opaque_shape: fn(&str) -> bool,
@@ -86,18 +91,34 @@ pub(crate) struct LayerHandle {
 pub(crate) enum Resolution {
     Done(AuthState),
     /// The token names a key we do not have: refresh the key set, then verify again.
-    NeedsKeys(String),
-    /// An opaque token (or an expired Stytch JWT with its session token): ask the
-    /// issuer.
-    NeedsAuthority {
-        token: String,
-        expired: Option<ExpiredJwt>,
-    },
+    NeedsKeys(KeyRetry),
+    /// Only the issuer can tell: ask it.
+    NeedsAuthority(Remote),
 }
 
-/// An expired JWT sent next to the session token that renews it, with the session
-/// it names (signature, issuer and audience verified; only `exp` failed).
-pub(crate) struct ExpiredJwt {
+/// A JWT whose key the layer does not hold yet, with what the request sent beside it.
+pub(crate) struct KeyRetry {
+    jwt: String,
+    /// A session token sent next to the JWT in the cookies.
+    token: Option<String>,
+    source: CredentialSource,
+}
+
+/// What to ask the issuer about.
+pub(crate) enum Remote {
+    /// An opaque token, on its own.
+    Opaque(String),
+    /// A session token sent next to a JWT that only lapsed (in the cookies): the
+    /// token is asked about, and must name the JWT's session.
+    Pair { token: String, jwt: LapsedJwt },
+    /// A JWT that only lapsed, on its own: confirmed with the JWT itself.
+    Jwt(LapsedJwt),
+}
+
+/// A JWT that failed locally only because it lapsed (expired, too old, or issued
+/// under a name only the authority vouches for; see `Verifier::verify_lapsed`),
+/// with the session it names: everything else about it verified.
+pub(crate) struct LapsedJwt {
     pub(crate) session: Session,
     pub(crate) jwt: String,
 }
@@ -131,39 +152,67 @@ impl LayerState {
                 return Resolution::Done(self.admit(&verified.session, Some(hash), jwt.as_bytes()));
             }
         }
+        let token = credential.opaque.filter(|_| credential.source == CredentialSource::Cookie);
         match self.verifier.verify(jwt, &self.keys.snapshot()) {
+            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
+                Resolution::NeedsKeys(KeyRetry {
+                    jwt: jwt.to_owned(),
+                    token: token.map(str::to_owned),
+                    source: credential.source,
+                })
+            }
+            verified => self.judge(verified, hash, jwt, token),
+        }
+    }
+
+    /// What a verification of `jwt` means for the request: admitted, refused, or
+    /// (with an authority) a lapsed JWT for the issuer to confirm. `token`: the
+    /// session token a cookie client sent next to the JWT.
+    fn judge(
+        &self,
+        verified: Result<Verified, AuthError>,
+        hash: Option<TokenHash>,
+        jwt: &str,
+        token: Option<&str>,
+    ) -> Resolution {
+        let error = match verified {
             Ok(verified) => {
                 let session = self.remember(hash, verified, jwt.len());
-                Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()))
+                return Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()));
             }
-            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
-                Resolution::NeedsKeys(jwt.to_owned())
+            Err(error) => error,
+        };
+        let lapsed = match error.kind() {
+            AuthErrorKind::Expired | AuthErrorKind::TooOld => true,
+            // Only an issuer the authority vouches for can be a lapse.
+            AuthErrorKind::WrongIssuer => !self.verifier.remote_issuers.is_empty(),
+            _ => false,
+        };
+        let Some(authority) = self.authority.as_ref().filter(|_| lapsed) else {
+            return Resolution::Done(AuthState::Invalid(error));
+        };
+        // Did it *only* lapse? A second verification, on this path only (once per
+        // JWT lifetime per client for cookie clients, who get a renewed JWT; bearer
+        // clients' answers are cached).
+        let session = match self.verifier.verify_lapsed(jwt, &self.keys.snapshot()) {
+            Ok((verified, Some(_lapse))) => verified.session,
+            // Valid after all (the clock moved on, e.g. `nbf`): a second look.
+            Ok((verified, None)) => {
+                let session = self.remember(hash, verified, jwt.len());
+                return Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()));
             }
-            // An expired session JWT next to its session token: the session may well
-            // be alive; the issuer renews the JWT.
-            Err(error) if error.kind() == AuthErrorKind::Expired && self.authority.is_some() => {
-                match credential.opaque {
-                    Some(token) if credential.source == CredentialSource::Cookie => {
-                        // Which session the expired JWT names (signature, issuer and
-                        // audience checked): a second verification, but only on this
-                        // path, once per JWT lifetime per client.
-                        let expired = self
-                            .verifier
-                            .verify_expired(jwt, &self.keys.snapshot())
-                            .ok()
-                            .map(|v| ExpiredJwt { session: v.session, jwt: jwt.to_owned() });
-                        match (&expired, &self.authority) {
-                            // Known revoked: no issuer call.
-                            (Some(expired), Some(authority)) if authority.is_denied(&expired.session) => {
-                                Resolution::Done(AuthState::Invalid(AuthErrorKind::SessionRevoked.into()))
-                            }
-                            _ => self.ask_about(token, expired),
-                        }
-                    }
-                    _ => Resolution::Done(AuthState::Invalid(error)),
-                }
-            }
-            Err(error) => Resolution::Done(AuthState::Invalid(error)),
+            // Bad beyond a lapse: no issuer call, and the real reason.
+            Err(error) => return Resolution::Done(AuthState::Invalid(error)),
+        };
+        // Known to be ended: no issuer call.
+        if authority.is_credential_denied(&session, || token_hash(jwt)) {
+            return Resolution::Done(AuthState::Invalid(AuthErrorKind::SessionRevoked.into()));
+        }
+        let lapsed = LapsedJwt { session, jwt: jwt.to_owned() };
+        match token {
+            // The session token renews it (and must be of the same session).
+            Some(token) => self.ask_about(token, Some(lapsed)),
+            None => Resolution::NeedsAuthority(Remote::Jwt(lapsed)),
         }
     }
 
@@ -197,19 +246,26 @@ impl LayerState {
         resolution: Resolution,
         source: Option<CredentialSource>,
     ) -> (AuthState, Option<CookieUpdate>) {
+        let resolution = match resolution {
+            Resolution::NeedsKeys(retry) => self.resolve_with_refresh(retry).await,
+            other => other,
+        };
         match resolution {
-            Resolution::NeedsKeys(jwt) => (self.resolve_with_refresh(&jwt).await, None),
-            Resolution::NeedsAuthority { token, expired } => {
-                self.resolve_with_authority(&token, expired.as_ref(), source).await
-            }
+            Resolution::NeedsAuthority(remote) => self.resolve_with_authority(remote, source).await,
             Resolution::Done(auth) => (auth, None),
+            // `resolve_with_refresh` never asks for keys twice.
+            Resolution::NeedsKeys(_) => (AuthState::Invalid(AuthErrorKind::UnknownKey.into()), None),
         }
     }
 
     /// Sends an opaque token to the issuer, unless it fails the local shape check.
-    fn ask_about(&self, token: &str, expired: Option<ExpiredJwt>) -> Resolution {
+    fn ask_about(&self, token: &str, lapsed: Option<LapsedJwt>) -> Resolution {
         if (self.opaque_shape)(token) {
-            Resolution::NeedsAuthority { token: token.to_owned(), expired }
+            let token = token.to_owned();
+            Resolution::NeedsAuthority(match lapsed {
+                Some(jwt) => Remote::Pair { token, jwt },
+                None => Remote::Opaque(token),
+            })
         } else {
             Resolution::Done(AuthState::Invalid(AuthError::with_detail(
                 AuthErrorKind::Malformed,
@@ -237,7 +293,7 @@ impl LayerState {
     }
 
     /// The slow path: refresh the key set (coalesced, on a budget), verify again.
-    async fn resolve_with_refresh(&self, jwt: &str) -> AuthState {
+    async fn resolve_with_refresh(&self, retry: KeyRetry) -> Resolution {
         let arrived = std::time::Instant::now();
         if let Err(error) = self.keys.refresh_for_unknown_key(arrived).await {
             // No fresh look at the key set was possible (issuer down, budget spent): we
@@ -245,61 +301,76 @@ impl LayerState {
             // with Retry-After), never `UnknownKey`, which would tell the client to
             // throw away a token that may be good.
             tracing::debug!(%error, "key refresh for an unknown kid failed");
-            return AuthState::Invalid(error);
+            return Resolution::Done(AuthState::Invalid(error));
         }
-        match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Ok(verified) => {
-                let hash = self.cache.as_ref().map(|_| token_hash(jwt));
-                let session = self.remember(hash, verified, jwt.len());
-                self.admit(&session, hash.as_ref(), jwt.as_bytes())
-            }
-            Err(error) => AuthState::Invalid(error),
-        }
+        let hash = self.cache.as_ref().map(|_| token_hash(&retry.jwt));
+        let verified = self.verifier.verify(&retry.jwt, &self.keys.snapshot());
+        let token = retry.token.as_deref().filter(|_| retry.source == CredentialSource::Cookie);
+        self.judge(verified, hash, &retry.jwt, token)
     }
 
-    /// The slow path for opaque tokens: ask the issuer (cached, coalesced, within
-    /// the issuer-call budget). `expired`: an expired JWT sent next to `token`
-    /// (renewal); when the issuer says its session is gone, that session is
-    /// remembered as revoked, so its other JWTs are refused too.
+    /// The slow path for what only the issuer can tell (cached, coalesced, within
+    /// the issuer-call budget, shaped by the layer's profile): an opaque token, a
+    /// lapsed JWT, or a session token next to a lapsed JWT. When the issuer says a
+    /// lapsed JWT's session is gone, that session is remembered as revoked, so its
+    /// other credentials are refused too.
     async fn resolve_with_authority(
         &self,
-        token: &str,
-        expired: Option<&ExpiredJwt>,
+        remote: Remote,
         source: Option<CredentialSource>,
     ) -> (AuthState, Option<CookieUpdate>) {
         let Some(authority) = &self.authority else {
             return (AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into()), None);
         };
-        let answer = authority.opaque(token).await;
+        let (credential, lapsed) = match &remote {
+            Remote::Opaque(token) => (AuthorityCredential::Opaque(token), None),
+            Remote::Pair { token, jwt } => (AuthorityCredential::Opaque(token), Some(jwt)),
+            Remote::Jwt(jwt) => (AuthorityCredential::Jwt(&jwt.jwt), Some(jwt)),
+        };
+        let answer = authority.remote(credential, self).await;
         let from_cookie = source == Some(CredentialSource::Cookie);
         match &answer.outcome {
-            // The session token and the expired JWT beside it must be one session:
-            // two credentials that disagree are refused, with no cookies written.
-            Ok(confirmation) if expired.is_some_and(|jwt| !jwt.session.is_same_session(&confirmation.session)) => {
-                let error = AuthError::with_detail(
-                    AuthErrorKind::InvalidClaim,
-                    "the session token and the session JWT belong to different sessions",
-                );
-                (AuthState::Invalid(error), None)
+            // The answer must be about the lapsed JWT's session: for a pair, two
+            // credentials that disagree are refused; for a JWT, an issuer answering
+            // about another session is not believed. No cookies written either way.
+            Ok(confirmation) if lapsed.is_some_and(|jwt| !jwt.session.is_same_session(&confirmation.session)) => {
+                let detail = match remote {
+                    Remote::Pair { .. } => "the session token and the session JWT belong to different sessions",
+                    _ => "the issuer confirmed another session than the JWT's",
+                };
+                tracing::warn!(detail, "refused an issuer answer about another session");
+                (AuthState::Invalid(AuthError::with_detail(AuthErrorKind::InvalidClaim, detail)), None)
             }
             Ok(confirmation) => {
-                let state = self.admit(&confirmation.session, None, token.as_bytes());
-                let update = match &state {
-                    AuthState::Authenticated(_) => {
-                        confirmation.renewed.clone().filter(|_| from_cookie).map(CookieUpdate::Renew)
+                let state = self.admit(&confirmation.session, None, credential.token().as_bytes());
+                let renewed = match (&state, &remote) {
+                    (AuthState::Authenticated(_), _) if !from_cookie => None,
+                    (AuthState::Authenticated(_), Remote::Jwt(_)) => {
+                        // A client that holds only the JWT gets only the JWT renewed: a
+                        // long-lived session token is not handed out by this layer.
+                        confirmation.renewed.clone().map(|renewed| RenewedTokens { session_token: None, ..renewed })
                     }
+                    (AuthState::Authenticated(_), _) => confirmation.renewed.clone(),
                     _ => None,
                 };
-                (state, update)
+                (state, renewed.map(CookieUpdate::Renew))
             }
             Err(error) => {
-                if let (AuthErrorKind::SessionRevoked, Some(expired)) = (error.kind(), expired) {
-                    // The answer is about the session token, which need not belong to
-                    // the JWT's session (a token planted next to someone's expired
-                    // JWT): only the issuer's answer about the JWT itself may end its
-                    // session here. One more budgeted call, only when a session ends.
-                    if authority.is_gone(&expired.jwt).await {
-                        self.forget(&expired.session, &expired.jwt);
+                if error.kind() == AuthErrorKind::SessionRevoked {
+                    match &remote {
+                        // The answer is about the JWT itself: its session ended.
+                        Remote::Jwt(jwt) => self.forget(&jwt.session, &jwt.jwt),
+                        // The answer is about the session token, which need not belong
+                        // to the JWT's session (a token planted next to someone's
+                        // expired JWT): only the issuer's answer about the JWT itself
+                        // may end its session here. One more budgeted call, only when
+                        // a session ends.
+                        Remote::Pair { jwt, .. } => {
+                            if authority.is_gone(&jwt.jwt).await {
+                                self.forget(&jwt.session, &jwt.jwt);
+                            }
+                        }
+                        Remote::Opaque(_) => {}
                     }
                 }
                 let update =
@@ -397,6 +468,69 @@ impl LayerState {
     }
 }
 
+impl Shaper for LayerState {
+    fn shape<'a>(
+        &'a self,
+        confirmation: Confirmation,
+    ) -> Pin<Box<dyn Future<Output = Result<Confirmation, AuthError>> + Send + 'a>> {
+        Box::pin(self.shape_answer(confirmation))
+    }
+}
+
+impl LayerState {
+    /// Shapes the issuer's answer with the layer's claim profile, so that a session
+    /// reads the same whether it came from a token or from the issuer: the claims
+    /// the authority handed over go through [`ClaimProfile::introspected`]; else a
+    /// renewed session JWT is verified like any JWT (signature, issuer, audience,
+    /// profile) and its session, which must be the one the issuer described,
+    /// replaces the authority's reading. Keeps the kind of credential asked about.
+    ///
+    /// [`ClaimProfile::introspected`]: crate::ClaimProfile::introspected
+    async fn shape_answer(&self, mut confirmation: Confirmation) -> Result<Confirmation, AuthError> {
+        let kind = confirmation.session.token_kind();
+        if let Some(claims) = confirmation.claims.take() {
+            let session = self.verifier.profile.introspected(claims)?;
+            confirmation.session = session.with_token_kind(kind);
+            return Ok(confirmation);
+        }
+        let Some(jwt) = confirmation.renewed.as_ref().and_then(RenewedTokens::session_jwt) else {
+            return Ok(confirmation);
+        };
+        let session = self.verify_renewed(jwt).await?;
+        // The JWT's session as the profile reads it (its id, where the profile keeps
+        // one) must be the one the issuer described.
+        if !session.is_same_session(&confirmation.session) {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::InvalidClaim,
+                "the issuer's new session JWT names another session than its answer",
+            ));
+        }
+        confirmation.session = session.with_token_kind(kind);
+        Ok(confirmation)
+    }
+
+    /// The session of a JWT the issuer just issued, verified by this layer's rules
+    /// (once more after a key refresh when its key is new). It was confirmed a
+    /// moment ago, so only its age does not count (a maximum token age of zero
+    /// makes every JWT "too old"); an expired one, or one for another audience, is
+    /// refused like any other.
+    async fn verify_renewed(&self, jwt: &str) -> Result<Session, AuthError> {
+        let mut verified = self.verifier.verify_lapsed(jwt, &self.keys.snapshot());
+        if verified.as_ref().is_err_and(|error| error.kind() == AuthErrorKind::UnknownKey) && self.keys.is_remote() {
+            self.keys.refresh_for_unknown_key(Instant::now()).await?;
+            verified = self.verifier.verify_lapsed(jwt, &self.keys.snapshot());
+        }
+        match verified? {
+            (verified, None) => {
+                let hash = self.cache.as_ref().map(|_| token_hash(jwt));
+                Ok(self.remember(hash, verified, jwt.len()))
+            }
+            (verified, Some(lapse)) if lapse.kind() != AuthErrorKind::Expired => Ok(verified.session),
+            (_, Some(lapse)) => Err(lapse),
+        }
+    }
+}
+
 /// A session the issuer confirmed for a fresh route.
 pub(crate) struct Confirmed {
     /// The session as the issuer returned it (with factors added by a step-up).
@@ -433,6 +567,7 @@ impl LayerState {
         source: Option<CredentialSource>,
         window: Duration,
         fail_open: bool,
+        check: Option<&AuthorizationCheck>,
     ) -> Result<Confirmed, Unconfirmed> {
         let arrival = Instant::now();
         let Some(authority) = &self.authority else {
@@ -443,7 +578,7 @@ impl LayerState {
         let Some(credential) = found.as_ref().and_then(|found| producing_credential(&local, found)) else {
             return Err(Unconfirmed::Refused(Rejection::Unauthenticated));
         };
-        let answer = authority.confirm(&local, credential, window, arrival).await;
+        let answer = authority.confirm(&local, credential, window, arrival, check, self).await;
         match &answer.outcome {
             Ok(confirmation) if !local.is_same_session(&confirmation.session) => {
                 // Not an answer about this request's session: judge nothing on it,
@@ -463,8 +598,14 @@ impl LayerState {
                 self.forget(&local, credential.token());
                 Err(Unconfirmed::Refused(Rejection::SessionEnded(error.clone())))
             }
+            // The issuer refused the authorization check: the session lives on, it
+            // just may not do this (no step-up can help, nothing to forget).
+            Err(error) if matches!(error.kind(), AuthErrorKind::PermissionDenied | AuthErrorKind::TenancyMismatch) => {
+                Err(Unconfirmed::Refused(Rejection::Forbidden(crate::rbac::refusal(error.kind(), check))))
+            }
             Err(error) if error.kind().is_server_fault() => {
-                if fail_open {
+                // An authorization the issuer could not judge is never assumed.
+                if fail_open && check.is_none() {
                     tracing::warn!(%error, "issuer unavailable; fail-open guard uses the local session");
                     return Ok(Confirmed { session: local, renewed: None });
                 }
@@ -597,7 +738,7 @@ impl LayerState {
             if let Some(known) = current.or(learnt.as_ref()) {
                 authority.forget_answers(known, Some(token)).await;
             }
-            let answer = authority.opaque(token).await;
+            let answer = authority.remote(AuthorityCredential::Opaque(token), self).await;
             let confirmed = match &answer.outcome {
                 Ok(confirmation) => &confirmation.session,
                 Err(error) => return Err(error.clone()),

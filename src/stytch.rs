@@ -78,7 +78,9 @@ impl StytchProject {
             return Err(ConfigError::invalid("Stytch project id", "unexpected characters"));
         }
         Ok(Self {
-            issuers: vec![format!("stytch.com/{project_id}")],
+            // As stytch-node: the original `stytch.com/{project_id}` form, and the
+            // API base URL (the OIDC form, used under a custom domain).
+            issuers: vec![format!("stytch.com/{project_id}"), base_url.to_owned()],
             project_id,
             base_url: base_url.to_owned(),
             b2b,
@@ -87,8 +89,15 @@ impl StytchProject {
         })
     }
 
-    /// Uses another API base URL (a proxy, or a local test issuer). Tokens keep the
-    /// `stytch.com/{project_id}` issuer.
+    /// Uses another API base URL (a proxy, or a local test issuer). The accepted
+    /// issuers do not change ([`issuers`](Self::issuers)): a proxy's or a test
+    /// server's URL is not a name Stytch issues tokens under. A JWT that names this
+    /// URL as its issuer is instead confirmed with the project's
+    /// [`StytchAuthority`](crate::StytchAuthority) (when the project carries its
+    /// secret), as the remote fallback of
+    /// [`with_authority`](crate::SessionLayerBuilder::with_authority) describes;
+    /// without an authority it is refused. (stytch-node accepts its
+    /// `custom_base_url` as an issuer outright.)
     ///
     /// The URL must be absolute `https` (plain `http` only for loopback hosts); an
     /// unusable one is reported when the project is used (see the type's docs).
@@ -105,7 +114,9 @@ impl StytchProject {
     /// unusable one is reported when the project is used (see the type's docs).
     #[must_use]
     pub fn with_custom_domain(mut self, base_url: impl Into<String>) -> Self {
-        if self.set_base("Stytch custom domain", &base_url.into()) && !self.issuers.contains(&self.base_url) {
+        if self.set_base("Stytch custom domain", &base_url.into()) {
+            // The second issuer is always the API domain's (see `new`).
+            self.issuers.truncate(1);
             self.issuers.push(self.base_url.clone());
         }
         self
@@ -159,9 +170,34 @@ impl StytchProject {
     pub fn is_b2b(&self) -> bool {
         self.b2b
     }
-    /// The accepted `iss` values.
+    /// The accepted `iss` values, the two stytch-node accepts:
+    /// `stytch.com/{project_id}`, and the API domain without trailing slash
+    /// (`https://test.stytch.com` for `project-test-…`, `https://api.stytch.com`
+    /// for `project-live-…`, or the [custom domain](Self::with_custom_domain)). A
+    /// [base URL](Self::with_base_url) is not among them.
+    ///
+    /// ```
+    /// use tower_stepup::StytchProject;
+    ///
+    /// let id = "project-live-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62";
+    /// let project = StytchProject::consumer(id)?;
+    /// assert_eq!(project.issuers(), [format!("stytch.com/{id}"), "https://api.stytch.com".to_owned()]);
+    /// let custom = project.with_custom_domain("https://login.example.com/");
+    /// assert_eq!(custom.issuers(), [format!("stytch.com/{id}"), "https://login.example.com".to_owned()]);
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
     pub fn issuers(&self) -> &[String] {
         &self.issuers
+    }
+    /// The issuers a Stytch authority of this project vouches for: the accepted
+    /// ones, and the API base URL when it is not one of them (a proxy or test
+    /// server set with `with_base_url`).
+    pub(crate) fn vouched_issuers(&self) -> Vec<String> {
+        let mut issuers = self.issuers.clone();
+        if !issuers.contains(&self.base_url) {
+            issuers.push(self.base_url.clone());
+        }
+        issuers
     }
     /// The JWKS URL.
     pub fn jwks_url(&self) -> String {

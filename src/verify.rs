@@ -70,23 +70,49 @@ pub(crate) struct TokenTimes {
 }
 
 impl TimeRules {
+    /// Every time rule, in a fixed order: expiry first.
     pub(crate) fn check(&self, times: &TokenTimes, now: u64) -> Result<(), AuthError> {
         if now >= times.exp.saturating_add(self.leeway) {
             return Err(AuthErrorKind::Expired.into());
         }
+        self.check_start(times, now)?;
+        self.check_iat_present(times)?;
+        if let (Some(max_age), Some(iat)) = (self.max_age, times.iat) {
+            // As Stytch's SDKs: too old once `now - iat >= max`, without leeway, so
+            // that `0` means "every token is too old" (always confirm remotely).
+            if now.saturating_sub(iat) >= max_age.as_secs() {
+                return Err(AuthErrorKind::TooOld.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The time rules, split by what the issuer may overrule: `Err` for a token
+    /// that is bad whatever the issuer says (`nbf` or `iat` in the future, no `iat`
+    /// under a maximum age), `Ok(Some(_))` for one that only lapsed (expired, or
+    /// older than the maximum token age), which the issuer can still confirm.
+    pub(crate) fn check_lapse(&self, times: &TokenTimes, now: u64) -> Result<Option<AuthError>, AuthError> {
+        self.check_start(times, now)?;
+        self.check_iat_present(times)?;
+        // Only `Expired` and `TooOld` are left to fail.
+        Ok(self.check(times, now).err())
+    }
+
+    /// `nbf` and `iat` not in the future (beyond the leeway).
+    fn check_start(&self, times: &TokenTimes, now: u64) -> Result<(), AuthError> {
         if times.nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
             return Err(AuthErrorKind::NotYetValid.into());
         }
         if times.iat.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
             return Err(AuthErrorKind::IssuedInFuture.into());
         }
-        if let Some(max_age) = self.max_age {
-            let Some(iat) = times.iat else {
-                return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iat"));
-            };
-            if now.saturating_sub(iat) > max_age.as_secs().saturating_add(self.leeway) {
-                return Err(AuthErrorKind::TooOld.into());
-            }
+        Ok(())
+    }
+
+    /// A maximum token age needs `iat`.
+    fn check_iat_present(&self, times: &TokenTimes) -> Result<(), AuthError> {
+        if self.max_age.is_some() && times.iat.is_none() {
+            return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iat"));
         }
         Ok(())
     }
@@ -127,6 +153,9 @@ pub(crate) fn secs_to_time(secs: u64) -> SystemTime {
 /// Everything needed to verify one kind of token. Built once per layer.
 pub(crate) struct Verifier {
     pub(crate) issuers: Vec<String>,
+    /// Issuers the layer's authority vouches for but this layer does not accept
+    /// locally: their tokens are confirmed with the authority (a lapse).
+    pub(crate) remote_issuers: Vec<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) typ: TypPolicy,
     pub(crate) algorithms: Vec<Algorithm>,
@@ -164,17 +193,26 @@ impl Verifier {
     /// Verifies a token against a key snapshot. `UnknownKey` means the caller may
     /// refresh the key set and try once more.
     pub(crate) fn verify(&self, token: &str, keys: &KeySet) -> Result<Verified, AuthError> {
-        self.verify_inner(token, keys, false)
+        self.verify_inner(token, keys, false).map(|(verified, _)| verified)
     }
 
-    /// Verifies a token like [`verify`](Self::verify), except that an expired token
-    /// passes. Only to learn which session an expired token names (to record that
-    /// the issuer ended it), never to admit a request.
-    pub(crate) fn verify_expired(&self, token: &str, keys: &KeySet) -> Result<Verified, AuthError> {
+    /// Verifies a token like [`verify`](Self::verify), except that a token that
+    /// only *lapsed* passes: expired (`exp`, or the session's own end), older than
+    /// the maximum token age, or naming an issuer only the authority vouches for.
+    /// The first lapse comes back with it; everything else (signature, algorithm,
+    /// `typ`, audience, shape, future times, the claim profile) is checked as
+    /// strictly as ever. Only to decide whether the issuer may confirm the token,
+    /// never to admit a request on its own.
+    pub(crate) fn verify_lapsed(&self, token: &str, keys: &KeySet) -> Result<(Verified, Option<AuthError>), AuthError> {
         self.verify_inner(token, keys, true)
     }
 
-    fn verify_inner(&self, token: &str, keys: &KeySet, allow_expired: bool) -> Result<Verified, AuthError> {
+    fn verify_inner(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        lenient: bool,
+    ) -> Result<(Verified, Option<AuthError>), AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -209,22 +247,33 @@ impl Verifier {
         let payload = b64(payload_b64)?;
         let claims: Map<String, Value> = serde_json::from_slice(&payload)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "the payload is not a JSON object"))?;
-        self.check_claims(claims, allow_expired)
+        self.check_claims(claims, lenient)
     }
 
-    fn check_claims(&self, mut claims: Map<String, Value>, allow_expired: bool) -> Result<Verified, AuthError> {
+    fn check_claims(
+        &self,
+        mut claims: Map<String, Value>,
+        lenient: bool,
+    ) -> Result<(Verified, Option<AuthError>), AuthError> {
         let exp = numeric_date(&mut claims, "exp")?
             .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?;
         let times = TokenTimes { exp, nbf: numeric_date(&mut claims, "nbf")?, iat: numeric_date(&mut claims, "iat")? };
         let now = now_secs();
-        match self.time.check(&times, now) {
-            Err(error) if allow_expired && error.kind() == AuthErrorKind::Expired => {}
-            checked => checked?,
-        }
+        let mut lapse = if lenient {
+            self.time.check_lapse(&times, now)?
+        } else {
+            self.time.check(&times, now)?;
+            None
+        };
         let registered = Registered::take(&mut claims)?;
         let issuer = registered.issuer.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "iss"))?;
         if !self.issuers.contains(&issuer) {
-            return Err(AuthErrorKind::WrongIssuer.into());
+            if !(lenient && self.remote_issuers.contains(&issuer)) {
+                return Err(AuthErrorKind::WrongIssuer.into());
+            }
+            lapse.get_or_insert_with(|| {
+                AuthError::with_detail(AuthErrorKind::WrongIssuer, "an issuer only the authority vouches for")
+            });
         }
         if registered.audience.is_empty() {
             return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud"));
@@ -245,8 +294,14 @@ impl Verifier {
         };
         let session = self.profile.session(verified)?;
         // After the profile, so custom profiles are held to the same rules.
-        self.time.check_session(&session, now)?;
-        Ok(Verified { session, times })
+        match self.time.check_session(&session, now) {
+            // The session's own end passed: the issuer may have extended it since.
+            Err(error) if lenient && error.kind() == AuthErrorKind::Expired => {
+                lapse.get_or_insert(error);
+            }
+            checked => checked?,
+        }
+        Ok((Verified { session, times }, lapse))
     }
 }
 
@@ -327,7 +382,8 @@ mod tests {
     #[test]
     fn time_rules() {
         let rules = TimeRules { leeway: 5, max_age: Some(Duration::from_secs(100)) };
-        let ok = TokenTimes { exp: 1_000, nbf: Some(900), iat: Some(900) };
+        // `iat` within the maximum age even at `exp` plus leeway (the age has no leeway).
+        let ok = TokenTimes { exp: 1_000, nbf: Some(900), iat: Some(950) };
         assert!(rules.check(&ok, 950).is_ok());
         assert!(rules.check(&ok, 1_004).is_ok());
         assert_eq!(rules.check(&ok, 1_005).unwrap_err().kind(), AuthErrorKind::Expired);
@@ -338,5 +394,40 @@ mod tests {
         assert_eq!(rules.check(&old, 1_000).unwrap_err().kind(), AuthErrorKind::TooOld);
         let no_iat = TokenTimes { exp: 2_000, nbf: None, iat: None };
         assert_eq!(rules.check(&no_iat, 1_000).unwrap_err().kind(), AuthErrorKind::MissingClaim);
+    }
+
+    /// As Stytch's SDKs: too old once `now - iat >= max`, without leeway; `0`
+    /// makes every token too old.
+    #[test]
+    fn maximum_token_age_has_no_leeway() {
+        let times = TokenTimes { exp: 5_000, nbf: None, iat: Some(1_000) };
+        let rules = |max: u64| TimeRules { leeway: 30, max_age: Some(Duration::from_secs(max)) };
+        assert!(rules(100).check(&times, 1_099).is_ok());
+        assert_eq!(rules(100).check(&times, 1_100).unwrap_err().kind(), AuthErrorKind::TooOld);
+        assert_eq!(rules(0).check(&times, 1_000).unwrap_err().kind(), AuthErrorKind::TooOld);
+        assert!(TimeRules { leeway: 30, max_age: None }.check(&times, 4_000).is_ok());
+    }
+
+    /// What the issuer may overrule (expired, too old) is a lapse; what it may not
+    /// (future times, no `iat` under a maximum age) stays an error, also when the
+    /// token lapsed as well.
+    #[test]
+    fn lapses_and_errors() {
+        let rules = TimeRules { leeway: 5, max_age: Some(Duration::from_secs(100)) };
+        let lapse = |times: TokenTimes, now| rules.check_lapse(&times, now).map(|l| l.map(|e| e.kind()));
+        let kind = |times: TokenTimes, now| rules.check_lapse(&times, now).unwrap_err().kind();
+        assert_eq!(lapse(TokenTimes { exp: 1_000, nbf: None, iat: Some(950) }, 960), Ok(None));
+        assert_eq!(
+            lapse(TokenTimes { exp: 1_000, nbf: None, iat: Some(950) }, 1_010),
+            Ok(Some(AuthErrorKind::Expired))
+        );
+        assert_eq!(lapse(TokenTimes { exp: 5_000, nbf: None, iat: Some(950) }, 1_050), Ok(Some(AuthErrorKind::TooOld)));
+        // Expired, and issued in the future: never for the issuer to confirm.
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: None, iat: Some(2_000) }, 1_500), AuthErrorKind::IssuedInFuture);
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: Some(2_000), iat: None }, 1_500), AuthErrorKind::NotYetValid);
+        assert_eq!(kind(TokenTimes { exp: 1_000, nbf: None, iat: None }, 1_500), AuthErrorKind::MissingClaim);
+        // The strict check keeps its order: expiry first.
+        let both = TokenTimes { exp: 1_000, nbf: Some(2_000), iat: None };
+        assert_eq!(rules.check(&both, 1_500).unwrap_err().kind(), AuthErrorKind::Expired);
     }
 }

@@ -204,7 +204,13 @@ impl KeyStore {
 
     /// The JWKS document: every served key's public JWK, oldest first.
     pub(crate) fn jwks(&self) -> Value {
-        let keys: Vec<Value> = self.keys.iter().filter(|e| e.served).map(|e| e.key.jwk.clone()).collect();
+        self.jwks_of(|_| true)
+    }
+
+    /// The JWKS document of the served keys of the algorithms `keep` accepts.
+    pub(crate) fn jwks_of(&self, keep: impl Fn(DevAlg) -> bool) -> Value {
+        let keys: Vec<Value> =
+            self.keys.iter().filter(|e| e.served && keep(e.key.alg)).map(|e| e.key.jwk.clone()).collect();
         json!({ "keys": keys })
     }
 }

@@ -10,12 +10,13 @@
 //! | Endpoint | What |
 //! | --- | --- |
 //! | `GET /.well-known/jwks.json` | all served public keys |
-//! | `GET /v1/sessions/jwks/{project_id}`, `GET /v1/b2b/sessions/jwks/{project_id}` | the same keys, Stytch paths |
+//! | `GET /v1/sessions/jwks/{project_id}`, `GET /v1/b2b/sessions/jwks/{project_id}` | the same keys, Stytch paths, with Stytch's `request_id` and `status_code` (RS256 keys only in [Stytch mode](DevIssuerConfig::with_stytch_mode)) |
 //! | `GET /.well-known/openid-configuration` | OIDC discovery |
 //! | `POST /v1/sessions/authenticate`, `POST /v1/b2b/sessions/authenticate` | Stytch session authentication (HTTP Basic `project_id:secret`) |
 //! | `POST /v1/sessions/revoke`, `POST /v1/b2b/sessions/revoke` | Stytch session revocation |
 //! | `GET /v1/sessions?user_id=`, `GET /v1/b2b/sessions?organization_id=&member_id=` | a user's (member's) live sessions |
 //! | `POST /v1/totps/authenticate` | Stytch TOTP step-up of a session (the code is [`DEV_TOTP_CODE`]) |
+//! | `GET /v1/rbac/policy`, `GET /v1/b2b/rbac/policy` | the project's RBAC policy ([`DevIssuerConfig::with_rbac_policy`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
 //! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
@@ -30,7 +31,11 @@
 //! one credential (`400 bad_request`; B2B revoke takes `member_session_id`,
 //! `member_id`, `session_token` or `session_jwt`, never `session_id`), and
 //! `session_duration_minutes` within 5..=527040 (`400
-//! invalid_session_duration_minutes`). Errors carry Stytch's body,
+//! invalid_session_duration_minutes`), never both `session_token` and `session_jwt`
+//! (`400 too_many_session_arguments`). `session_custom_claims` merge as Stytch's guide
+//! says: nested objects merge, a `null` deletes at any depth, reserved claims are
+//! refused, and the claims stay within four kilobytes (`400 custom_claims_too_large`).
+//! Errors carry Stytch's body,
 //! `{status_code, request_id, error_type, error_message, error_url}`;
 //! [`Failure::StytchError`] injects any of them.
 //!
@@ -52,7 +57,9 @@
 //! This is a test tool. Its secrets are generated per process, it keeps everything in
 //! memory, and it authenticates nobody: never expose it beyond the loopback interface.
 
+mod claims;
 mod keys;
+mod rbac;
 mod server;
 mod session;
 mod token;
@@ -91,6 +98,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions"),
     ("GET", "/v1/b2b/sessions"),
     ("POST", "/v1/totps/authenticate"),
+    ("GET", "/v1/rbac/policy"),
+    ("GET", "/v1/b2b/rbac/policy"),
     ("POST", "/oauth2/introspect"),
     ("POST", "/oauth2/revoke"),
     ("POST", "/dev/login"),
@@ -199,6 +208,8 @@ pub enum Endpoint {
     SessionsGet,
     /// `POST /v1/totps/authenticate`.
     TotpsAuthenticate,
+    /// `/v1/rbac/policy` and `/v1/b2b/rbac/policy`.
+    RbacPolicy,
     /// `POST /v1/otps/email/login_or_create`.
     OtpsEmailLoginOrCreate,
     /// `POST /v1/otps/authenticate`.
@@ -206,7 +217,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 
     fn index(self) -> usize {
         match self {
@@ -217,8 +228,9 @@ impl Endpoint {
             Endpoint::Introspect => 4,
             Endpoint::SessionsGet => 5,
             Endpoint::TotpsAuthenticate => 6,
-            Endpoint::OtpsEmailLoginOrCreate => 7,
-            Endpoint::OtpsAuthenticate => 8,
+            Endpoint::RbacPolicy => 7,
+            Endpoint::OtpsEmailLoginOrCreate => 8,
+            Endpoint::OtpsAuthenticate => 9,
         }
     }
 }
@@ -234,6 +246,8 @@ pub struct DevIssuerConfig {
     algs: Vec<DevAlg>,
     jwt_lifetime: Duration,
     session_lifetime: Duration,
+    rbac_policy: Option<Value>,
+    stytch_mode: bool,
 }
 
 impl Default for DevIssuerConfig {
@@ -247,6 +261,8 @@ impl Default for DevIssuerConfig {
             algs: vec![DevAlg::RS256, DevAlg::ES256, DevAlg::EdDSA],
             jwt_lifetime: Duration::from_secs(5 * 60),
             session_lifetime: Duration::from_secs(60 * 60),
+            rbac_policy: None,
+            stytch_mode: false,
         }
     }
 }
@@ -262,6 +278,8 @@ impl fmt::Debug for DevIssuerConfig {
             .field("algs", &self.algs)
             .field("jwt_lifetime", &self.jwt_lifetime)
             .field("session_lifetime", &self.session_lifetime)
+            .field("rbac_policy", &self.rbac_policy.is_some())
+            .field("stytch_mode", &self.stytch_mode)
             .finish()
     }
 }
@@ -316,6 +334,25 @@ impl DevIssuerConfig {
         self
     }
 
+    /// Signs like Stytch: RS256 only. The issuer starts with one RS256 key (whatever
+    /// [`with_algs`](Self::with_algs) says), every session JWT is RS256, and the Stytch
+    /// JWKS paths (`/v1/sessions/jwks/…`, `/v1/b2b/sessions/jwks/…`) serve the RS256
+    /// keys only, so that a token signed with any other algorithm (e.g. by
+    /// [`StytchJwtBuilder::alg`] in an attack test) fails there, as it would against
+    /// Stytch. Default off: other tests use faster keys.
+    ///
+    /// ```
+    /// use tower_stepup_dev_issuer::DevIssuerConfig;
+    ///
+    /// let config = DevIssuerConfig::new().with_stytch_mode();
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn with_stytch_mode(mut self) -> Self {
+        self.stytch_mode = true;
+        self
+    }
+
     /// Lifetime of minted JWTs: `exp` − `iat` (default 5 minutes).
     #[must_use]
     pub fn with_jwt_lifetime(mut self, lifetime: Duration) -> Self {
@@ -348,6 +385,7 @@ pub(crate) struct Shared {
     default_alg: DevAlg,
     jwt_lifetime: Duration,
     session_lifetime: Duration,
+    stytch_mode: bool,
     keys: Mutex<KeyStore>,
     sessions: Mutex<SessionStore>,
     email_otps: Mutex<server::EmailOtps>,
@@ -355,6 +393,7 @@ pub(crate) struct Shared {
     failure: Mutex<FailureState>,
     cache_control: Mutex<Option<String>>,
     counters: [AtomicUsize; Endpoint::COUNT],
+    rbac: rbac::RbacState,
 }
 
 impl fmt::Debug for Shared {
@@ -424,6 +463,19 @@ impl Shared {
         claims.is_object().then_some(claims)
     }
 
+    /// Verifies a Stytch session JWT: as [`verify_compact`](Self::verify_compact), and in
+    /// Stytch mode only when signed with RS256 (the only algorithm Stytch uses).
+    pub(crate) fn verify_stytch_jwt(&self, token: &str) -> Option<Value> {
+        if self.stytch_mode {
+            let header = b64url_decode(token.split('.').next()?)?;
+            let header: Value = serde_json::from_slice(&header).ok()?;
+            if header.get("alg")?.as_str()? != DevAlg::RS256.as_str() {
+                return None;
+            }
+        }
+        self.verify_compact(token)
+    }
+
     fn count(&self, endpoint: Endpoint) {
         self.counters[endpoint.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -435,6 +487,16 @@ impl Shared {
 
     fn jwks(&self) -> Value {
         lock(&self.keys).jwks()
+    }
+
+    /// The key set of the Stytch JWKS paths: RS256 keys only in Stytch mode.
+    fn stytch_jwks(&self) -> Value {
+        let keys = lock(&self.keys);
+        if self.stytch_mode {
+            keys.jwks_of(|alg| alg == DevAlg::RS256)
+        } else {
+            keys.jwks()
+        }
     }
 
     fn cache_control(&self) -> Option<String> {
@@ -475,8 +537,20 @@ impl Shared {
         factors: Vec<DevFactor>,
         organization: Option<Organization>,
     ) -> Result<DevSession, CryptoError> {
+        self.create_session_with(user_id, factors, organization, token::session_attributes())
+    }
+
+    /// [`create_session`](Self::create_session) recording these `attributes`.
+    fn create_session_with(
+        &self,
+        user_id: &str,
+        factors: Vec<DevFactor>,
+        organization: Option<Organization>,
+        attributes: Value,
+    ) -> Result<DevSession, CryptoError> {
         let factors = factors.into_iter().map(StoredFactor::new).collect();
-        let record = SessionRecord::new(user_id, factors, self.session_lifetime, organization);
+        let mut record = SessionRecord::new(user_id, factors, self.session_lifetime, organization);
+        record.attributes = attributes;
         let session = self.dev_session(&record)?;
         lock(&self.sessions).insert(record);
         Ok(session)
@@ -549,7 +623,7 @@ impl DevIssuer {
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
 
-        let mut algs = config.algs.clone();
+        let mut algs = if config.stytch_mode { vec![DevAlg::RS256] } else { config.algs.clone() };
         if algs.is_empty() {
             algs.push(DevAlg::RS256);
         }
@@ -579,6 +653,7 @@ impl DevIssuer {
             default_alg,
             jwt_lifetime: config.jwt_lifetime,
             session_lifetime: config.session_lifetime,
+            stytch_mode: config.stytch_mode,
             keys: Mutex::new(keys),
             sessions: Mutex::new(SessionStore::default()),
             email_otps: Mutex::new(server::EmailOtps::default()),
@@ -586,6 +661,7 @@ impl DevIssuer {
             failure: Mutex::new(FailureState::default()),
             cache_control: Mutex::new(None),
             counters: Default::default(),
+            rbac: rbac::RbacState::new(config.rbac_policy),
         });
 
         let (shutdown, mut stop) = watch::channel(false);
@@ -595,6 +671,8 @@ impl DevIssuer {
                 // Resolves on shutdown() or when the last handle (the sender) is dropped.
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
+            // With the peer address: `/dev/login` records it, as Stytch does.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
                 tracing::warn!(%error, "dev issuer server stopped with an error");
             }

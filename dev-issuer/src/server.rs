@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,15 +25,16 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use super::claims;
 use super::session::{Organization, SessionRecord};
-use super::token::{session_attributes, DevFactor, SessionClaim, SESSION_CLAIM};
+use super::token::{DevFactor, SessionClaim, SESSION_CLAIM};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
 use super::{lock, DevAlg, Endpoint, Failure, Shared};
 
 type AppState = State<Arc<Shared>>;
 
 /// An early error response (boxed: `Response` is large).
-type Rejected = Box<Response>;
+pub(super) type Rejected = Box<Response>;
 
 /// `session_duration_minutes` bounds of Stytch's API reference: 5 minutes to 366 days.
 const MIN_SESSION_MINUTES: u64 = 5;
@@ -48,9 +49,6 @@ const REVOKE_FIELDS: &[&str] = &["session_id", "session_token", "session_jwt"];
 /// B2B revoke: exactly one of these (no `session_id`).
 const B2B_REVOKE_FIELDS: &[&str] = &["member_session_id", "member_id", "session_token", "session_jwt"];
 
-/// Claims a caller may not set through `session_custom_claims`.
-const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
-
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
@@ -64,6 +62,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions", get(sessions::list_consumer))
         .route("/v1/b2b/sessions", get(sessions::list_b2b))
         .route("/v1/totps/authenticate", post(sessions::totp_authenticate))
+        .route("/v1/rbac/policy", get(super::rbac::policy))
+        .route("/v1/b2b/rbac/policy", get(super::rbac::policy))
         .route("/v1/otps/email/login_or_create", post(otps::email_login_or_create))
         .route("/v1/otps/authenticate", post(otps::authenticate))
         .route("/oauth2/introspect", post(introspect))
@@ -73,12 +73,12 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     format!("request-id-test-{}", random_uuid())
 }
 
 /// A Stytch error body: `{status_code, request_id, error_type, error_message, error_url}`.
-fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message: &str) -> R {
+pub(super) fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message: &str) -> R {
     let body = json!({
         "status_code": status.as_u16(),
         "request_id": request_id(),
@@ -89,7 +89,7 @@ fn stytch_error<R: From<Response>>(status: StatusCode, error_type: &str, message
     (status, Json(body)).into_response().into()
 }
 
-fn bad_request<R: From<Response>>(message: &str) -> R {
+pub(super) fn bad_request<R: From<Response>>(message: &str) -> R {
     stytch_error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
@@ -123,7 +123,7 @@ fn internal_error() -> Response {
 }
 
 /// Counts the request, then applies the injected failure, if any.
-async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
+pub(super) async fn gate(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
     shared.count(endpoint);
     tracing::debug!(?endpoint, "dev issuer request");
     match shared.failure_for(endpoint) {
@@ -173,7 +173,7 @@ fn basic_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
     })
 }
 
-fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn check_project_credentials(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     if basic_matches(headers, &shared.project_id, &shared.secret) {
         None
     } else {
@@ -201,7 +201,11 @@ fn opt_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a st
 // ---------------------------------------------------------------- JWKS and discovery
 
 fn jwks_response(shared: &Shared) -> Response {
-    let mut response = Json(shared.jwks()).into_response();
+    with_cache_control(shared, Json(shared.jwks()).into_response())
+}
+
+/// Adds the configured `Cache-Control` header to a JWKS answer.
+fn with_cache_control(shared: &Shared, mut response: Response) -> Response {
     if let Some(value) = shared.cache_control() {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(CACHE_CONTROL, value);
@@ -217,6 +221,9 @@ async fn jwks(State(shared): AppState) -> Response {
     jwks_response(&shared)
 }
 
+/// Stytch's JWKS answer: the keys plus `request_id` and `status_code`, like every
+/// Stytch API answer (the API reference's `GET /v1/sessions/jwks/{project_id}`). In
+/// Stytch mode only the RS256 keys are served here, as Stytch signs with RS256 only.
 async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) -> Response {
     if let Some(failed) = gate(&shared, Endpoint::Jwks).await {
         return failed;
@@ -224,7 +231,12 @@ async fn stytch_jwks(State(shared): AppState, Path(project_id): Path<String>) ->
     if project_id != shared.project_id {
         return stytch_error(StatusCode::NOT_FOUND, "project_not_found", "Project could not be found.");
     }
-    jwks_response(&shared)
+    let mut body = shared.stytch_jwks();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("request_id".into(), Value::String(request_id()));
+        object.insert("status_code".into(), json!(200));
+    }
+    with_cache_control(&shared, Json(body).into_response())
 }
 
 async fn discovery(State(shared): AppState) -> Response {
@@ -258,7 +270,7 @@ async fn discovery(State(shared): AppState) -> Response {
 
 /// Finds the session id named by a `session_jwt` (signature checked, expiry ignored).
 fn session_id_from_jwt(shared: &Shared, jwt: &str) -> Option<(String, String)> {
-    let claims = shared.verify_compact(jwt)?;
+    let claims = shared.verify_stytch_jwt(jwt)?;
     let id = claims.get(SESSION_CLAIM)?.get("id")?.as_str()?.to_owned();
     let sub = claims.get("sub")?.as_str()?.to_owned();
     Some((id, sub))
@@ -323,7 +335,7 @@ fn duration_minutes(body: &Map<String, Value>) -> Result<Option<u64>, Rejected> 
             _ => Err(stytch_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_session_duration_minutes",
-                "session_duration_minutes must be between 5 and 527040 minutes.",
+                "session_duration_minutes is invalid, should be between 5 to 527040 minutes.",
             )),
         },
     }
@@ -334,7 +346,7 @@ fn custom_claims(body: &Map<String, Value>) -> Result<Option<Map<String, Value>>
     match body.get("session_custom_claims") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => {
-            if map.keys().any(|k| RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("https://stytch.com/")) {
+            if map.keys().any(|k| claims::is_reserved(k)) {
                 Err(stytch_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_session_custom_claims",
@@ -357,6 +369,7 @@ pub(super) fn session_claim(record: &SessionRecord) -> SessionClaim<'_> {
         expires_at: Some(record.expires_at),
         factors: &record.factors,
         roles: &record.roles,
+        attributes: &record.attributes,
     }
 }
 
@@ -374,7 +387,7 @@ fn consumer_body(record: &SessionRecord, session_jwt: &str) -> Value {
             "started_at": rfc3339(record.started_at),
             "last_accessed_at": rfc3339(record.last_accessed_at),
             "expires_at": rfc3339(record.expires_at),
-            "attributes": session_attributes(),
+            "attributes": record.attributes,
             "authentication_factors": claim.factors_json(),
             "roles": record.roles,
             "custom_claims": record.custom_claims,
@@ -463,13 +476,21 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
     let parsed = (|| {
         only_fields(&body, AUTHENTICATE_FIELDS)?;
         let minutes = duration_minutes(&body)?;
-        let claims = custom_claims(&body)?;
+        let patch = custom_claims(&body)?;
+        let check = super::rbac::parse_check(&body, b2b)?;
+        if opt_str(&body, "session_token")?.is_some() && opt_str(&body, "session_jwt")?.is_some() {
+            return Err(stytch_error(
+                StatusCode::BAD_REQUEST,
+                "too_many_session_arguments",
+                "Please include at most one of session_token, session_jwt, or intermediate_session_token in an authenticate request, not multiple.",
+            ));
+        }
         let Target::Session(id) = resolve_target(&shared, &body, &["session_token", "session_jwt"])? else {
             return Err(bad_request("Exactly one of session_token, session_jwt is required."));
         };
-        Ok::<_, Rejected>((minutes, claims, id))
+        Ok::<_, Rejected>((minutes, patch, check, id))
     })();
-    let (minutes, claims, id) = match parsed {
+    let (minutes, patch, check, id) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
@@ -485,28 +506,45 @@ async fn authenticate(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, b2b:
         if !record.is_live(now) || record.organization.is_some() != b2b {
             return session_not_found();
         }
+        // A refused check answers 403 and leaves the session untouched.
+        let verdict = match check.as_ref().map(|check| super::rbac::authorize(&shared, record, check)).transpose() {
+            Ok(verdict) => verdict,
+            Err(refused) => return refused,
+        };
+        // Stytch's merge: nested objects merge, a null deletes (at any depth). Checked
+        // before anything changes, so that a refused request leaves the session alone.
+        let merged = patch.map(|patch| {
+            let mut merged = record.custom_claims.clone();
+            claims::merge(&mut merged, patch);
+            merged
+        });
+        if merged.as_ref().is_some_and(|merged| !claims::fits(merged)) {
+            return stytch_error(
+                StatusCode::BAD_REQUEST,
+                "custom_claims_too_large",
+                "Total custom claims size cannot exceed four kilobytes.",
+            );
+        }
         record.last_accessed_at = now;
         if let Some(minutes) = minutes {
             record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
         }
-        if let Some(claims) = claims {
-            for (k, v) in claims {
-                if v.is_null() {
-                    record.custom_claims.remove(&k);
-                } else {
-                    record.custom_claims.insert(k, v);
-                }
-            }
+        if let Some(merged) = merged {
+            record.custom_claims = merged;
         }
-        record.clone()
+        (record.clone(), verdict)
     };
+    let (record, verdict) = record;
     let Ok(session_jwt) = shared.session_jwt(&record) else {
         return internal_error();
     };
-    let body = match &record.organization {
+    let mut body = match &record.organization {
         Some(org) => b2b_body(&record, org, &session_jwt),
         None => consumer_body(&record, &session_jwt),
     };
+    if let (Some(verdict), Some(object)) = (verdict, body.as_object_mut()) {
+        object.insert("verdict".to_owned(), verdict);
+    }
     Json(body).into_response()
 }
 
@@ -694,7 +732,17 @@ fn parse_factor(name: &str) -> Result<DevFactor, Rejected> {
     })
 }
 
-async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
+/// `POST /dev/login`: starts a session. Like Stytch, it records where the session
+/// began as `attributes`: the body's `attributes` (`ip_address`, `user_agent`), as a
+/// backend passes them to Stytch's authenticate endpoints; without them, what the
+/// request itself shows (peer address, `User-Agent`), as when Stytch's frontend SDK
+/// calls Stytch from the browser. Unknown members are `""`, as Stytch sends them.
+async fn dev_login(
+    State(shared): AppState,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match json_object(&body) {
         Ok(body) => body,
         Err(response) => return *response,
@@ -716,13 +764,28 @@ async fn dev_login(State(shared): AppState, body: Bytes) -> Response {
             (Some(id), slug) => Some(Organization { id: id.to_owned(), slug: slug.unwrap_or(id).to_owned() }),
             (None, _) => None,
         };
-        Ok::<_, Rejected>((user_id.to_owned(), factors, organization))
+        let attributes = match body.get("attributes") {
+            None | Some(Value::Null) => {
+                let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+                json!({ "ip_address": peer.ip().to_string(), "user_agent": user_agent.unwrap_or("") })
+            }
+            Some(Value::Object(given)) => {
+                let member = |name: &str| match given.get(name) {
+                    None | Some(Value::Null) => Ok(""),
+                    Some(Value::String(value)) => Ok(value.as_str()),
+                    Some(_) => Err(bad_request::<Rejected>("attributes members must be strings.")),
+                };
+                json!({ "ip_address": member("ip_address")?, "user_agent": member("user_agent")? })
+            }
+            Some(_) => return Err(bad_request("attributes must be an object.")),
+        };
+        Ok::<_, Rejected>((user_id.to_owned(), factors, organization, attributes))
     })();
-    let (user_id, factors, organization) = match parsed {
+    let (user_id, factors, organization, attributes) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
-    match shared.create_session(&user_id, factors, organization) {
+    match shared.create_session_with(&user_id, factors, organization, attributes) {
         Ok(session) => Json(session).into_response(),
         Err(_) => internal_error(),
     }

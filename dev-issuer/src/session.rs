@@ -57,6 +57,8 @@ pub(crate) struct SessionRecord {
     pub(crate) roles: Vec<String>,
     pub(crate) custom_claims: Map<String, Value>,
     pub(crate) organization: Option<Organization>,
+    /// Where the session began: Stytch's `attributes` object.
+    pub(crate) attributes: Value,
 }
 
 impl fmt::Debug for SessionRecord {
@@ -92,6 +94,7 @@ impl SessionRecord {
             roles,
             custom_claims: Map::new(),
             organization,
+            attributes: super::token::session_attributes(),
         }
     }
 

@@ -189,9 +189,11 @@ pub(crate) struct SessionClaim<'a> {
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) factors: &'a [StoredFactor],
     pub(crate) roles: &'a [String],
+    /// `attributes`; `Value::Null` leaves the member out.
+    pub(crate) attributes: &'a Value,
 }
 
-/// Attributes Stytch records for a session.
+/// Attributes Stytch records for a session unless told otherwise.
 pub(crate) fn session_attributes() -> Value {
     json!({ "ip_address": "127.0.0.1", "user_agent": "tower-stepup dev issuer" })
 }
@@ -209,7 +211,9 @@ impl SessionClaim<'_> {
         if let Some(expires_at) = self.expires_at {
             obj.insert("expires_at".into(), Value::String(rfc3339(expires_at)));
         }
-        obj.insert("attributes".into(), session_attributes());
+        if !self.attributes.is_null() {
+            obj.insert("attributes".into(), self.attributes.clone());
+        }
         obj.insert("authentication_factors".into(), self.factors_json());
         obj.insert("roles".into(), json!(self.roles));
         Value::Object(obj)
@@ -365,6 +369,7 @@ pub struct StytchJwtBuilder<'a> {
     started_at: Option<SystemTime>,
     expires_at: Option<SystemTime>,
     without_expires_at: bool,
+    attributes: Option<Value>,
     header: HeaderChoice,
 }
 
@@ -397,8 +402,17 @@ impl<'a> StytchJwtBuilder<'a> {
             started_at: None,
             expires_at: None,
             without_expires_at: false,
+            attributes: None,
             header: HeaderChoice::default(),
         }
+    }
+
+    /// The session claim's `attributes` (default
+    /// `{"ip_address": "127.0.0.1", "user_agent": "tower-stepup dev issuer"}`), as
+    /// given: `Value::Null` leaves the member out, anything else is sent as is.
+    pub fn attributes(mut self, attributes: Value) -> Self {
+        self.attributes = Some(attributes);
+        self
     }
 
     /// Adds an authentication factor (repeatable). The first call replaces the default
@@ -506,6 +520,7 @@ impl<'a> StytchJwtBuilder<'a> {
         let mut roles =
             self.roles.unwrap_or_else(|| vec![String::from(if b2b { "stytch_member" } else { "stytch_user" })]);
         roles.extend(self.extra_roles);
+        let attributes = self.attributes.unwrap_or_else(session_attributes);
         let claim = SessionClaim {
             session_id: &session_id,
             subject: &subject,
@@ -514,6 +529,7 @@ impl<'a> StytchJwtBuilder<'a> {
             expires_at,
             factors: &factors,
             roles: &roles,
+            attributes: &attributes,
         };
         let audience = json!([self.audience.unwrap_or_else(|| shared.project_id.clone())]);
         let issuer = self.issuer_claim.unwrap_or_else(|| shared.stytch_issuer.clone());

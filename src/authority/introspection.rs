@@ -16,8 +16,14 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Checks tokens at an RFC 7662 introspection endpoint, authenticating with
 /// `client_secret_basic`. An inactive token (`{"active": false}`) counts as a
-/// revoked session. Claims map to the [`Session`](crate::Session) as with
-/// [`OidcProfile`].
+/// revoked session.
+///
+/// Behind a [`SessionLayer`](crate::SessionLayer), the layer's claim profile turns
+/// the answer into the [`Session`](crate::Session)
+/// ([`ClaimProfile::introspected`](crate::ClaimProfile::introspected)), so tokens and
+/// introspected tokens read the same claims the same way; unless
+/// [`with_profile`](Self::with_profile) gave the authority a profile of its own.
+/// Used on its own, the authority reads the answer with [`OidcProfile::new`].
 ///
 /// Behind a [`SessionLayer`](crate::SessionLayer), an answer is held to the layer's
 /// issuers and audiences like a JWT: `iss` (or, when absent, the
@@ -44,7 +50,8 @@ pub struct IntrospectionAuthority {
     client_secret: Secret,
     issuer: Option<String>,
     audience: Option<String>,
-    profile: OidcProfile,
+    /// Set by `with_profile`; else the layer's profile shapes the answer.
+    profile: Option<OidcProfile>,
     /// RFC 7009 endpoint; checked by `check()`, like every `with_*` setting.
     revocation_url: Option<String>,
 }
@@ -74,7 +81,7 @@ impl IntrospectionAuthority {
             client_secret: Secret::new(client_secret),
             issuer: None,
             audience: None,
-            profile: OidcProfile::new(),
+            profile: None,
             revocation_url: None,
         })
     }
@@ -112,10 +119,12 @@ impl IntrospectionAuthority {
         self.http = self.http.with_max_retries(retries);
         self
     }
-    /// How response claims become a session (default [`OidcProfile::new`]).
+    /// Reads every answer with this profile, also behind a layer. Default: the
+    /// layer's claim profile shapes the answer (see the type's docs), and
+    /// [`OidcProfile::new`] when the authority is used on its own.
     #[must_use]
     pub fn with_profile(mut self, profile: OidcProfile) -> Self {
-        self.profile = profile;
+        self.profile = Some(profile);
         self
     }
 
@@ -233,8 +242,15 @@ impl IntrospectionAuthority {
                 return Err(AuthErrorKind::WrongAudience.into());
             }
         }
-        let session = self.profile.session(verified)?.with_token_kind(TokenKind::Opaque);
-        Ok(Confirmation::new(session))
+        match &self.profile {
+            Some(profile) => Ok(Confirmation::new(profile.introspected(verified)?.with_token_kind(TokenKind::Opaque))),
+            None => {
+                // The default reading, for use without a layer; a layer reads the
+                // claims again with its own profile.
+                let session = OidcProfile::new().introspected(verified.clone())?.with_token_kind(TokenKind::Opaque);
+                Ok(Confirmation::new(session).with_claims(verified))
+            }
+        }
     }
 }
 

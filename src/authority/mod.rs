@@ -23,6 +23,7 @@ pub use introspection::IntrospectionAuthority;
 pub use stytch::StytchAuthority;
 
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::rbac::{AuthorizationCheck, AuthorizationVerdict};
 use crate::secret::Secret;
 use crate::session::Session;
 
@@ -74,12 +75,30 @@ pub struct Confirmation {
     pub session: Session,
     /// New tokens for the client, when the issuer sent them.
     pub renewed: Option<RenewedTokens>,
+    /// The issuer's answer to the authorization check asked with
+    /// [`Authority::authenticate_authorized`]; `None` when none was asked.
+    pub verdict: Option<AuthorizationVerdict>,
+    /// The claims the issuer answered, for the layer's claim profile to shape the
+    /// session from (see [`ClaimProfile::introspected`](crate::ClaimProfile::introspected)).
+    pub(crate) claims: Option<crate::profile::VerifiedClaims>,
 }
 
 impl Confirmation {
     /// A confirmation without new tokens.
     pub fn new(session: Session) -> Self {
-        Self { session, renewed: None }
+        Self { session, renewed: None, verdict: None, claims: None }
+    }
+    /// Adds the verdict on an authorization check.
+    #[must_use]
+    pub fn with_verdict(mut self, verdict: AuthorizationVerdict) -> Self {
+        self.verdict = Some(verdict);
+        self
+    }
+    /// Hands the answer's claims to the layer, whose profile then shapes the session.
+    #[must_use]
+    pub(crate) fn with_claims(mut self, claims: crate::profile::VerifiedClaims) -> Self {
+        self.claims = Some(claims);
+        self
     }
     /// Adds new tokens.
     #[must_use]
@@ -119,6 +138,11 @@ impl RenewedTokens {
         Self::default()
     }
     /// The new session JWT (written to the layer's JWT cookie).
+    ///
+    /// Behind a layer, an answer carrying a new session JWT is read through it: the
+    /// layer verifies the JWT like any other (signature, issuer, audience, its
+    /// claim profile) and takes the session from it, so it must be a JWT the layer
+    /// accepts, of the session the answer is about; else the answer is refused.
     #[must_use]
     pub fn with_session_jwt(mut self, session_jwt: impl Into<String>) -> Self {
         self.session_jwt = Some(Secret::new(session_jwt));
@@ -194,6 +218,30 @@ impl fmt::Debug for RenewedTokens {
 pub trait Authority: Send + Sync + 'static {
     /// Asks the issuer about `credential`.
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a>;
+
+    /// Asks the issuer about `credential` and whether its session may take the
+    /// action of `check` (Stytch: `authorization_check` on `sessions/authenticate`),
+    /// for guards with [`Guard::with_authorization_check`](crate::Guard::with_authorization_check).
+    ///
+    /// Return the confirmation with an authorizing
+    /// [`verdict`](Confirmation::verdict) when the session may; an error of kind
+    /// [`PermissionDenied`](crate::AuthErrorKind::PermissionDenied) or
+    /// [`TenancyMismatch`](crate::AuthErrorKind::TenancyMismatch) when it may not. A
+    /// confirmation without an authorizing verdict is taken as a refusal.
+    ///
+    /// Default: the issuer cannot check authorization, and the call fails closed as
+    /// [`AuthorityUnavailable`](crate::AuthErrorKind::AuthorityUnavailable) (logged).
+    fn authenticate_authorized<'a>(
+        &'a self,
+        credential: AuthorityCredential<'a>,
+        check: &'a AuthorizationCheck,
+    ) -> AuthorityFuture<'a> {
+        let _ = (credential, check);
+        Box::pin(async {
+            tracing::error!("a guard asks for an authorization check this authority cannot make; refused");
+            Err(AuthError::with_detail(AuthErrorKind::AuthorityUnavailable, "authority cannot check authorization"))
+        })
+    }
 
     /// Whether an answer is about the whole session rather than the one credential
     /// asked about, so that it may serve every credential of that session id (one

@@ -2,6 +2,8 @@
 //! the opaque-token cache, the issuer-call budget, and the deny lists of sessions
 //! and tokens the issuer said are gone.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,7 +12,18 @@ use super::budget::{Budget, IssuerBudget};
 use super::{Authority, AuthorityCredential, Confirmation};
 use crate::cache::{token_hash, TokenHash};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::rbac::AuthorizationCheck;
 use crate::session::Session;
+
+/// What turns an issuer's answer into the layer's session: the layer's claim
+/// profile (see `LayerState::shape`). Applied once per issuer call, before the
+/// answer is cached and held to the layer's rules.
+pub(crate) trait Shaper: Send + Sync {
+    fn shape<'a>(
+        &'a self,
+        confirmation: Confirmation,
+    ) -> Pin<Box<dyn Future<Output = Result<Confirmation, AuthError>> + Send + 'a>>;
+}
 
 /// One answer of the issuer, and when the call that produced it started.
 pub(crate) struct Answer {
@@ -57,17 +70,29 @@ fn floor_secs(at: SystemTime) -> SystemTime {
 /// locally verified session, so every token of that session shares one answer;
 /// never for per-token answers (RFC 7662), where tokens of one `sid` differ in
 /// scope and `acr` and one token's answer must not judge another.
+/// An answer given with an authorization check is about that check too, and
+/// serves only callers with the same check.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum ConfirmKey {
     Session(Arc<str>),
     Token(TokenHash),
+    Checked(Box<ConfirmKey>, Arc<AuthorizationCheck>),
 }
 
 impl ConfirmKey {
-    fn new(shared_by_session: bool, session: &Session, credential: AuthorityCredential<'_>) -> Self {
-        match session.session_id() {
+    fn new(
+        shared_by_session: bool,
+        session: &Session,
+        credential: AuthorityCredential<'_>,
+        check: Option<&AuthorizationCheck>,
+    ) -> Self {
+        let key = match session.session_id() {
             Some(id) if shared_by_session => Self::Session(Arc::from(id)),
             _ => Self::Token(token_hash(credential.token())),
+        };
+        match check {
+            Some(check) => Self::Checked(Box::new(key), Arc::new(check.clone())),
+            None => key,
         }
     }
 
@@ -78,6 +103,7 @@ impl ConfirmKey {
         match self {
             Self::Session(id) => confirmation.session.session_id() == Some(&**id),
             Self::Token(_) => true,
+            Self::Checked(key, _) => key.holds(confirmation),
         }
     }
 }
@@ -240,8 +266,10 @@ impl AuthorityState {
         credential: AuthorityCredential<'_>,
         window: Duration,
         arrival: Instant,
+        check: Option<&AuthorizationCheck>,
+        shaper: &dyn Shaper,
     ) -> Arc<Answer> {
-        let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential);
+        let key = ConfirmKey::new(self.authority.confirms_whole_session(), session, credential, check);
         if let Some(answer) = self.confirmations.get(&key).await {
             let fresh_enough = answer.started + window >= arrival;
             if fresh_enough && answer.outcome.is_ok() {
@@ -249,7 +277,7 @@ impl AuthorityState {
             }
             self.confirmations.invalidate(&key).await;
         }
-        let answer = self.confirmations.get_with(key.clone(), self.ask(credential)).await;
+        let answer = self.confirmations.get_with(key.clone(), self.ask(credential, check, shaper)).await;
         match &answer.outcome {
             Ok(confirmation) if !key.holds(confirmation) => {
                 tracing::warn!("the issuer confirmed another session than the one asked about");
@@ -270,13 +298,15 @@ impl AuthorityState {
         answer
     }
 
-    /// Authenticates an opaque token, cached until the earlier of the opaque-token
-    /// window and the session's own end. Answers about the credential (revoked,
-    /// wrong audience, …) are cached too, so a bad token repeated does not become an
-    /// issuer call each time; the issuer's own faults are not. A cache miss spends
-    /// the issuer-call budget: over it, no call and an `IssuerBusy` answer.
-    pub(crate) async fn opaque(&self, token: &str) -> Arc<Answer> {
-        let hash = token_hash(token);
+    /// Authenticates a credential that cannot be verified locally (an opaque
+    /// token), or a JWT that only lapsed locally (see `Verifier::verify_lapsed`),
+    /// cached by the credential until the earlier of the opaque-token window and the
+    /// session's own end. Answers about the credential (revoked, wrong audience, …)
+    /// are cached too, so a bad token repeated does not become an issuer call each
+    /// time; the issuer's own faults are not. A cache miss spends the issuer-call
+    /// budget: over it, no call and an `IssuerBusy` answer.
+    pub(crate) async fn remote(&self, credential: AuthorityCredential<'_>, shaper: &dyn Shaper) -> Arc<Answer> {
+        let hash = token_hash(credential.token());
         if self.refused_tokens.contains(&hash) || self.denied_tokens.contains(&hash) {
             return Answer::refused(AuthError::with_detail(AuthErrorKind::SessionRevoked, "remembered revocation"));
         }
@@ -287,7 +317,7 @@ impl AuthorityState {
             .opaque
             .get_with(hash, async {
                 match self.budget.try_acquire() {
-                    Ok(_permit) => self.ask(AuthorityCredential::Opaque(token)).await,
+                    Ok(_permit) => self.ask(credential, None, shaper).await,
                     Err(busy) => Answer::refused(busy),
                 }
             })
@@ -311,16 +341,33 @@ impl AuthorityState {
         outcome.is_err_and(|error| error.kind() == AuthErrorKind::SessionRevoked)
     }
 
-    /// Asks the issuer, and holds the answer to the layer's issuer and audience
-    /// rules: an authority vouching for a session is not enough, the session must
-    /// be one this layer accepts (the same rules as for JWTs).
-    async fn ask(&self, credential: AuthorityCredential<'_>) -> Arc<Answer> {
+    /// Asks the issuer (with the guard's authorization check, if any), has the
+    /// layer's claim profile shape the answer (`shaper`), and holds it to the layer's
+    /// issuer and audience rules: an authority vouching for a session is not enough,
+    /// the session must be one this layer accepts (the same rules as for JWTs).
+    async fn ask(
+        &self,
+        credential: AuthorityCredential<'_>,
+        check: Option<&AuthorizationCheck>,
+        shaper: &dyn Shaper,
+    ) -> Arc<Answer> {
         let started = Instant::now();
         let asked_at = SystemTime::now();
-        let outcome = self.authority.authenticate(credential).await.and_then(|confirmation| {
-            self.accepts(&confirmation.session)?;
-            Ok(confirmation)
-        });
+        let asked = match check {
+            Some(check) => self.authority.authenticate_authorized(credential, check).await,
+            None => self.authority.authenticate(credential).await,
+        };
+        let outcome = match asked {
+            Ok(confirmation) => shaper.shape(confirmation).await.and_then(|confirmation| {
+                self.accepts(&confirmation.session)?;
+                // An authorization asked about is granted only by a verdict saying so.
+                if check.is_some() && !confirmation.verdict.as_ref().is_some_and(|verdict| verdict.authorized) {
+                    return Err(AuthError::with_detail(AuthErrorKind::PermissionDenied, "no authorizing verdict"));
+                }
+                Ok(confirmation)
+            }),
+            Err(error) => Err(error),
+        };
         match &outcome {
             // The issuer's own trouble is the operator's to see; a refused credential
             // is the client's business and routine.

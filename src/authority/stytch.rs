@@ -14,6 +14,7 @@ use super::{
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::http_client::{self, IssuerClient};
 use crate::profile::{parse_rfc3339, StytchSessionObject};
+use crate::rbac::{AuthorizationCheck, AuthorizationVerdict};
 use crate::secret::Secret;
 use crate::session::{Organization, Session, TokenKind};
 use crate::stytch::StytchProject;
@@ -38,6 +39,12 @@ const MAX_SESSION_MINUTES: u64 = 527_040;
 /// The error body shape, `{status_code, request_id, error_type, error_message,
 /// error_url}`, is stytch-node's `lib/shared/errors.ts`.
 const SESSION_ENDED: &[(u16, &str)] = &[(404, "session_not_found")];
+
+/// Refusals of an `authorization_check` (Stytch's 403 error lists, consumer and
+/// B2B): the session lives on, it may just not take the action.
+const NOT_AUTHORIZED: &[(u16, &str)] =
+    &[(403, "consumer_session_authorization_error"), (403, "session_authorization_error")];
+const TENANCY_MISMATCH: (u16, &str) = (403, "session_authorization_tenancy_error");
 
 /// Longest `error_type` / `request_id` kept from an error body: both are short
 /// identifiers; anything longer is not Stytch talking.
@@ -85,6 +92,8 @@ pub struct StytchAuthority {
     revoke_url: String,
     project_id: String,
     issuer: String,
+    /// The issuers this authority vouches for (`StytchProject::vouched_issuers`).
+    issuers: Vec<String>,
     secret: Secret,
     b2b: bool,
     session_duration_minutes: Option<u64>,
@@ -98,6 +107,8 @@ struct AuthenticateRequest<'a> {
     session_jwt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     session_duration_minutes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_check: Option<&'a AuthorizationCheck>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +118,7 @@ struct AuthenticateResponse {
     session_jwt: Option<String>,
     session_token: Option<String>,
     organization: Option<StytchOrganization>,
+    verdict: Option<AuthorizationVerdict>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +152,7 @@ impl StytchAuthority {
             revoke_url: project.revoke_url(),
             project_id: project.project_id().to_owned(),
             issuer: project.issuers().first().cloned().unwrap_or_default(),
+            issuers: project.vouched_issuers(),
             secret,
             b2b: project.is_b2b(),
             session_duration_minutes: None,
@@ -177,6 +190,12 @@ impl StytchAuthority {
     pub fn with_session_duration(mut self, duration: Duration) -> Self {
         self.session_duration_minutes = Some(duration.as_secs() / 60);
         self
+    }
+
+    /// The issuers of the project this authority answers for: a layer confirms
+    /// with it the JWTs that name one of them without being accepted locally.
+    pub(crate) fn project_issuers(&self) -> &[String] {
+        &self.issuers
     }
 
     /// The settings [`check`](super::Authority::check) reports on.
@@ -230,14 +249,22 @@ impl StytchAuthority {
         }
     }
 
-    async fn call(&self, credential: AuthorityCredential<'_>) -> Result<Confirmation, AuthError> {
+    async fn call(
+        &self,
+        credential: AuthorityCredential<'_>,
+        authorization_check: Option<&AuthorizationCheck>,
+    ) -> Result<Confirmation, AuthError> {
         super::refuse_misconfigured(self.check_settings())?;
         let (session_token, session_jwt, kind) = match credential {
             AuthorityCredential::Opaque(token) => (Some(token), None, TokenKind::Opaque),
             AuthorityCredential::Jwt(token) => (None, Some(token), TokenKind::Jwt),
         };
-        let request =
-            AuthenticateRequest { session_token, session_jwt, session_duration_minutes: self.session_duration_minutes };
+        let request = AuthenticateRequest {
+            session_token,
+            session_jwt,
+            session_duration_minutes: self.session_duration_minutes,
+            authorization_check,
+        };
         let response = self
             .http
             .send(|client| {
@@ -256,6 +283,7 @@ impl StytchAuthority {
             AuthError::with_detail(AuthErrorKind::AuthorityResponse, "not a Stytch authenticate response")
         })?;
         let organization = parsed.organization;
+        let verdict = parsed.verdict;
         let session = parsed
             .session
             .or(parsed.member_session)
@@ -272,7 +300,11 @@ impl StytchAuthority {
         if let Some(at) = expires_at {
             renewed = renewed.with_expires_at(at);
         }
-        Ok(Confirmation::new(session).with_renewed(renewed))
+        let confirmation = Confirmation::new(session).with_renewed(renewed);
+        Ok(match verdict {
+            Some(verdict) => confirmation.with_verdict(verdict),
+            None => confirmation,
+        })
     }
 
     fn session(
@@ -324,6 +356,10 @@ fn error_from(status: reqwest::StatusCode, body: &[u8]) -> AuthError {
     let detail = format!("Stytch {code} {error_type} (request {request_id})");
     let kind = if SESSION_ENDED.contains(&(code, error_type)) {
         AuthErrorKind::SessionRevoked
+    } else if NOT_AUTHORIZED.contains(&(code, error_type)) {
+        AuthErrorKind::PermissionDenied
+    } else if (code, error_type) == TENANCY_MISMATCH {
+        AuthErrorKind::TenancyMismatch
     } else if error_type == "unauthorized_credentials" {
         AuthErrorKind::BadServerCredentials
     } else if code == 408 {
@@ -331,7 +367,9 @@ fn error_from(status: reqwest::StatusCode, body: &[u8]) -> AuthError {
     } else {
         AuthErrorKind::AuthorityUnavailable
     };
-    if kind == AuthErrorKind::SessionRevoked {
+    if matches!(kind, AuthErrorKind::PermissionDenied | AuthErrorKind::TenancyMismatch) {
+        tracing::debug!(status = code, error_type, request_id, "Stytch refused the authorization check");
+    } else if kind == AuthErrorKind::SessionRevoked {
         tracing::debug!(status = code, error_type, request_id, "Stytch: the session has ended");
     } else {
         tracing::warn!(status = code, error_type, request_id, ?kind, "Stytch refused the request");
@@ -341,7 +379,18 @@ fn error_from(status: reqwest::StatusCode, body: &[u8]) -> AuthError {
 
 impl super::Authority for StytchAuthority {
     fn authenticate<'a>(&'a self, credential: AuthorityCredential<'a>) -> AuthorityFuture<'a> {
-        Box::pin(self.call(credential))
+        Box::pin(self.call(credential, None))
+    }
+
+    /// `sessions/authenticate` with `authorization_check`: Stytch answers with a
+    /// `verdict`, or `403` when the session's roles (B2B: in that organization) do
+    /// not grant the action.
+    fn authenticate_authorized<'a>(
+        &'a self,
+        credential: AuthorityCredential<'a>,
+        check: &'a AuthorizationCheck,
+    ) -> AuthorityFuture<'a> {
+        Box::pin(self.call(credential, Some(check)))
     }
 
     /// `sessions/revoke` by the session's id (B2B: `member_session_id`); a session

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::challenge::{Challenge, DefaultChallenge};
 use crate::error::ConfigError;
-use crate::guard::policy::RbacPolicy;
+use crate::guard::context::SameContext;
+use crate::rbac::{RbacPolicy, RbacSource, StytchRbac};
 use crate::session::{FactorKind, Session};
 
 /// The `realm` of challenges unless [`GuardConfig::with_realm`] says otherwise.
@@ -38,11 +39,12 @@ pub struct GuardConfig {
     acr_levels: Vec<String>,
     factor_acr: HashMap<FactorKind, String>,
     secure_session_acr: Option<String>,
-    rbac: Option<Arc<RbacPolicy>>,
+    rbac: Option<RbacSource>,
     pub(crate) login_url: Option<String>,
     pub(crate) step_up_url: Option<String>,
     pub(crate) realm: String,
     pub(crate) challenge: Arc<dyn Challenge>,
+    same_context: SameContext,
 }
 
 impl Default for GuardConfig {
@@ -56,6 +58,7 @@ impl Default for GuardConfig {
             step_up_url: None,
             realm: DEFAULT_REALM.to_owned(),
             challenge: Arc::new(DefaultChallenge),
+            same_context: SameContext::default(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl std::fmt::Debug for GuardConfig {
             .field("login_url", &self.login_url)
             .field("step_up_url", &self.step_up_url)
             .field("realm", &self.realm)
+            .field("same_context", &self.same_context)
             .finish_non_exhaustive()
     }
 }
@@ -95,9 +99,30 @@ impl GuardConfig {
         self.secure_session_acr = Some(acr.into());
         self
     }
-    /// The role → permission policy for [`Requirement::permission`](crate::Requirement::permission).
+    /// The role → permission policy for [`Requirement::permission`](crate::Requirement::permission),
+    /// given in code (replaces one set before, also a [`with_stytch_rbac`](Self::with_stytch_rbac)).
     pub fn with_rbac_policy(mut self, policy: RbacPolicy) -> Self {
-        self.rbac = Some(Arc::new(policy));
+        self.rbac = Some(RbacSource::Fixed(Arc::new(policy)));
+        self
+    }
+    /// The Stytch project's own RBAC policy for
+    /// [`Requirement::permission`](crate::Requirement::permission), loaded from Stytch
+    /// when a guard first needs it and refreshed every 5 minutes (see [`StytchRbac`]);
+    /// replaces a policy set before.
+    ///
+    /// The layers built from one `GuardConfig` share the loaded policy.
+    ///
+    /// ```
+    /// use tower_stepup::{GuardConfig, StytchProject, StytchRbac};
+    ///
+    /// let project = StytchProject::consumer("project-test-6c20cd16-73d5-44f7-852c-9a7e7b2ccf62")?
+    ///     .with_secret("secret-test-…");
+    /// let config = GuardConfig::default().with_stytch_rbac(StytchRbac::new(&project)?);
+    /// assert!(config.validate().is_ok());
+    /// # Ok::<(), tower_stepup::ConfigError>(())
+    /// ```
+    pub fn with_stytch_rbac(mut self, rbac: StytchRbac) -> Self {
+        self.rbac = Some(RbacSource::Stytch(rbac.into_cache()));
         self
     }
     /// Where browsers without a valid session are sent (`303`, with `return_to`).
@@ -114,8 +139,17 @@ impl GuardConfig {
         self.step_up_url = Some(url.into());
         self
     }
+    /// How [`Requirement::same_context`](crate::Requirement::same_context) compares
+    /// a request with where its session began: prefix tolerance (default IPv4 `/24`,
+    /// IPv6 `/64`), trusted proxies (default none: `X-Forwarded-For` is ignored),
+    /// the mismatch hook. See [`SameContext`].
+    pub fn with_same_context(mut self, same_context: SameContext) -> Self {
+        self.same_context = same_context;
+        self
+    }
     /// Checks the settings (the login and step-up URLs must be a same-site path or
-    /// an absolute `https` URL, without query or fragment).
+    /// an absolute `https` URL, without query or fragment; the trusted proxies of
+    /// [`with_same_context`](Self::with_same_context) must parse, its prefixes fit).
     /// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) calls it; call
     /// it yourself only to check a configuration earlier.
     ///
@@ -126,13 +160,16 @@ impl GuardConfig {
     /// assert!(GuardConfig::default().with_login_url("//evil.example").validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(rbac) = &self.rbac {
+            rbac.check()?;
+        }
         if let Some(url) = &self.login_url {
             check_redirect_target("login URL", url)?;
         }
         if let Some(url) = &self.step_up_url {
             check_redirect_target("step-up URL", url)?;
         }
-        Ok(())
+        self.same_context.validate()
     }
     /// The `realm` of `WWW-Authenticate` challenges (default `api`), as
     /// [`ChallengeContext::realm`](crate::ChallengeContext::realm). Characters a header
@@ -219,14 +256,32 @@ impl GuardConfig {
             None => vec![level.to_owned()],
         }
     }
+    /// Every level a factor is mapped to with [`with_factor_acr`](Self::with_factor_acr).
+    pub(crate) fn factor_acr_levels(&self) -> impl Iterator<Item = &str> {
+        self.factor_acr.values().map(String::as_str)
+    }
     pub(crate) fn factor_acr(&self, kind: &FactorKind) -> Option<&str> {
         self.factor_acr.get(kind).map(String::as_str)
     }
     pub(crate) fn secure_session_acr(&self) -> Option<&str> {
         self.secure_session_acr.as_deref()
     }
-    pub(crate) fn rbac(&self) -> Option<&RbacPolicy> {
-        self.rbac.as_deref()
+    pub(crate) fn same_context(&self) -> &SameContext {
+        &self.same_context
+    }
+    pub(crate) fn rbac(&self) -> Option<&RbacSource> {
+        self.rbac.as_ref()
+    }
+    /// Whether one of `roles` may take `action` on `resource` by the policy loaded so
+    /// far; never without a policy.
+    pub(crate) fn rbac_allows(&self, roles: &[String], resource: &str, action: &str) -> bool {
+        match &self.rbac {
+            Some(RbacSource::Fixed(policy)) => policy.allows_any(roles, resource, action),
+            Some(source @ RbacSource::Stytch(_)) => {
+                source.current().is_some_and(|policy| policy.allows_any(roles, resource, action))
+            }
+            None => false,
+        }
     }
 }
 

@@ -107,6 +107,11 @@ impl<R: RequirementSpec, S: Send + Sync> FromRequestParts<S> for Require<R> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let unavailable =
+            super::permission::ensure_policy(R::requirement(), &parts.extensions, &parts.headers, &parts.uri);
+        if let Some(response) = unavailable.await {
+            return Err(response.map(axum::body::Body::from).into_response());
+        }
         check(R::requirement(), &parts.extensions, &parts.headers, &parts.uri)
             .map(|session| Require { session, requirement: PhantomData })
             .map_err(|response| response.map(axum::body::Body::from).into_response())

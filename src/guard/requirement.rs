@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::ConfigError;
 use crate::guard::config::GuardConfig;
+use crate::guard::context::{self, RequestContext, Verdict};
 use crate::rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 use crate::session::{FactorKind, Session};
 
@@ -29,11 +30,11 @@ use crate::session::{FactorKind, Session};
 /// ```
 #[derive(Clone)]
 pub struct Requirement {
-    node: Node,
+    pub(super) node: Node,
 }
 
 #[derive(Clone)]
-enum Node {
+pub(super) enum Node {
     Authenticated,
     Factor(FactorRule),
     AcrAtLeast(String),
@@ -45,6 +46,8 @@ enum Node {
         action: String,
     },
     SecureSession,
+    /// The request comes from where the session began (see `guard::context`).
+    SameContext,
     Predicate {
         description: Arc<str>,
         check: Arc<dyn Fn(&Session) -> bool + Send + Sync>,
@@ -58,10 +61,10 @@ enum Node {
 }
 
 #[derive(Clone, Debug)]
-struct FactorRule {
-    kind: FactorKind,
-    delivery_method: Option<String>,
-    within: Option<Duration>,
+pub(super) struct FactorRule {
+    pub(super) kind: FactorKind,
+    pub(super) delivery_method: Option<String>,
+    pub(super) within: Option<Duration>,
 }
 
 /// A factor requirement under construction: add [`within`](Self::within) or
@@ -157,9 +160,18 @@ impl Requirement {
     pub fn scope(scope: impl Into<String>) -> Self {
         Self { node: Node::Scope(scope.into()) }
     }
-    /// One of the session's roles grants `action` on `resource` in the
-    /// [`RbacPolicy`](crate::RbacPolicy) configured with
-    /// [`GuardConfig::with_rbac_policy`]. Failing it is `403`.
+    /// One of the session's roles grants `action` on `resource` in the RBAC policy
+    /// configured with [`GuardConfig::with_rbac_policy`] or
+    /// [`GuardConfig::with_stytch_rbac`], with Stytch's semantics: the resource id
+    /// must match exactly, `*` is a wildcard for actions only (see
+    /// [`RbacPolicy`](crate::RbacPolicy)). Failing it is `403`; without a policy it
+    /// always fails. A policy loaded from Stytch that could never be loaded makes
+    /// the guard answer `503` (fail closed).
+    ///
+    /// For Stytch B2B, also name the organization the route is about with
+    /// [`Guard::for_organization`](crate::Guard::for_organization): the session's
+    /// roles are roles in *its own* organization, so a member of another
+    /// organization must be refused before any role is looked at.
     pub fn permission(resource: impl Into<String>, action: impl Into<String>) -> Self {
         Self { node: Node::Permission { resource: resource.into(), action: action.into() } }
     }
@@ -167,6 +179,46 @@ impl Requirement {
     /// phone, WebAuthn / TOTP}, at least one of them used within the last hour.
     pub fn secure_session() -> Self {
         Self { node: Node::SecureSession }
+    }
+    /// The request comes from the context the session began in: the same network
+    /// (by default the same IPv4 `/24` or IPv6 `/64`) and the same `User-Agent` as
+    /// the issuer recorded (Stytch session `attributes`; for OIDC the claims named
+    /// with [`OidcProfile::with_ip_address_claim`](crate::OidcProfile::with_ip_address_claim)).
+    /// Configure the comparison, trusted proxies and a hook that is told of
+    /// mismatches with [`GuardConfig::with_same_context`].
+    ///
+    /// **Failing it** is a step-up the client can act on: `401` with an RFC 9470
+    /// `insufficient_user_authentication` challenge carrying `max_age="0"` (a new
+    /// authentication, now, from here: a session started in this context records
+    /// it), and `"context": ["ip_address", "user_agent"]` (what differed) in the
+    /// problem body; browsers go to the step-up page with `max_age=0`.
+    ///
+    /// **Fails closed**: a session that recorded no context (B2B member sessions
+    /// from Stytch's API, OIDC tokens without the configured claims, Stytch sessions
+    /// started without `attributes`) is asked to step up the same way, with
+    /// [`StepUpRequired::context`](crate::StepUpRequired::context) naming what was not recorded, unless
+    /// [`SameContext::allow_unrecorded`](crate::SameContext::allow_unrecorded). A request whose client
+    /// address is unknown (no `ConnectInfo`, or a trusted proxy that did not say) is
+    /// a server configuration error: `403` with
+    /// [`Forbidden::configuration_error`], logged, since no step-up would help.
+    /// Judged without a request ([`is_met`](Self::is_met)), it is never met.
+    ///
+    /// ```
+    /// use tower_stepup::{Factor, FactorKind, GuardConfig, RequestContext, Requirement, Session, SessionAttributes};
+    ///
+    /// let began = SessionAttributes::new().with_ip_address("198.51.100.4".parse().unwrap()).with_user_agent("UA/1");
+    /// let session = Session::builder("user-1", "stytch.com/project-1").attributes(began).build();
+    /// let config = GuardConfig::default();
+    /// let now = std::time::SystemTime::now();
+    /// let same = Requirement::same_context();
+    /// let here = RequestContext::new(Some("198.51.100.77".parse().unwrap()), Some("UA/1"));
+    /// let elsewhere = RequestContext::new(Some("203.0.113.9".parse().unwrap()), Some("UA/1"));
+    /// assert!(same.is_met_in(&session, &config, &here, now));
+    /// assert!(!same.is_met_in(&session, &config, &elsewhere, now));
+    /// assert!(!same.is_met(&session, &config, now), "no request: never met");
+    /// ```
+    pub fn same_context() -> Self {
+        Self { node: Node::SameContext }
     }
     /// A custom check. Failing it is `403`; `description` explains it in challenges
     /// and logs.
@@ -274,22 +326,69 @@ impl Requirement {
         Self { node: make(nodes) }
     }
 
-    /// Whether `session` meets the requirement at time `now`.
-    pub fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
-        self.node.is_met(session, config, now)
+    /// Whether judging this requirement needs the RBAC policy (it has a
+    /// [`permission`](Self::permission) somewhere).
+    pub(crate) fn needs_policy(&self) -> bool {
+        self.node.needs_policy()
     }
 
-    /// Why `session` falls short; `None` when it does not.
+    /// Whether `session` meets the requirement at time `now`, judged without a
+    /// request ([`same_context`](Self::same_context) is never met; see
+    /// [`is_met_in`](Self::is_met_in)).
+    pub fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
+        self.node.is_met(session, config, None, now)
+    }
+
+    /// Whether `session`, used by a request from `request`, meets the requirement at
+    /// time `now` (what guards judge).
+    pub fn is_met_in(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: &RequestContext<'_>,
+        now: SystemTime,
+    ) -> bool {
+        self.node.is_met(session, config, Some(request), now)
+    }
+
+    /// Why `session` falls short, judged without a request; `None` when it does not.
     pub fn shortfall(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> Option<Shortfall> {
-        if self.is_met(session, config, now) {
+        self.shortfall_of(session, config, None, now)
+    }
+
+    /// Why `session`, used by a request from `request`, falls short; `None` when it
+    /// does not.
+    pub fn shortfall_in(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: &RequestContext<'_>,
+        now: SystemTime,
+    ) -> Option<Shortfall> {
+        self.shortfall_of(session, config, Some(request), now)
+    }
+
+    fn shortfall_of(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> Option<Shortfall> {
+        if self.node.is_met(session, config, request, now) {
             return None;
         }
-        Some(self.node.explain(session, config, now))
+        Some(self.node.explain(session, config, request, now))
     }
 
-    /// The refusal for `session` now, if it falls short.
-    pub(crate) fn judge(&self, session: &Session, config: &GuardConfig) -> Option<Rejection> {
-        self.shortfall(session, config, SystemTime::now()).map(Shortfall::into_rejection)
+    /// The refusal for `session` now, used from `request`, if it falls short.
+    pub(crate) fn judge(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: &RequestContext<'_>,
+    ) -> Option<Rejection> {
+        self.shortfall_of(session, config, Some(request), SystemTime::now()).map(Shortfall::into_rejection)
     }
 }
 
@@ -321,6 +420,7 @@ impl fmt::Debug for Node {
                 f.debug_struct("Permission").field("resource", resource).field("action", action).finish()
             }
             Self::SecureSession => f.write_str("SecureSession"),
+            Self::SameContext => f.write_str("SameContext"),
             Self::Predicate { description, .. } => f.debug_tuple("Predicate").field(description).finish(),
             Self::All(nodes) => f.debug_tuple("All").field(nodes).finish(),
             Self::Any(nodes) => f.debug_tuple("Any").field(nodes).finish(),
@@ -347,10 +447,27 @@ fn within(at: Option<SystemTime>, max: Option<Duration>, now: SystemTime) -> boo
     }
 }
 
+const CLIENT_UNKNOWN: &str = "Requirement::same_context: the client address is unknown (serve with \
+     `into_make_service_with_connect_info`, and check the trusted proxies)";
+
 const SECURE_SESSION_RECENCY: Duration = Duration::from_secs(3600);
 
 impl Node {
-    fn is_met(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> bool {
+    fn needs_policy(&self) -> bool {
+        match self {
+            Self::Permission { .. } => true,
+            Self::All(nodes) | Self::Any(nodes) => nodes.iter().any(Node::needs_policy),
+            _ => false,
+        }
+    }
+
+    fn is_met(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> bool {
         match self {
             Self::Authenticated => true,
             Self::Factor(rule) => session.factors().iter().any(|factor| {
@@ -366,19 +483,25 @@ impl Node {
             Self::MaxAge(max_age) => within(session.auth_time(), Some(*max_age), now),
             Self::Role(role) => session.has_role(role),
             Self::Scope(scope) => session.has_scope(scope),
-            Self::Permission { resource, action } => config
-                .rbac()
-                .is_some_and(|policy| session.roles().iter().any(|role| policy.allows(role, resource, action))),
+            Self::Permission { resource, action } => config.rbac_allows(session.roles(), resource, action),
             Self::SecureSession => secure_session(session, now),
+            Self::SameContext => request
+                .is_some_and(|request| context::compare(session, request, config.same_context()) == Verdict::Same),
             Self::Predicate { check, .. } => check(session),
-            Self::All(nodes) => nodes.iter().all(|n| n.is_met(session, config, now)),
-            Self::Any(nodes) => nodes.iter().any(|n| n.is_met(session, config, now)),
+            Self::All(nodes) => nodes.iter().all(|n| n.is_met(session, config, request, now)),
+            Self::Any(nodes) => nodes.iter().any(|n| n.is_met(session, config, request, now)),
             Self::Misconfigured(_) => false,
         }
     }
 
     /// Explains a failing node. Only called on the (allocating) failure path.
-    fn explain(&self, session: &Session, config: &GuardConfig, now: SystemTime) -> Shortfall {
+    fn explain(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> Shortfall {
         let step_up = |s: StepUpRequired| Shortfall { step_up: Some(s), forbidden: None };
         let forbidden = |f: Forbidden| Shortfall { step_up: None, forbidden: Some(f) };
         match self {
@@ -387,6 +510,7 @@ impl Node {
                 acr_values: config.factor_acr(&rule.kind).map(str::to_owned).into_iter().collect(),
                 max_age: rule.within,
                 factors: vec![rule.kind.clone()],
+                ..StepUpRequired::default()
             }),
             Self::AcrAtLeast(level) => {
                 step_up(StepUpRequired { acr_values: config.acr_values_from(level), ..StepUpRequired::default() })
@@ -395,8 +519,26 @@ impl Node {
             Self::SecureSession => step_up(StepUpRequired {
                 acr_values: config.secure_session_acr().map(str::to_owned).into_iter().collect(),
                 max_age: Some(SECURE_SESSION_RECENCY),
-                factors: Vec::new(),
+                ..StepUpRequired::default()
             }),
+            Self::SameContext => match request.map(|request| context::compare(session, request, config.same_context()))
+            {
+                // A new authentication, now, from here: a session started in this
+                // context records it.
+                Some(Verdict::Differs { differs, .. }) => step_up(StepUpRequired {
+                    max_age: Some(Duration::ZERO),
+                    context: differs.into_iter().map(str::to_owned).collect(),
+                    ..StepUpRequired::default()
+                }),
+                Some(Verdict::Same) => Shortfall::default(),
+                Some(Verdict::ClientUnknown) | None => {
+                    tracing::error!("same_context: the client address is unknown (serve with ConnectInfo, or check the trusted proxies)");
+                    forbidden(Forbidden {
+                        configuration_error: Some(CLIENT_UNKNOWN.to_owned()),
+                        ..Forbidden::default()
+                    })
+                }
+            },
             Self::Role(role) => forbidden(Forbidden { roles: vec![role.clone()], ..Forbidden::default() }),
             Self::Scope(scope) => forbidden(Forbidden { scopes: vec![scope.clone()], ..Forbidden::default() }),
             Self::Permission { resource, action } => {
@@ -411,8 +553,8 @@ impl Node {
             Self::All(nodes) => {
                 // Authorization first: a step-up cannot grant a missing role.
                 let mut out = Shortfall::default();
-                for node in nodes.iter().filter(|n| !n.is_met(session, config, now)) {
-                    let part = node.explain(session, config, now);
+                for node in nodes.iter().filter(|n| !n.is_met(session, config, request, now)) {
+                    let part = node.explain(session, config, request, now);
                     out.merge(part);
                 }
                 if out.forbidden.is_some() {
@@ -422,7 +564,7 @@ impl Node {
             }
             Self::Any(nodes) => {
                 // Any branch a step-up can cure is enough: offer those.
-                let parts: Vec<Shortfall> = nodes.iter().map(|n| n.explain(session, config, now)).collect();
+                let parts: Vec<Shortfall> = nodes.iter().map(|n| n.explain(session, config, request, now)).collect();
                 let curable = parts.iter().any(|p| p.forbidden.is_none() && p.step_up.is_some());
                 let mut out = Shortfall::default();
                 for part in parts {

@@ -111,4 +111,41 @@ pub(crate) fn strings(value: Value, name: &'static str) -> Result<Vec<String>, A
 pub trait ClaimProfile: Send + Sync + 'static {
     /// Builds the session.
     fn session(&self, claims: VerifiedClaims) -> Result<Session, AuthError>;
+
+    /// Builds the session from claims the issuer itself answered for an opaque token
+    /// (an RFC 7662 introspection response), rather than from a signed token.
+    /// Default: [`session`](Self::session).
+    ///
+    /// The layer calls it for the answers of an
+    /// [`IntrospectionAuthority`](crate::IntrospectionAuthority) that has no profile
+    /// of its own, so one profile shapes every session of the layer. Override it
+    /// when the answer's claims differ from the token's: [`OidcProfile::rfc9068`]
+    /// does not require there the claims RFC 9068 makes mandatory in a JWT (`jti`,
+    /// `iat`, `client_id` are optional in RFC 7662).
+    ///
+    /// Sessions renewed by a Stytch authority never come here: their new session
+    /// JWT is verified like any other, through [`session`](Self::session).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_stepup::{AuthError, ClaimProfile, Session, VerifiedClaims};
+    ///
+    /// /// Tokens carry `groups`; introspection answers call them `roles`.
+    /// struct Groups;
+    ///
+    /// impl ClaimProfile for Groups {
+    ///     fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+    ///         let groups = claims.take_strings("groups")?;
+    ///         Ok(claims.session_builder().roles(groups).build())
+    ///     }
+    ///     fn introspected(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+    ///         let roles = claims.take_strings("roles")?;
+    ///         Ok(claims.session_builder().roles(roles).build())
+    ///     }
+    /// }
+    /// ```
+    fn introspected(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
+        self.session(claims)
+    }
 }

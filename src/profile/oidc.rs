@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{ClaimProfile, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::session::{Factor, FactorKind, Session};
+use crate::session::{Factor, FactorKind, Session, SessionAttributes};
 use crate::verify::{numeric_date, secs_to_time};
 
 /// Reads standard claims: `acr`, `amr` (also mapped to [`Factor`]s, authenticated at
@@ -34,11 +34,13 @@ use crate::verify::{numeric_date, secs_to_time};
 pub struct OidcProfile {
     require_rfc9068: bool,
     roles_claim: String,
+    ip_address_claim: Option<String>,
+    user_agent_claim: Option<String>,
 }
 
 impl Default for OidcProfile {
     fn default() -> Self {
-        Self { require_rfc9068: false, roles_claim: "roles".to_owned() }
+        Self { require_rfc9068: false, roles_claim: "roles".to_owned(), ip_address_claim: None, user_agent_claim: None }
     }
 }
 
@@ -61,6 +63,48 @@ impl OidcProfile {
     }
 }
 
+impl OidcProfile {
+    /// Reads where the session began from this claim: a string with the client's IP
+    /// address when the user logged in (e.g. a Keycloak "user session note" mapper
+    /// for `clientAddress`, or an Auth0 action adding `https://example.com/ip`), for
+    /// [`Requirement::same_context`](crate::Requirement::same_context). The claim is
+    /// removed from the custom claims. Default: none (OIDC has no standard claim for
+    /// it, so sessions record no address and `same_context` refuses them).
+    ///
+    /// ```
+    /// use tower_stepup::OidcProfile;
+    ///
+    /// let profile = OidcProfile::rfc9068()
+    ///     .with_ip_address_claim("https://example.com/login_ip")
+    ///     .with_user_agent_claim("https://example.com/login_ua");
+    /// # let _ = profile;
+    /// ```
+    #[must_use]
+    pub fn with_ip_address_claim(mut self, claim: impl Into<String>) -> Self {
+        self.ip_address_claim = Some(claim.into());
+        self
+    }
+    /// Reads the user agent the session began with from this claim (a string); see
+    /// [`with_ip_address_claim`](Self::with_ip_address_claim).
+    #[must_use]
+    pub fn with_user_agent_claim(mut self, claim: impl Into<String>) -> Self {
+        self.user_agent_claim = Some(claim.into());
+        self
+    }
+    /// Takes the configured context claims out of `claims`.
+    fn attributes(&self, claims: &mut VerifiedClaims) -> SessionAttributes {
+        let mut take = |name: &Option<String>| match name.as_ref().and_then(|name| claims.other.remove(name)) {
+            Some(Value::String(value)) => Some(value),
+            // Another type is "not recorded", never a match: fail closed on the
+            // routes that ask, without refusing the session on the others.
+            _ => None,
+        };
+        let ip = take(&self.ip_address_claim);
+        let user_agent = take(&self.user_agent_claim);
+        SessionAttributes::from_wire(ip.as_deref(), user_agent.as_deref())
+    }
+}
+
 /// The factor an RFC 8176 `amr` value stands for, if it stands for one.
 pub(crate) fn amr_factor(amr: &str) -> Option<Factor> {
     Some(match amr {
@@ -75,7 +119,19 @@ pub(crate) fn amr_factor(amr: &str) -> Option<Factor> {
 }
 
 impl ClaimProfile for OidcProfile {
-    fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
+    fn session(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
+        self.read(claims, self.require_rfc9068)
+    }
+
+    /// As [`session`](Self::session), without the RFC 9068 requirements: `jti`,
+    /// `iat` and `client_id` are optional in an introspection answer (RFC 7662).
+    fn introspected(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
+        self.read(claims, false)
+    }
+}
+
+impl OidcProfile {
+    fn read(&self, mut claims: VerifiedClaims, require_rfc9068: bool) -> Result<Session, AuthError> {
         let acr = claims.take_string("acr")?;
         let amr = claims.take_strings("amr")?;
         // A NumericDate like `exp` (fractions dropped); `null` reads as absent. Whether
@@ -100,9 +156,10 @@ impl ClaimProfile for OidcProfile {
             Some(Value::String(role)) => vec![role],
             Some(value) => super::strings(value, "roles")?,
         };
+        let attributes = self.attributes(&mut claims);
         let session_id = claims.take_string("sid")?;
         let client_id = claims.take_string("client_id")?;
-        if self.require_rfc9068 {
+        if require_rfc9068 {
             for (present, name) in [
                 (client_id.is_some(), "client_id"),
                 (claims.issued_at.is_some(), "iat"),
@@ -122,7 +179,8 @@ impl ClaimProfile for OidcProfile {
             })
             .collect();
 
-        let mut builder = claims.session_builder().factors(factors).amr(amr).roles(roles).scopes(scopes);
+        let mut builder =
+            claims.session_builder().factors(factors).amr(amr).roles(roles).scopes(scopes).attributes(attributes);
         if let Some(acr) = acr {
             builder = builder.acr(acr);
         }

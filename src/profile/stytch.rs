@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{ClaimProfile, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::session::{Factor, FactorKind, Organization, Session, SessionBuilder};
+use crate::session::{Factor, FactorKind, Organization, Session, SessionAttributes, SessionBuilder};
 
 const SESSION_CLAIM: &str = "https://stytch.com/session";
 const ORGANIZATION_CLAIM: &str = "https://stytch.com/organization";
@@ -71,6 +71,10 @@ pub(crate) struct StytchSessionObject {
     #[serde(default)]
     roles: Vec<String>,
     pub(crate) custom_claims: Option<Value>,
+    /// `{ip_address, user_agent}`: consumer sessions (claim and API answer); B2B
+    /// member sessions from the API carry none.
+    #[serde(default)]
+    attributes: Value,
 }
 
 impl StytchSessionObject {
@@ -82,7 +86,8 @@ impl StytchSessionObject {
         if let Some(at) = factors.iter().filter_map(|f| f.last_authenticated_at).max() {
             builder = builder.auth_time(at);
         }
-        builder = builder.session_id(self.id).factors(factors).roles(self.roles);
+        builder =
+            builder.session_id(self.id).factors(factors).roles(self.roles).attributes(attributes(&self.attributes));
         if let Some(at) = optional_time(self.started_at.as_deref())? {
             builder = builder.started_at(at);
         }
@@ -132,6 +137,14 @@ impl ClaimProfile for StytchProfile {
     }
 }
 
+/// Stytch's session `attributes`. Read leniently: a malformed member is "not
+/// recorded", which no context requirement accepts, rather than a refused session
+/// on routes that never look at it.
+fn attributes(raw: &Value) -> SessionAttributes {
+    let member = |name| raw.get(name).and_then(Value::as_str);
+    SessionAttributes::from_wire(member("ip_address"), member("user_agent"))
+}
+
 fn optional_time(value: Option<&str>) -> Result<Option<SystemTime>, AuthError> {
     value.map(parse_rfc3339).transpose()
 }
@@ -176,6 +189,7 @@ mod tests {
             other: serde_json::json!({
                 SESSION_CLAIM: {
                     "id": "session-1",
+                    "attributes": {"ip_address": "203.0.113.7", "user_agent": ""},
                     "authentication_factors": [
                         {"type": "password", "delivery_method": "knowledge", "last_authenticated_at": "2026-01-01T10:00:00Z"},
                         {"type": "totp", "delivery_method": "authenticator_app", "last_authenticated_at": "2026-01-01T10:05:00Z"},
@@ -190,6 +204,8 @@ mod tests {
         let session = StytchProfile::new().session(claims).unwrap();
         assert_eq!(session.auth_time(), Some(parse_rfc3339("2026-01-01T10:05:00Z").unwrap()));
         assert_eq!(session.factors()[2].kind, FactorKind::parse("brand_new_factor"));
+        assert_eq!(session.attributes().ip_address, "203.0.113.7".parse().ok());
+        assert_eq!(session.attributes().user_agent, None, "an empty user agent is not recorded");
         assert_eq!(session.session_expires_at(), Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));
     }
 }

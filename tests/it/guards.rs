@@ -482,7 +482,12 @@ const STYTCH_POLICY: &str = r#"{
   "status_code": 200,
   "policy": {
     "roles": [
-      {"role_id": "stytch_admin", "description": "", "permissions": [{"resource_id": "*", "actions": ["*"]}]},
+      {"role_id": "stytch_admin", "description": "", "permissions": [
+        {"resource_id": "documents", "actions": ["*"]},
+        {"resource_id": "images", "actions": ["*"]},
+        {"resource_id": "billing", "actions": ["*"]}
+      ]},
+      {"role_id": "root", "description": "", "permissions": [{"resource_id": "*", "actions": ["*"]}]},
       {"role_id": "editor", "description": "", "permissions": [
         {"resource_id": "documents", "actions": ["read", "write"]},
         {"resource_id": "images", "actions": ["*"]}
@@ -515,17 +520,18 @@ async fn permissions_from_rbac_policies() {
     let editor = issuer.stytch_session().role("editor").mint();
     let admin = issuer.stytch_session().roles(["stytch_admin"]).mint();
     let nobody = issuer.stytch_session().roles(["nobody"]).mint();
+    let root = issuer.stytch_session().roles(["root"]).mint();
 
-    let table: [(&str, [bool; 4]); 5] = [
-        // path               user   editor admin  nobody
-        ("/documents/read", [true, true, true, false]),
-        ("/documents/write", [false, true, true, false]),
-        ("/documents/delete", [false, false, true, false]),
-        ("/images/delete", [false, true, true, false]), // action wildcard
-        ("/billing/read", [false, false, true, false]), // resource wildcard
+    let table: [(&str, [bool; 5]); 5] = [
+        // path               user   editor admin  nobody root
+        ("/documents/read", [true, true, true, false, false]),
+        ("/documents/write", [false, true, true, false, false]),
+        ("/documents/delete", [false, false, true, false, false]),
+        ("/images/delete", [false, true, true, false, false]), // action wildcard
+        ("/billing/read", [false, false, true, false, false]), // `*` is no resource wildcard (Stytch)
     ];
     for (path, allowed) in table {
-        for (token, allowed) in [&user, &editor, &admin, &nobody].into_iter().zip(allowed) {
+        for (token, allowed) in [&user, &editor, &admin, &nobody, &root].into_iter().zip(allowed) {
             let seen = fetch(&base, path, Cred::Bearer(token), None).await;
             if allowed {
                 seen.ok();
@@ -539,7 +545,11 @@ async fn permissions_from_rbac_policies() {
     assert_eq!(problem["status"], json!(403));
 
     // A policy built in code, with OIDC roles.
-    let policy = RbacPolicy::new().grant("ops", "*", ["read"]).grant("writer", "documents", ["*"]);
+    let policy = RbacPolicy::new()
+        .grant("ops", "billing", ["read"])
+        .grant("ops", "documents", ["read"])
+        .grant("writer", "documents", ["*"])
+        .grant("everything", "*", ["*"]);
     let base = serve(routes().layer(oidc_layer(&issuer, GuardConfig::default().with_rbac_policy(policy)).await)).await;
     let ops = issuer.access_token().role("ops").mint();
     let writer = issuer.access_token().role("writer").mint();
@@ -548,6 +558,8 @@ async fn permissions_from_rbac_policies() {
     fetch(&base, "/documents/write", Cred::Bearer(&ops), None).await.challenged(403, &forbidden_header(None));
     fetch(&base, "/documents/delete", Cred::Bearer(&writer), None).await.ok();
     fetch(&base, "/images/delete", Cred::Bearer(&writer), None).await.challenged(403, &forbidden_header(None));
+    let everything = issuer.access_token().role("everything").mint();
+    fetch(&base, "/billing/read", Cred::Bearer(&everything), None).await.challenged(403, &forbidden_header(None));
 
     // No policy configured: no permission is ever granted.
     let base = serve(routes().layer(stytch_layer(&issuer, GuardConfig::default()).await)).await;

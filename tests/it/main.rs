@@ -4,11 +4,15 @@ mod common;
 
 mod authority;
 mod challenges;
+mod context;
 mod control;
+mod fallback;
 mod guards;
 mod interop_oidc;
+mod interop_stytch;
 mod jwks;
 mod lifecycle;
+mod rbac;
 mod requirements;
 mod resource_server;
 mod smoke;

@@ -103,6 +103,23 @@ fn valid_email(email: &str) -> bool {
         && email.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
 }
 
+/// The `attributes` the app passes (`ip_address`, `user_agent` of its user): what
+/// a session started by this call records. Stytch knows nothing of the user's
+/// browser but what the app tells it, so without them both are empty.
+fn attributes_of(body: &serde_json::Map<String, Value>) -> Result<Value, Rejected> {
+    let given = match body.get("attributes") {
+        None | Some(Value::Null) => return Ok(json!({ "ip_address": "", "user_agent": "" })),
+        Some(Value::Object(given)) => given,
+        Some(_) => return Err(bad_request("attributes must be an object.")),
+    };
+    let member = |name: &str| match given.get(name) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(value)) => Ok(value.as_str()),
+        Some(_) => Err(bad_request::<Rejected>("attributes members must be strings.")),
+    };
+    Ok(json!({ "ip_address": member("ip_address")?, "user_agent": member("user_agent")? }))
+}
+
 /// Six random digits.
 fn new_code() -> String {
     format!("{:06}", u32::from_le_bytes(random_bytes::<4>()) % 1_000_000)
@@ -202,9 +219,10 @@ pub(super) async fn authenticate(State(shared): AppState, headers: HeaderMap, bo
         } else {
             None
         };
-        Ok::<_, Rejected>((method_id.to_owned(), code.to_owned(), minutes, claims, session))
+        let attributes = attributes_of(&body)?;
+        Ok::<_, Rejected>((method_id.to_owned(), code.to_owned(), minutes, claims, session, attributes))
     })();
-    let (method_id, code, minutes, claims, session) = match parsed {
+    let (method_id, code, minutes, claims, session, attributes) = match parsed {
         Ok(parsed) => parsed,
         Err(response) => return *response,
     };
@@ -244,6 +262,7 @@ pub(super) async fn authenticate(State(shared): AppState, headers: HeaderMap, bo
             let mut record =
                 SessionRecord::new(&user_id, vec![StoredFactor::new(DevFactor::email_otp())], lifetime, None);
             record.custom_claims.extend(claims.into_iter().flatten().filter(|(_, v)| !v.is_null()));
+            record.attributes = attributes;
             lock(&shared.sessions).insert(record.clone());
             record
         }),
