@@ -111,7 +111,10 @@ pub(crate) async fn app(issuer: &DevIssuer) -> Result<Router, Box<dyn Error>> {
     let money = second_factor().and(Requirement::same_context());
     let state = Demo { issuer: issuer.clone(), stytch: Stytch::new(issuer) };
     let csrf = CsrfLayer::new().with_rejection_response(|_| {
-        let body = page("Refused", "<p>This form was sent from another site: refused (CSRF protection).</p>");
+        let body = page(
+            "Refused",
+            r#"<p id="csrf-refused">This form was sent from another site: refused (CSRF protection).</p>"#,
+        );
         (StatusCode::FORBIDDEN, body).into_response()
     });
     Ok(Router::new()
@@ -199,7 +202,7 @@ async fn sign_in_page(Query(query): Query<ReturnTo>) -> Html<String> {
 }
 
 fn sign_in_form(return_to: Option<&str>, error: Option<&str>) -> Html<String> {
-    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, esc(e))).unwrap_or_default();
+    let error = error.map(|e| format!(r#"<p class="error" id="error">{}</p>"#, esc(e))).unwrap_or_default();
     page(
         "Sign in",
         &format!(
@@ -247,7 +250,7 @@ async fn code_page(State(demo): State<Demo>, Query(query): Query<CodeQuery>) -> 
 }
 
 fn code_form(demo: &Demo, query: &CodeQuery, error: Option<&str>) -> Html<String> {
-    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, esc(e))).unwrap_or_default();
+    let error = error.map(|e| format!(r#"<p class="error" id="error">{}</p>"#, esc(e))).unwrap_or_default();
     let sent = demo.issuer.sent_email_otp(&query.email).map_or_else(
         || "<p class=\"dev\">Dev mode: no live code for this address; go back and ask for one.</p>".to_owned(),
         |code| format!(r#"<p class="dev">Dev mode: the code mailed to you is <code id="dev-code">{code}</code></p>"#),
@@ -322,7 +325,7 @@ async fn dashboard(control: SessionControl, Query(notice): Query<Notice>) -> Htm
     }
     let _ = write!(
         body,
-        r#"<p>Signed in as <code id="user">{}</code>, session <code>{}</code>.</p>
+        r#"<p>Signed in as <code id="user">{}</code>, session <code id="session-id">{}</code>.</p>
 <h2>How you signed in</h2><table id="factors"><tr><th>Factor</th><th>Delivered by</th><th>Used</th></tr>"#,
         esc(session.subject()),
         esc(session.session_id().unwrap_or("?")),
@@ -421,7 +424,7 @@ To do this from here, sign in again.</p><p><a href="{}" id="sign-in-again">Sign 
 }
 
 fn step_up_form(return_to: Option<&str>, error: Option<&str>) -> Html<String> {
-    let error = error.map(|e| format!(r#"<p class="error">{}</p>"#, esc(e))).unwrap_or_default();
+    let error = error.map(|e| format!(r#"<p class="error" id="error">{}</p>"#, esc(e))).unwrap_or_default();
     page(
         "Confirm it's you",
         &format!(

@@ -3,6 +3,7 @@
 mod common;
 
 mod authority;
+mod browser;
 mod challenges;
 mod context;
 mod control;
