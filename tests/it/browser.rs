@@ -256,11 +256,12 @@ async fn the_demo_in_chromium() {
     let step_up = location(&browser).await;
     assert!(step_up.starts_with("/step-up?return_to=%2Fsettings"), "{step_up}");
     assert_eq!(text(&browser, "dev-totp").await, DEV_TOTP_CODE);
+    fill(&browser, "code", DEV_TOTP_CODE).await;
+    shots.take(&browser, "step-up").await;
     fill(&browser, "code", "123456").await;
     click(&browser, "verify").await;
     assert!(text(&browser, "error").await.contains("could not be found"), "a wrong code is refused");
     fill(&browser, "code", DEV_TOTP_CODE).await;
-    shots.take(&browser, "step-up").await;
     click(&browser, "verify").await;
     assert!(text(&browser, "allowed").await.starts_with("Allowed"));
     assert_eq!(location(&browser).await, "/settings");

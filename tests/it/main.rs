@@ -16,6 +16,7 @@ mod lifecycle;
 mod rbac;
 mod requirements;
 mod resource_server;
+mod sign_in;
 mod smoke;
 mod tower_service;
 mod verification;
