@@ -153,14 +153,14 @@ async fn sign_in(browser: &Client, app: &str, email: &str, shots: Option<&mut Sc
     );
     fill(browser, "email", email).await;
     let mut shots = shots;
-    if let Some(shots) = shots.as_deref_mut() {
+    if let Some(shots) = &mut shots {
         shots.take(browser, "sign-in").await;
     }
     click(browser, "send-code").await;
     let code = text(browser, "dev-code").await;
     assert_eq!(code.len(), 6, "the page shows the six-digit code: {code:?}");
     fill(browser, "code", &code).await;
-    if let Some(shots) = shots.as_deref_mut() {
+    if let Some(shots) = &mut shots {
         shots.take(browser, "code").await;
     }
     click(browser, "sign-in").await;
@@ -318,43 +318,48 @@ async fn the_demo_in_chromium() {
         assert!(location(&browser).await.starts_with("/sign-in?"), "{path} with the revoked session's cookies");
     }
 
+    stale_cookies_are_signed_out(&browser, &app, &issuer, email).await;
+    browser.close().await.expect("close the browser");
+}
+
+/// Cookies that no longer name a live session, in the browser: a tampered JWT, a
+/// lapsed JWT of a session that expired, a returning browser's expired session.
+async fn stale_cookies_are_signed_out(browser: &Client, app: &str, issuer: &DevIssuer, email: &str) {
     // A tampered JWT cookie (next to a good session token) is treated as signed out.
     browser.delete_all_cookies().await.expect("clear cookies");
-    sign_in(&browser, &app, email, None).await;
-    let mut jwt = session_cookie(&browser, "stytch_session_jwt").await;
+    sign_in(browser, app, email, None).await;
+    let mut jwt = session_cookie(browser, "stytch_session_jwt").await;
     let value = jwt.value().to_owned();
     let flipped = if value.ends_with('A') { 'B' } else { 'A' };
     jwt.set_value(format!("{}{flipped}", &value[..value.len() - 1]));
     browser.add_cookie(jwt).await.expect("tampered cookie");
-    open(&browser, &format!("{app}/dashboard")).await;
-    assert!(location(&browser).await.starts_with("/sign-in?"), "a tampered cookie is signed out");
+    open(browser, &format!("{app}/dashboard")).await;
+    assert!(location(browser).await.starts_with("/sign-in?"), "a tampered cookie is signed out");
 
     // A lapsed JWT cookie is renewed by the issuer while its session lives
     // (Stytch's rule): once the session expired there, it is signed out.
     browser.delete_all_cookies().await.expect("clear cookies");
-    let session_id = sign_in(&browser, &app, email, None).await;
-    let user = text(&browser, "user").await;
+    let session_id = sign_in(browser, app, email, None).await;
+    let user = text(browser, "user").await;
     assert!(issuer.expire_session(&session_id));
     browser.delete_all_cookies().await.expect("drop the session cookies");
-    browser.add_cookie(app_cookie("stytch_session_jwt", expired_jwt(&issuer, &user, &session_id))).await.unwrap();
-    open(&browser, &format!("{app}/dashboard")).await;
-    assert!(location(&browser).await.starts_with("/sign-in?"), "an expired JWT of an expired session is signed out");
+    browser.add_cookie(app_cookie("stytch_session_jwt", expired_jwt(issuer, &user, &session_id))).await.unwrap();
+    open(browser, &format!("{app}/dashboard")).await;
+    assert!(location(browser).await.starts_with("/sign-in?"), "an expired JWT of an expired session is signed out");
 
     // A browser back with the cookies of a session that expired at the issuer
     // (the JWT lapsed; the session token asks the issuer, which says it is gone).
     browser.delete_all_cookies().await.expect("clear cookies");
-    open(&browser, &format!("{app}/sign-in")).await;
-    let lapsed = sign_in_elsewhere(&issuer, "grace@example.com").await;
+    open(browser, &format!("{app}/sign-in")).await;
+    let lapsed = sign_in_elsewhere(issuer, "grace@example.com").await;
     let (user, lapsed_id) = (lapsed["user_id"].as_str().unwrap(), lapsed["session"]["session_id"].as_str().unwrap());
     assert!(issuer.expire_session(lapsed_id));
-    browser.add_cookie(app_cookie("stytch_session_jwt", expired_jwt(&issuer, user, lapsed_id))).await.unwrap();
+    browser.add_cookie(app_cookie("stytch_session_jwt", expired_jwt(issuer, user, lapsed_id))).await.unwrap();
     browser
         .add_cookie(app_cookie("stytch_session", lapsed["session_token"].as_str().unwrap().to_owned()))
         .await
         .unwrap();
-    open(&browser, &format!("{app}/dashboard")).await;
-    assert!(location(&browser).await.starts_with("/sign-in?"), "an expired session is signed out");
+    open(browser, &format!("{app}/dashboard")).await;
+    assert!(location(browser).await.starts_with("/sign-in?"), "an expired session is signed out");
     assert!(browser.get_named_cookie("stytch_session").await.is_err(), "and its cookies are cleared");
-
-    browser.close().await.expect("close the browser");
 }
