@@ -165,7 +165,8 @@ pub use extract::SessionRejection;
 pub use future::SessionFuture;
 pub use guard::{
     ContextMismatch, Dialect, FactorRequirement, FindingKind, Guard, GuardBody, GuardConfig, GuardFuture, GuardService,
-    OrganizationScope, RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX,
+    OrganizationScope, RequestContext, Requirement, RequirementFinding, SameContext, DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
 };
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
