@@ -11,8 +11,8 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use tower_stepup::{
-    AuthErrorKind, Authority as _, AuthorityCredential, Factor, FactorKind, Organization, Session, StytchAuthority,
-    StytchProject, TokenKind,
+    AuthErrorKind, Authority as _, AuthorityCredential, Factor, FactorKind, Organization, Session, SessionAttributes,
+    StytchAuthority, StytchProject, TokenKind,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig};
 
@@ -66,19 +66,24 @@ async fn consumer_authenticate_response_becomes_the_expected_session() -> TestRe
     let confirmed =
         authority.authenticate(AuthorityCredential::Opaque("mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q")).await?;
 
-    let expected =
-        Session::builder("user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6", format!("stytch.com/{DOC_PROJECT}"))
-            .audience(vec![DOC_PROJECT.to_owned()])
-            .token_kind(TokenKind::Opaque)
-            .session_id("session-test-fe6c042b-6286-479f-8a4f-b046a6c46509")
-            .factors(vec![factor(&raw["authentication_factors"][0])])
-            .auth_time(at("2021-08-09T07:41:52Z"))
-            .roles(vec!["stytch_user".to_owned()])
-            .started_at(at("2021-08-09T07:41:52Z"))
-            .last_accessed_at(at("2021-08-09T07:41:52Z"))
-            .session_expires_at(at("2021-08-10T07:41:52Z"))
-            .claims(json!({ "claim1": "value1", "claim2": "value2" }))
-            .build();
+    let expected = Session::builder(
+        "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6",
+        format!("stytch.com/{DOC_PROJECT}"),
+    )
+    .audience(vec![DOC_PROJECT.to_owned()])
+    .token_kind(TokenKind::Opaque)
+    .session_id("session-test-fe6c042b-6286-479f-8a4f-b046a6c46509")
+    .factors(vec![factor(&raw["authentication_factors"][0])])
+    .auth_time(at("2021-08-09T07:41:52Z"))
+    .roles(vec!["stytch_user".to_owned()])
+    .started_at(at("2021-08-09T07:41:52Z"))
+    .last_accessed_at(at("2021-08-09T07:41:52Z"))
+    .session_expires_at(at("2021-08-10T07:41:52Z"))
+    .claims(json!({ "claim1": "value1", "claim2": "value2" }))
+    .attributes(SessionAttributes::new().with_ip_address("203.0.113.1".parse()?).with_user_agent(
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/51.0.2704.103 Safari/537.36",
+    ))
+    .build();
     let session = &confirmed.session;
     assert_eq!(session.subject(), expected.subject());
     assert_eq!(session.session_id(), expected.session_id());
@@ -182,6 +187,7 @@ async fn documented_session_jwt_becomes_the_expected_session_for_us_and_the_sdk(
             .last_accessed_at(at("2021-11-02T21:49:19Z"))
             .session_expires_at(session_end)
             .claims(json!({ "claim1": "value1", "claim2": { "nested": "value2" } }))
+            .attributes(SessionAttributes::new().with_ip_address("203.0.113.1".parse()?).with_user_agent("Mozilla/5.0"))
             .build();
     assert_eq!(ours.session_id(), expected.session_id());
     assert_eq!(ours.factors(), expected.factors());
