@@ -83,7 +83,15 @@ impl<'a> ChallengeContext<'a> {
     /// assert_eq!(Hide404.respond(&forbidden, &browser).status(), StatusCode::NOT_FOUND);
     /// ```
     pub fn new(realm: &'a str, return_to: &'a str) -> Self {
-        Self { realm, source: None, accept: None, return_to, login_url: None, step_up_url: None, resource_metadata: None }
+        Self {
+            realm,
+            source: None,
+            accept: None,
+            return_to,
+            login_url: None,
+            step_up_url: None,
+            resource_metadata: None,
+        }
     }
     /// Where the credential was found (`None`: no credential).
     #[must_use]

@@ -177,8 +177,10 @@ impl IssuerConfig {
                 });
             }
             _ => {
-                config.invalid =
-                    Some(ConfigError::invalid("issuer template", "must hold exactly one {tenantid}, after some prefix"));
+                config.invalid = Some(ConfigError::invalid(
+                    "issuer template",
+                    "must hold exactly one {tenantid}, after some prefix",
+                ));
             }
         }
         config
@@ -406,7 +408,10 @@ impl Selected<'_> {
 
     /// Under a tenant template, the tenant claim (`tenant_claim(name)`) must name
     /// the tenant of `iss`.
-    pub(crate) fn check_tenant<'v>(&self, tenant_claim: impl FnOnce(&str) -> Option<&'v Value>) -> Result<(), AuthError> {
+    pub(crate) fn check_tenant<'v>(
+        &self,
+        tenant_claim: impl FnOnce(&str) -> Option<&'v Value>,
+    ) -> Result<(), AuthError> {
         let Some(tenant) = self.name.and_then(|name| name.tenant.as_ref()) else {
             return Ok(());
         };

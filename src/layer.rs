@@ -306,8 +306,10 @@ impl std::fmt::Debug for SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    /// Accepts tokens from this issuer (`iss`, compared exactly). Call again to
-    /// accept several.
+    /// Accepts tokens from this issuer (`iss`, compared exactly), verified with the
+    /// builder's [`KeySource`]. Call again to accept several sharing those keys;
+    /// issuers with keys of their own are added with
+    /// [`with_issuer_config`](Self::with_issuer_config).
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -525,10 +527,11 @@ impl SessionLayerBuilder {
     /// [`StytchAuthority`] when the project carries its secret.
     ///
     /// Every answer of the authority is held to this layer's issuers
-    /// ([`with_issuer`](Self::with_issuer)) and audiences
-    /// ([`with_audience`](Self::with_audience)), as JWTs are: an answer naming
+    /// ([`with_issuer`](Self::with_issuer), [`with_issuer_config`](Self::with_issuer_config))
+    /// and to the audiences ([`with_audience`](Self::with_audience)), tenant and
+    /// claim profile of the issuer it names, as JWTs are: an answer naming
     /// another issuer is refused as [`WrongIssuer`](crate::AuthErrorKind::WrongIssuer),
-    /// another audience as [`WrongAudience`](crate::AuthErrorKind::WrongAudience),
+    /// an audience not of its issuer as [`WrongAudience`](crate::AuthErrorKind::WrongAudience),
     /// none as [`MissingClaim`](crate::AuthErrorKind::MissingClaim) (see
     /// [`with_authority_audience_optional`](Self::with_authority_audience_optional)).
     /// A [`StytchAuthority`] answers for the project whose credentials asked, so

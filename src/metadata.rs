@@ -254,8 +254,14 @@ mod tests {
     #[test]
     fn rfc9728_path_insertion() {
         let url = |resource: &str| ResourceMetadata::new(resource).map(|m| m.url().to_owned());
-        assert_eq!(url("https://resource.example.com").unwrap(), "https://resource.example.com/.well-known/oauth-protected-resource");
-        assert_eq!(url("https://resource.example.com/").unwrap(), "https://resource.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(
+            url("https://resource.example.com").unwrap(),
+            "https://resource.example.com/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(
+            url("https://resource.example.com/").unwrap(),
+            "https://resource.example.com/.well-known/oauth-protected-resource"
+        );
         assert_eq!(
             url("https://resource.example.com/resource1").unwrap(),
             "https://resource.example.com/.well-known/oauth-protected-resource/resource1"
@@ -264,7 +270,10 @@ mod tests {
             url("https://resource.example.com:8443/a/b/").unwrap(),
             "https://resource.example.com:8443/.well-known/oauth-protected-resource/a/b/"
         );
-        assert_eq!(url("http://127.0.0.1:8080/mcp").unwrap(), "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(
+            url("http://127.0.0.1:8080/mcp").unwrap(),
+            "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp"
+        );
         assert_eq!(url("http://[::1]:8080/mcp").unwrap(), "http://[::1]:8080/.well-known/oauth-protected-resource/mcp");
     }
 
@@ -287,9 +296,11 @@ mod tests {
     #[test]
     fn issuers_fill_in_missing_authorization_servers() {
         let metadata = ResourceMetadata::new("https://api.example.com").unwrap();
-        let completed = metadata.clone().completed(["https://login.example.com", "stytch.com/project-test-x"].into_iter());
+        let completed =
+            metadata.clone().completed(["https://login.example.com", "stytch.com/project-test-x"].into_iter());
         assert_eq!(completed.to_json()["authorization_servers"], json!(["https://login.example.com"]));
-        let own = metadata.with_authorization_server("https://as.example.com").completed(["https://x.example"].into_iter());
+        let own =
+            metadata.with_authorization_server("https://as.example.com").completed(["https://x.example"].into_iter());
         assert_eq!(own.to_json()["authorization_servers"], json!(["https://as.example.com"]));
     }
 }

@@ -500,7 +500,10 @@ impl LayerState {
             // The profile (and tenant rule) of the issuer the answer names; the
             // authority state holds the session to that issuer's audiences next.
             let Some(selected) = self.verifier.issuers.select(&claims.issuer) else {
-                return Err(AuthError::with_detail(AuthErrorKind::WrongIssuer, "the issuer's answer names another issuer"));
+                return Err(AuthError::with_detail(
+                    AuthErrorKind::WrongIssuer,
+                    "the issuer's answer names another issuer",
+                ));
             };
             selected.check_tenant(|claim| claims.other.get(claim))?;
             let session = selected.rules.profile.introspected(claims)?;

@@ -513,6 +513,12 @@ mod tests {
 mod claims_tests {
     use super::*;
 
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Iss {
+        iss: String,
+    }
+
     /// What serde does with a duplicate name, and what this crate does instead.
     #[test]
     fn duplicate_claim_names_are_refused() {
@@ -521,11 +527,6 @@ mod claims_tests {
         let map: Map<String, Value> = serde_json::from_str(twice).unwrap();
         assert_eq!(map["iss"], "https://b.example");
         // ... and a derived struct refuses it.
-        #[derive(Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct Iss {
-            iss: String,
-        }
         assert!(serde_json::from_str::<Iss>(twice).is_err());
         // Claims keep neither: the token is malformed.
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);

@@ -10,7 +10,8 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower_stepup::{
-    AuthErrorKind, ConfigError, Guard, IntrospectionAuthority, IssuerConfig, KeySource, OidcProfile, Session, SessionLayer, TypPolicy,
+    AuthErrorKind, ConfigError, Guard, IntrospectionAuthority, IssuerConfig, KeySource, OidcProfile, Session,
+    SessionLayer, TypPolicy,
 };
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, Endpoint, OpaqueTokenSpec};
 
@@ -103,12 +104,12 @@ async fn one_issuers_key_never_verifies_anothers_token() -> TestResult {
     // Control: A's own token passes, so only the claimed issuer differs below.
     assert_eq!(call(&app, &a.access_token().mint()).await.0, StatusCode::OK);
 
-    let claims_b_with_a_kid = a.access_token().issuer(b.issuer()).typ(Some("JWT")).mint();
-    let (status, kind, _) = call(&app, &claims_b_with_a_kid).await;
+    let as_b_by_kid_of_a = a.access_token().issuer(b.issuer()).typ(Some("JWT")).mint();
+    let (status, kind, _) = call(&app, &as_b_by_kid_of_a).await;
     assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::UnknownKey)));
 
-    let claims_b_with_b_kid = a.access_token().issuer(b.issuer()).typ(Some("JWT")).kid(&b_kid).mint();
-    let (status, kind, _) = call(&app, &claims_b_with_b_kid).await;
+    let as_b_naming_kid_of_b = a.access_token().issuer(b.issuer()).typ(Some("JWT")).kid(&b_kid).mint();
+    let (status, kind, _) = call(&app, &as_b_naming_kid_of_b).await;
     assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::InvalidSignature)));
 
     // A kid known only to the other issuer: A's token naming B's kid.
