@@ -35,6 +35,9 @@ pub struct ChallengeContext<'a> {
     pub login_url: Option<&'a str>,
     /// The configured step-up page.
     pub step_up_url: Option<&'a str>,
+    /// The URL of the layer's RFC 9728 protected resource metadata, named in
+    /// `Bearer` challenges as `resource_metadata` (RFC 9728 §5.1).
+    pub resource_metadata: Option<&'a str>,
 }
 
 impl<'a> ChallengeContext<'a> {
@@ -80,7 +83,15 @@ impl<'a> ChallengeContext<'a> {
     /// assert_eq!(Hide404.respond(&forbidden, &browser).status(), StatusCode::NOT_FOUND);
     /// ```
     pub fn new(realm: &'a str, return_to: &'a str) -> Self {
-        Self { realm, source: None, accept: None, return_to, login_url: None, step_up_url: None }
+        Self {
+            realm,
+            source: None,
+            accept: None,
+            return_to,
+            login_url: None,
+            step_up_url: None,
+            resource_metadata: None,
+        }
     }
     /// Where the credential was found (`None`: no credential).
     #[must_use]
@@ -104,6 +115,12 @@ impl<'a> ChallengeContext<'a> {
     #[must_use]
     pub fn with_step_up_url(mut self, step_up_url: Option<&'a str>) -> Self {
         self.step_up_url = step_up_url;
+        self
+    }
+    /// The URL of the protected resource metadata (RFC 9728) to name in challenges.
+    #[must_use]
+    pub fn with_resource_metadata(mut self, url: Option<&'a str>) -> Self {
+        self.resource_metadata = url;
         self
     }
     /// A browser: no bearer token, and HTML accepted.
@@ -285,6 +302,9 @@ fn challenged(
     extra: serde_json::Value,
 ) -> Response<Bytes> {
     let mut response = problem(context, status, slug, error, detail, extra);
+    // RFC 9728 §5.1: every challenge names the resource metadata, so that a client
+    // learns where to get a (better) token whatever it was refused for.
+    let challenge = BearerChallenge { resource_metadata: context.resource_metadata, ..challenge.clone() };
     response.headers_mut().insert(WWW_AUTHENTICATE, challenge.to_header());
     response
 }
@@ -406,6 +426,8 @@ pub(crate) struct BearerChallenge<'a> {
     pub(crate) scope: Option<&'a str>,
     pub(crate) acr_values: Option<&'a str>,
     pub(crate) max_age: Option<u64>,
+    /// RFC 9728 §5.1 `resource_metadata`.
+    pub(crate) resource_metadata: Option<&'a str>,
 }
 
 impl BearerChallenge<'_> {
@@ -447,6 +469,9 @@ impl BearerChallenge<'_> {
         }
         if let Some(max_age) = self.max_age {
             push_param(&mut out, "max_age", &max_age.to_string());
+        }
+        if let Some(url) = self.resource_metadata {
+            push_param(&mut out, "resource_metadata", url);
         }
         // Only visible ASCII and spaces were written, so this cannot fail.
         HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))

@@ -12,7 +12,9 @@ use crate::cookies::CookieAttributes;
 use crate::credential::{CredentialConfig, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE};
 use crate::error::ConfigError;
 use crate::guard::{Dialect, GuardConfig};
-use crate::jwks::{JwksConfig, KeySource, KeyStore};
+use crate::issuers::{Defaults, IssuerConfig, IssuerTable};
+use crate::jwks::{JwksConfig, KeySource};
+use crate::metadata::ResourceMetadata;
 use crate::profile::{ClaimProfile, OidcProfile, StytchProfile};
 use crate::service::SessionService;
 use crate::state::{LayerState, LocalRevocations};
@@ -97,8 +99,15 @@ impl SessionLayer {
     /// # Ok(()) }
     /// ```
     pub fn builder(source: KeySource) -> SessionLayerBuilder {
+        Self::new_builder(Some(source))
+    }
+
+    /// The generic builder, with the builder's own key source or (`None`) none.
+    fn new_builder(source: Option<KeySource>) -> SessionLayerBuilder {
         SessionLayerBuilder {
             source,
+            issuer_configs: Vec::new(),
+            resource_metadata: None,
             jwks: JwksConfig::default(),
             issuers: Vec::new(),
             audiences: Vec::new(),
@@ -121,6 +130,48 @@ impl SessionLayer {
             cookies: CookieAttributes::default(),
             remote_issuers: Vec::new(),
         }
+    }
+
+    /// A layer whose issuers all come from
+    /// [`with_issuer_config`](SessionLayerBuilder::with_issuer_config): one
+    /// configuration per issuer (its keys, and its audiences, `typ` policy and
+    /// claim profile where they differ from the layer's). The token's `iss` selects
+    /// its configuration before any signature check; see [`IssuerConfig`] for the
+    /// rules. Like [`builder`](Self::builder), nothing dialect-specific is assumed:
+    /// `typ` [`TypPolicy::Jwt`], [`OidcProfile::new`], bearer tokens only.
+    ///
+    /// [`build`](SessionLayerBuilder::build) refuses a layer without any issuer
+    /// configuration, and [`with_issuer`](SessionLayerBuilder::with_issuer) on this
+    /// builder (its issuers would have no keys: name them in an `IssuerConfig`).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{IssuerConfig, KeySource, SessionLayer};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two Keycloak realms behind one API.
+    /// let staff = "https://sso.example.com/realms/staff";
+    /// let partners = "https://sso.example.com/realms/partners";
+    /// let layer = SessionLayer::multi_issuer()
+    ///     .with_audience("orders-api")
+    ///     .with_issuer_config(IssuerConfig::new(staff, KeySource::discovery(staff)))
+    ///     .with_issuer_config(IssuerConfig::new(partners, KeySource::discovery(partners)))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer;
+    /// # Ok(()) }
+    /// ```
+    pub fn multi_issuer() -> SessionLayerBuilder {
+        Self::new_builder(None)
+    }
+
+    /// The RFC 9728 protected resource metadata this layer names in its
+    /// challenges, as completed by [`build`](SessionLayerBuilder::build) (see
+    /// [`with_resource_metadata`](SessionLayerBuilder::with_resource_metadata));
+    /// serve it with [`ResourceMetadata::router`].
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.state.resource_metadata.as_ref()
     }
 
     /// A layer for Stytch session JWTs of `project`: its JWKS, its issuers
@@ -211,12 +262,17 @@ fn is_stytch_session_token(token: &str) -> bool {
 /// ```
 #[must_use]
 pub struct SessionLayerBuilder {
-    source: KeySource,
+    /// The key source of the builder's own issuers (`with_issuer`); `None` for
+    /// [`SessionLayer::multi_issuer`], whose issuers all come from configurations.
+    source: Option<KeySource>,
+    /// Further issuers, each with its own keys and rules.
+    issuer_configs: Vec<IssuerConfig>,
+    resource_metadata: Option<ResourceMetadata>,
     jwks: JwksConfig,
     issuers: Vec<String>,
     audiences: Vec<String>,
     typ: TypPolicy,
-    profile: Option<Box<dyn ClaimProfile>>,
+    profile: Option<Arc<dyn ClaimProfile>>,
     leeway: Duration,
     max_token_age: Option<Duration>,
     credentials: CredentialConfig,
@@ -243,13 +299,17 @@ impl std::fmt::Debug for SessionLayerBuilder {
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .field("typ", &self.typ)
+            .field("issuer_configs", &self.issuer_configs)
+            .field("resource_metadata", &self.resource_metadata)
             .finish_non_exhaustive()
     }
 }
 
 impl SessionLayerBuilder {
-    /// Accepts tokens from this issuer (`iss`, compared exactly). Call again to
-    /// accept several.
+    /// Accepts tokens from this issuer (`iss`, compared exactly), verified with the
+    /// builder's [`KeySource`]. Call again to accept several sharing those keys;
+    /// issuers with keys of their own are added with
+    /// [`with_issuer_config`](Self::with_issuer_config).
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -281,6 +341,73 @@ impl SessionLayerBuilder {
     pub fn with_additional_issuer(self, issuer: impl Into<String>) -> Self {
         self.with_issuer(issuer)
     }
+    /// Accepts tokens of one more issuer, with its own keys and rules (repeatable).
+    /// The token's `iss` selects the configuration that verifies it, before any
+    /// signature check; an `iss` no configuration names is refused without any key
+    /// set fetch. The builder's own issuers ([`with_issuer`](Self::with_issuer),
+    /// verified with the builder's [`KeySource`], audiences, `typ` and profile)
+    /// stay one configuration among them. See [`IssuerConfig`] for the rules, and
+    /// [`SessionLayer::multi_issuer`] for a layer made of configurations only.
+    ///
+    /// The authority's answers ([`with_authority`](Self::with_authority)) are held
+    /// to the rules of the issuer they name: its audiences, its tenant, its profile.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_stepup::{IssuerConfig, KeySource, SessionLayer};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// // An RFC 9068 issuer, and the partner realm next to it.
+    /// let partners = "https://sso.example.com/realms/partners";
+    /// let layer = SessionLayer::oidc("https://login.example.com", "orders-api")
+    ///     .with_issuer_config(IssuerConfig::new(partners, KeySource::discovery(partners)))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = layer;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_issuer_config(mut self, config: IssuerConfig) -> Self {
+        self.issuer_configs.push(config);
+        self
+    }
+
+    /// Names the RFC 9728 protected resource metadata in every `Bearer` challenge
+    /// (`resource_metadata="…"`, RFC 9728 §5.1), so that clients (MCP clients
+    /// among them) discover the authorization servers to get a token from.
+    ///
+    /// The layer does not serve the document itself (it may run behind a prefix
+    /// the well-known path is not under): mount [`ResourceMetadata::router`] at
+    /// the root of the app, from [`SessionLayer::resource_metadata`], which
+    /// [`build`](Self::build) completes: without
+    /// [`with_authorization_server`](ResourceMetadata::with_authorization_server),
+    /// `authorization_servers` lists the layer's issuers that are `http(s)` URLs.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Router};
+    /// use tower_stepup::{Guard, ResourceMetadata, SessionLayer};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metadata = ResourceMetadata::new("https://api.example.com/mcp")?.with_scopes_supported(["tools:read"]);
+    /// let layer = SessionLayer::oidc("https://login.example.com", "https://api.example.com/mcp")
+    ///     .with_resource_metadata(metadata)
+    ///     .build()
+    ///     .await?;
+    /// // Served at https://api.example.com/.well-known/oauth-protected-resource/mcp
+    /// let document = layer.resource_metadata().map(|m| m.router()).unwrap_or_default();
+    /// let app: Router = Router::new()
+    ///     .route("/mcp", get(|| async { "ok" }).route_layer(Guard::authenticated()))
+    ///     .layer(layer)
+    ///     .merge(document);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_resource_metadata(mut self, metadata: ResourceMetadata) -> Self {
+        self.resource_metadata = Some(metadata);
+        self
+    }
+
     /// Accepts tokens whose `aud` contains this value. Call again to accept several.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
@@ -295,7 +422,7 @@ impl SessionLayerBuilder {
     /// [`SessionLayer::stytch`] sets [`StytchProfile`], [`SessionLayer::oidc`]
     /// [`OidcProfile::rfc9068`]).
     pub fn with_profile(mut self, profile: impl ClaimProfile) -> Self {
-        self.profile = Some(Box::new(profile));
+        self.profile = Some(Arc::new(profile));
         self
     }
     /// Clock leeway (default [`DEFAULT_LEEWAY`], at most 5 min) for every time the
@@ -400,10 +527,11 @@ impl SessionLayerBuilder {
     /// [`StytchAuthority`] when the project carries its secret.
     ///
     /// Every answer of the authority is held to this layer's issuers
-    /// ([`with_issuer`](Self::with_issuer)) and audiences
-    /// ([`with_audience`](Self::with_audience)), as JWTs are: an answer naming
+    /// ([`with_issuer`](Self::with_issuer), [`with_issuer_config`](Self::with_issuer_config))
+    /// and to the audiences ([`with_audience`](Self::with_audience)), tenant and
+    /// claim profile of the issuer it names, as JWTs are: an answer naming
     /// another issuer is refused as [`WrongIssuer`](crate::AuthErrorKind::WrongIssuer),
-    /// another audience as [`WrongAudience`](crate::AuthErrorKind::WrongAudience),
+    /// an audience not of its issuer as [`WrongAudience`](crate::AuthErrorKind::WrongAudience),
     /// none as [`MissingClaim`](crate::AuthErrorKind::MissingClaim) (see
     /// [`with_authority_audience_optional`](Self::with_authority_audience_optional)).
     /// A [`StytchAuthority`] answers for the project whose credentials asked, so
@@ -513,6 +641,34 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Every issuer configuration: the builder's own issuers first (with the
+    /// issuers its authority vouches for), then the added ones. Makes their key
+    /// stores, which start nothing yet.
+    fn issuer_table(&mut self) -> Result<IssuerTable, ConfigError> {
+        let profile: Arc<dyn ClaimProfile> = self.profile.take().unwrap_or_else(|| Arc::new(OidcProfile::new()));
+        let defaults = Defaults { audiences: &self.audiences, typ: self.typ, profile: &profile, jwks: &self.jwks };
+        let mut entries = Vec::with_capacity(1 + self.issuer_configs.len());
+        if let Some(source) = self.source.take() {
+            let mut issuers = std::mem::take(&mut self.issuers);
+            dedup(&mut issuers);
+            let mut remote = std::mem::take(&mut self.remote_issuers);
+            remote.retain(|issuer| !issuers.contains(issuer));
+            dedup(&mut remote);
+            let (first, rest) = issuers.split_first().ok_or(ConfigError::Missing("issuer"))?;
+            let mut config = IssuerConfig::new(first.clone(), source);
+            for issuer in rest {
+                config = config.with_additional_issuer(issuer.clone());
+            }
+            let mut rules = config.compile(&defaults)?;
+            rules.remote = remote;
+            entries.push(rules);
+        }
+        for config in std::mem::take(&mut self.issuer_configs) {
+            entries.push(config.compile(&defaults)?);
+        }
+        IssuerTable::new(entries)
+    }
+
     /// Keeps the first error found while presetting, for [`build`](Self::build).
     fn refuse(mut self, error: ConfigError) -> Self {
         self.invalid.get_or_insert(error);
@@ -528,15 +684,27 @@ impl SessionLayerBuilder {
     /// The first unusable setting (see [where configuration errors
     /// surface](Self#where-configuration-errors-surface)), or
     /// [`ConfigError::KeySet`] when the eager key fetch fails.
-    pub async fn build(self) -> Result<SessionLayer, ConfigError> {
-        if let Some(error) = self.invalid {
+    pub async fn build(mut self) -> Result<SessionLayer, ConfigError> {
+        if let Some(error) = self.invalid.take() {
             return Err(error);
         }
-        if self.issuers.is_empty() {
+        if self.source.is_some() && self.issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
-        if self.audiences.is_empty() {
+        if self.source.is_none() && !self.issuers.is_empty() {
+            return Err(ConfigError::invalid(
+                "issuer",
+                "a multi-issuer layer has no keys of its own: name the issuer in an IssuerConfig",
+            ));
+        }
+        if self.source.is_none() && self.issuer_configs.is_empty() {
+            return Err(ConfigError::Missing("issuer configuration"));
+        }
+        if self.source.is_some() && self.audiences.is_empty() {
             return Err(ConfigError::Missing("audience"));
+        }
+        if let Some(metadata) = &self.resource_metadata {
+            metadata.check()?;
         }
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::invalid("leeway", "at most 5 minutes"));
@@ -551,45 +719,32 @@ impl SessionLayerBuilder {
             authority.check()?;
         }
         crate::verify::ensure_crypto_provider();
-        let mut issuers = self.issuers;
-        dedup(&mut issuers);
-        let mut remote_issuers = self.remote_issuers;
-        remote_issuers.retain(|issuer| !issuers.contains(issuer));
-        dedup(&mut remote_issuers);
+        let issuers = Arc::new(self.issuer_table()?);
         let settings = AuthoritySettings {
             opaque_ttl: self.opaque_ttl,
             budget: self.issuer_budget,
-            // The authority's answers may name the issuers it vouches for.
-            issuers: issuers.iter().chain(&remote_issuers).cloned().collect(),
-            audiences: self.audiences.clone(),
+            issuers: Arc::clone(&issuers),
             audience_optional: self.authority_audience_optional,
             leeway: self.leeway,
         };
         let authority = self.authority.map(|authority| AuthorityState::new(authority, settings));
         let opaque_shape = self.opaque_shape.unwrap_or(|_| true);
-        let keys = KeyStore::new(self.source, self.jwks.clone())?;
-        let first_refresh = if self.eager && keys.is_remote() {
-            keys.load().await.map_err(ConfigError::KeySet)?
-        } else {
-            // Lazy: the first request with a key we lack fetches the set.
-            self.jwks.default_refresh
-        };
-        keys.spawn_refresher(first_refresh);
+        for rules in issuers.entries() {
+            let first_refresh = if self.eager && rules.keys.is_remote() {
+                rules.keys.load().await.map_err(ConfigError::KeySet)?
+            } else {
+                // Lazy: the first request with a key we lack fetches the set.
+                self.jwks.default_refresh
+            };
+            rules.keys.spawn_refresher(first_refresh);
+        }
+        let resource_metadata = self.resource_metadata.map(|metadata| metadata.completed(issuers.issuer_names()));
         let time = TimeRules { leeway: self.leeway.as_secs(), max_age: self.max_token_age };
-        let verifier = Verifier {
-            issuers,
-            remote_issuers,
-            audiences: self.audiences,
-            typ: self.typ,
-            algorithms: self.jwks.algorithms,
-            time,
-            profile: self.profile.unwrap_or_else(|| Box::new(OidcProfile::new())),
-        };
+        let verifier = Verifier { issuers, algorithms: self.jwks.algorithms, time };
         let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
         let state = LayerState {
             credentials: self.credentials,
             verifier,
-            keys,
             cache,
             guards: self.guards,
             dialect: self.dialect,
@@ -597,6 +752,7 @@ impl SessionLayerBuilder {
             opaque_shape,
             cookies: self.cookies,
             logged_out: LocalRevocations::new(),
+            resource_metadata,
         };
         Ok(SessionLayer { state: Arc::new(state) })
     }

@@ -23,8 +23,12 @@
 //   guard::config    GuardConfig (realm, challenge, acr) -> challenge, guard::policy, session
 //   challenge        Challenge, DefaultChallenge        -> rejection, credential, session, error
 //   rejection        Rejection, StepUpRequired, Forbidden, Shortfall -> session, error
-//   leaves           authority, jwks, verify, cache, cookies, credential, profile, stytch,
-//                    http_client, secret, session, error (none imports a module above)
+//   metadata         ResourceMetadata (RFC 9728)      -> http_client, error
+//   verify, issuers  the verifier and its per-issuer rules (IssuerConfig): one unit,
+//                    each uses the other's types    -> jwks, profile, session, error
+//   leaves           authority, jwks, cache, cookies, credential, profile, stytch,
+//                    http_client, secret, session, error (none imports a module above;
+//                    authority::state holds answers to the issuers' rules)
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -43,8 +47,10 @@ mod extract;
 mod future;
 mod guard;
 mod http_client;
+mod issuers;
 mod jwks;
 mod layer;
+mod metadata;
 mod profile;
 mod rbac;
 mod rejection;
@@ -172,8 +178,10 @@ pub use guard::{
 };
 #[cfg(feature = "axum")]
 pub use guard::{Require, RequirementSpec};
+pub use issuers::IssuerConfig;
 pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
+pub use metadata::ResourceMetadata;
 pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rbac::{AuthorizationCheck, AuthorizationVerdict, RbacPolicy, StytchRbac, DEFAULT_RBAC_REFRESH};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};

@@ -22,6 +22,7 @@ use crate::credential::{Credential, CredentialConfig, CredentialSource};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::guard::{Dialect, GuardConfig};
 use crate::jwks::KeyStore;
+use crate::metadata::ResourceMetadata;
 use crate::rbac::AuthorizationCheck;
 use crate::rejection::Rejection;
 use crate::session::{AuthState, Session, TokenKind};
@@ -31,7 +32,6 @@ use crate::verify::{Verified, Verifier};
 pub(crate) struct LayerState {
     pub(crate) credentials: CredentialConfig,
     pub(crate) verifier: Verifier,
-    pub(crate) keys: Arc<KeyStore>,
     pub(crate) cache: Option<SessionCache>,
     pub(crate) guards: GuardConfig,
     /// The kind of sessions this layer makes, for build-time requirement checks.
@@ -43,6 +43,8 @@ pub(crate) struct LayerState {
     /// Sessions ended by a logout on a layer without an authority (with one, its
     /// deny lists remember them): by session id, else by token.
     pub(crate) logged_out: LocalRevocations,
+    /// The RFC 9728 metadata named in challenges (`resource_metadata`).
+    pub(crate) resource_metadata: Option<ResourceMetadata>,
 }
 
 /// Logouts remembered by a layer that has no authority to ask.
@@ -98,6 +100,8 @@ pub(crate) enum Resolution {
 
 /// A JWT whose key the layer does not hold yet, with what the request sent beside it.
 pub(crate) struct KeyRetry {
+    /// The key set of the JWT's issuer.
+    keys: Arc<KeyStore>,
     jwt: String,
     /// A session token sent next to the JWT in the cookies.
     token: Option<String>,
@@ -153,14 +157,18 @@ impl LayerState {
             }
         }
         let token = credential.opaque.filter(|_| credential.source == CredentialSource::Cookie);
-        match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
-                Resolution::NeedsKeys(KeyRetry {
+        match self.verifier.verify(jwt) {
+            Err(error) if error.kind() == AuthErrorKind::UnknownKey => match self.verifier.keys_for(jwt) {
+                Ok(keys) if keys.is_remote() => Resolution::NeedsKeys(KeyRetry {
+                    keys: Arc::clone(keys),
                     jwt: jwt.to_owned(),
                     token: token.map(str::to_owned),
                     source: credential.source,
-                })
-            }
+                }),
+                Ok(_) => self.judge(Err(error), hash, jwt, token),
+                // An issuer nobody configured: refused without a fetch.
+                Err(error) => Resolution::Done(AuthState::Invalid(error)),
+            },
             verified => self.judge(verified, hash, jwt, token),
         }
     }
@@ -185,7 +193,7 @@ impl LayerState {
         let lapsed = match error.kind() {
             AuthErrorKind::Expired | AuthErrorKind::TooOld => true,
             // Only an issuer the authority vouches for can be a lapse.
-            AuthErrorKind::WrongIssuer => !self.verifier.remote_issuers.is_empty(),
+            AuthErrorKind::WrongIssuer => self.verifier.issuers.has_remote(),
             _ => false,
         };
         let Some(authority) = self.authority.as_ref().filter(|_| lapsed) else {
@@ -194,7 +202,7 @@ impl LayerState {
         // Did it *only* lapse? A second verification, on this path only (once per
         // JWT lifetime per client for cookie clients, who get a renewed JWT; bearer
         // clients' answers are cached).
-        let session = match self.verifier.verify_lapsed(jwt, &self.keys.snapshot()) {
+        let session = match self.verifier.verify_lapsed(jwt) {
             Ok((verified, Some(_lapse))) => verified.session,
             // Valid after all (the clock moved on, e.g. `nbf`): a second look.
             Ok((verified, None)) => {
@@ -295,7 +303,7 @@ impl LayerState {
     /// The slow path: refresh the key set (coalesced, on a budget), verify again.
     async fn resolve_with_refresh(&self, retry: KeyRetry) -> Resolution {
         let arrived = std::time::Instant::now();
-        if let Err(error) = self.keys.refresh_for_unknown_key(arrived).await {
+        if let Err(error) = retry.keys.refresh_for_unknown_key(arrived).await {
             // No fresh look at the key set was possible (issuer down, budget spent): we
             // cannot tell whether the token is good, so it is the server's fault (503
             // with Retry-After), never `UnknownKey`, which would tell the client to
@@ -304,7 +312,7 @@ impl LayerState {
             return Resolution::Done(AuthState::Invalid(error));
         }
         let hash = self.cache.as_ref().map(|_| token_hash(&retry.jwt));
-        let verified = self.verifier.verify(&retry.jwt, &self.keys.snapshot());
+        let verified = self.verifier.verify(&retry.jwt);
         let token = retry.token.as_deref().filter(|_| retry.source == CredentialSource::Cookie);
         self.judge(verified, hash, &retry.jwt, token)
     }
@@ -489,7 +497,16 @@ impl LayerState {
     async fn shape_answer(&self, mut confirmation: Confirmation) -> Result<Confirmation, AuthError> {
         let kind = confirmation.session.token_kind();
         if let Some(claims) = confirmation.claims.take() {
-            let session = self.verifier.profile.introspected(claims)?;
+            // The profile (and tenant rule) of the issuer the answer names; the
+            // authority state holds the session to that issuer's audiences next.
+            let Some(selected) = self.verifier.issuers.select(&claims.issuer) else {
+                return Err(AuthError::with_detail(
+                    AuthErrorKind::WrongIssuer,
+                    "the issuer's answer names another issuer",
+                ));
+            };
+            selected.check_tenant(|claim| claims.other.get(claim))?;
+            let session = selected.rules.profile.introspected(claims)?;
             confirmation.session = session.with_token_kind(kind);
             return Ok(confirmation);
         }
@@ -515,10 +532,13 @@ impl LayerState {
     /// makes every JWT "too old"); an expired one, or one for another audience, is
     /// refused like any other.
     async fn verify_renewed(&self, jwt: &str) -> Result<Session, AuthError> {
-        let mut verified = self.verifier.verify_lapsed(jwt, &self.keys.snapshot());
-        if verified.as_ref().is_err_and(|error| error.kind() == AuthErrorKind::UnknownKey) && self.keys.is_remote() {
-            self.keys.refresh_for_unknown_key(Instant::now()).await?;
-            verified = self.verifier.verify_lapsed(jwt, &self.keys.snapshot());
+        let mut verified = self.verifier.verify_lapsed(jwt);
+        if verified.as_ref().is_err_and(|error| error.kind() == AuthErrorKind::UnknownKey) {
+            let keys = self.verifier.keys_for(jwt)?;
+            if keys.is_remote() {
+                keys.refresh_for_unknown_key(Instant::now()).await?;
+                verified = self.verifier.verify_lapsed(jwt);
+            }
         }
         match verified? {
             (verified, None) => {
@@ -643,7 +663,8 @@ impl LayerState {
             .with_source(source)
             .with_accept(accept)
             .with_login_url(config.login_url.as_deref())
-            .with_step_up_url(config.step_up_url.as_deref());
+            .with_step_up_url(config.step_up_url.as_deref())
+            .with_resource_metadata(self.resource_metadata.as_ref().map(ResourceMetadata::url));
         let mut response = config.challenge.respond(&rejection, &context);
         tracing::debug!(?rejection, "guard refused the request");
         match &rejection {
@@ -776,10 +797,14 @@ impl LayerState {
         if jwt.len() > self.credentials.max_token_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
-        match self.verifier.verify(jwt, &self.keys.snapshot()) {
-            Err(error) if error.kind() == AuthErrorKind::UnknownKey && self.keys.is_remote() => {
-                self.keys.refresh_for_unknown_key(Instant::now()).await?;
-                self.verifier.verify(jwt, &self.keys.snapshot())
+        match self.verifier.verify(jwt) {
+            Err(error) if error.kind() == AuthErrorKind::UnknownKey => {
+                let keys = self.verifier.keys_for(jwt)?;
+                if !keys.is_remote() {
+                    return Err(error);
+                }
+                keys.refresh_for_unknown_key(Instant::now()).await?;
+                self.verifier.verify(jwt)
             }
             other => other,
         }

@@ -1,6 +1,7 @@
 //! JWT verification: header policy (RFC 8725), signature with the key the JWKS
 //! pinned, then the registered claims. Each failure has its own [`AuthErrorKind`].
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -9,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::jwks::{Algorithm, KeySet};
-use crate::profile::{ClaimProfile, VerifiedClaims};
+use crate::issuers::{IssuerRules, IssuerTable};
+use crate::jwks::{Algorithm, KeyStore};
+use crate::profile::VerifiedClaims;
 use crate::session::Session;
 
 /// Which `typ` header values are accepted.
@@ -150,17 +152,12 @@ pub(crate) fn secs_to_time(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-/// Everything needed to verify one kind of token. Built once per layer.
+/// Everything needed to verify the layer's tokens. Built once per layer.
 pub(crate) struct Verifier {
-    pub(crate) issuers: Vec<String>,
-    /// Issuers the layer's authority vouches for but this layer does not accept
-    /// locally: their tokens are confirmed with the authority (a lapse).
-    pub(crate) remote_issuers: Vec<String>,
-    pub(crate) audiences: Vec<String>,
-    pub(crate) typ: TypPolicy,
+    /// Per issuer: names, keys, audiences, `typ`, profile.
+    pub(crate) issuers: Arc<IssuerTable>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) time: TimeRules,
-    pub(crate) profile: Box<dyn ClaimProfile>,
 }
 
 /// A token that verified, with the times a cache needs to recheck it.
@@ -183,17 +180,74 @@ struct Header<'a> {
     crit: Option<IgnoredAny>,
 }
 
+/// A JWT claims set whose top-level names are unique. RFC 7519 §4 lets a parser
+/// either refuse duplicate claim names or keep the last one; `serde_json` keeps
+/// the last (`{"iss":"a","iss":"b"}` reads as `"b"`). Refused here: a token naming
+/// two issuers (or two audiences) is two credentials that disagree, and the
+/// issuer a multi-issuer layer selects by must be the one it verifies.
+struct Claims(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Unique;
+        impl<'de> serde::de::Visitor<'de> for Unique {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with unique names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Claims, A::Error> {
+                let mut claims = Map::new();
+                while let Some((name, value)) = access.next_entry::<String, Value>()? {
+                    if claims.contains_key(&name) {
+                        return Err(serde::de::Error::custom("duplicate claim name"));
+                    }
+                    claims.insert(name, value);
+                }
+                Ok(Claims(claims))
+            }
+        }
+        deserializer.deserialize_map(Unique)
+    }
+}
+
+/// The claims of a payload segment, unique names required.
+fn parse_claims(payload_b64: &str) -> Result<Map<String, Value>, AuthError> {
+    let payload = b64(payload_b64)?;
+    serde_json::from_slice::<Claims>(&payload).map(|claims| claims.0).map_err(|_| {
+        AuthError::with_detail(AuthErrorKind::Malformed, "the payload is not a JSON object with unique claim names")
+    })
+}
+
 fn b64(segment: &str) -> Result<Vec<u8>, AuthError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url"))
 }
 
+/// The three segments of a compact JWS.
+fn segments(token: &str) -> Result<(&str, &str, &str), AuthError> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Ok((header, payload, signature)),
+        _ => Err(AuthError::with_detail(AuthErrorKind::Malformed, "not three segments")),
+    }
+}
+
+/// The `iss` of unverified claims, to select the issuer's rules by.
+fn unverified_issuer(claims: &Map<String, Value>) -> Result<&str, AuthError> {
+    match claims.get("iss") {
+        None => Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iss")),
+        Some(Value::String(issuer)) if !issuer.is_empty() => Ok(issuer),
+        Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss")),
+    }
+}
+
 impl Verifier {
-    /// Verifies a token against a key snapshot. `UnknownKey` means the caller may
-    /// refresh the key set and try once more.
-    pub(crate) fn verify(&self, token: &str, keys: &KeySet) -> Result<Verified, AuthError> {
-        self.verify_inner(token, keys, false).map(|(verified, _)| verified)
+    /// Verifies a token against its issuer's current keys. `UnknownKey` means the
+    /// caller may refresh that issuer's key set ([`keys_for`](Self::keys_for)) and
+    /// try once more.
+    pub(crate) fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        self.verify_inner(token, false).map(|(verified, _)| verified)
     }
 
     /// Verifies a token like [`verify`](Self::verify), except that a token that
@@ -203,22 +257,26 @@ impl Verifier {
     /// `typ`, audience, shape, future times, the claim profile) is checked as
     /// strictly as ever. Only to decide whether the issuer may confirm the token,
     /// never to admit a request on its own.
-    pub(crate) fn verify_lapsed(&self, token: &str, keys: &KeySet) -> Result<(Verified, Option<AuthError>), AuthError> {
-        self.verify_inner(token, keys, true)
+    pub(crate) fn verify_lapsed(&self, token: &str) -> Result<(Verified, Option<AuthError>), AuthError> {
+        self.verify_inner(token, true)
     }
 
-    fn verify_inner(
-        &self,
-        token: &str,
-        keys: &KeySet,
-        lenient: bool,
-    ) -> Result<(Verified, Option<AuthError>), AuthError> {
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::with_detail(AuthErrorKind::Malformed, "not three segments"));
-        };
+    /// The key store of the token's issuer, to look for a key it lacks. An `iss`
+    /// no configuration names (also one only the authority vouches for counts as
+    /// named) is an error: no key set is ever fetched for it. Only on the
+    /// unknown-`kid` path, so the payload is read a second time there only.
+    pub(crate) fn keys_for(&self, token: &str) -> Result<&Arc<KeyStore>, AuthError> {
+        let (_, payload_b64, _) = segments(token)?;
+        let claims = parse_claims(payload_b64)?;
+        let issuer = unverified_issuer(&claims)?;
+        match self.issuers.select(issuer) {
+            Some(selected) => Ok(&selected.rules.keys),
+            None => Err(AuthErrorKind::WrongIssuer.into()),
+        }
+    }
+
+    fn verify_inner(&self, token: &str, lenient: bool) -> Result<(Verified, Option<AuthError>), AuthError> {
+        let (header_b64, payload_b64, signature_b64) = segments(token)?;
 
         let header_json = b64(header_b64)?;
         let header: Header<'_> = serde_json::from_slice(&header_json)
@@ -231,9 +289,22 @@ impl Verifier {
         if !self.algorithms.contains(&algorithm) {
             return Err(AuthErrorKind::UnsupportedAlgorithm.into());
         }
-        if !self.typ.accepts(header.typ.as_deref()) {
+        // One issuer: its rules, and `iss` is checked after the signature (the
+        // payload is parsed once, after it). Several: the unverified `iss` selects
+        // the rules first; the signed one must select the same (`check_claims`).
+        let (rules, early_claims) = match self.issuers.single() {
+            Some(rules) => (rules, None),
+            None => {
+                let claims = parse_claims(payload_b64)?;
+                let issuer = unverified_issuer(&claims)?;
+                let selected = self.issuers.select(issuer).ok_or(AuthErrorKind::WrongIssuer)?;
+                (selected.rules, Some(claims))
+            }
+        };
+        if !rules.typ.accepts(header.typ.as_deref()) {
             return Err(AuthErrorKind::InvalidType.into());
         }
+        let keys = rules.keys.snapshot();
         let key = keys.find(header.kid.as_deref(), algorithm).ok_or(AuthErrorKind::UnknownKey)?;
         if key.algorithm != algorithm {
             return Err(AuthErrorKind::AlgorithmMismatch.into());
@@ -244,14 +315,16 @@ impl Verifier {
             Ok(false) | Err(_) => return Err(AuthErrorKind::InvalidSignature.into()),
         }
 
-        let payload = b64(payload_b64)?;
-        let claims: Map<String, Value> = serde_json::from_slice(&payload)
-            .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "the payload is not a JSON object"))?;
-        self.check_claims(claims, lenient)
+        let claims = match early_claims {
+            Some(claims) => claims,
+            None => parse_claims(payload_b64)?,
+        };
+        self.check_claims(rules, claims, lenient)
     }
 
     fn check_claims(
         &self,
+        rules: &IssuerRules,
         mut claims: Map<String, Value>,
         lenient: bool,
     ) -> Result<(Verified, Option<AuthError>), AuthError> {
@@ -267,8 +340,13 @@ impl Verifier {
         };
         let registered = Registered::take(&mut claims)?;
         let issuer = registered.issuer.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "iss"))?;
-        if !self.issuers.contains(&issuer) {
-            if !(lenient && self.remote_issuers.contains(&issuer)) {
+        // The signed `iss` must name the configuration whose key verified the token.
+        let selected = self.issuers.select(&issuer).filter(|selected| selected.is_of(rules));
+        let Some(selected) = selected else {
+            return Err(AuthErrorKind::WrongIssuer.into());
+        };
+        if selected.is_remote() {
+            if !lenient {
                 return Err(AuthErrorKind::WrongIssuer.into());
             }
             lapse.get_or_insert_with(|| {
@@ -278,9 +356,8 @@ impl Verifier {
         if registered.audience.is_empty() {
             return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud"));
         }
-        if !registered.audience.iter().any(|a| self.audiences.contains(a)) {
-            return Err(AuthErrorKind::WrongAudience.into());
-        }
+        selected.check_audience(&registered.audience)?;
+        selected.check_tenant(|claim| claims.get(claim))?;
         let subject = registered.subject.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "sub"))?;
         let verified = VerifiedClaims {
             issuer,
@@ -292,7 +369,7 @@ impl Verifier {
             jwt_id: registered.jwt_id,
             other: claims,
         };
-        let session = self.profile.session(verified)?;
+        let session = rules.profile.session(verified)?;
         // After the profile, so custom profiles are held to the same rules.
         match self.time.check_session(&session, now) {
             // The session's own end passed: the issuer may have extended it since.
@@ -429,5 +506,35 @@ mod tests {
         // The strict check keeps its order: expiry first.
         let both = TokenTimes { exp: 1_000, nbf: Some(2_000), iat: None };
         assert_eq!(rules.check(&both, 1_500).unwrap_err().kind(), AuthErrorKind::Expired);
+    }
+}
+
+#[cfg(test)]
+mod claims_tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Iss {
+        iss: String,
+    }
+
+    /// What serde does with a duplicate name, and what this crate does instead.
+    #[test]
+    fn duplicate_claim_names_are_refused() {
+        let twice = r#"{"iss":"https://a.example","sub":"u","iss":"https://b.example"}"#;
+        // serde_json keeps the last duplicate in a map ...
+        let map: Map<String, Value> = serde_json::from_str(twice).unwrap();
+        assert_eq!(map["iss"], "https://b.example");
+        // ... and a derived struct refuses it.
+        assert!(serde_json::from_str::<Iss>(twice).is_err());
+        // Claims keep neither: the token is malformed.
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let error = parse_claims(&b64(twice)).unwrap_err();
+        assert_eq!(error.kind(), AuthErrorKind::Malformed);
+        // Duplicates inside a claim's own object are the claim's business (last wins).
+        let nested = parse_claims(&b64(r#"{"iss":"a","x":{"k":1,"k":2}}"#)).unwrap();
+        assert_eq!(nested["x"]["k"], 2);
+        assert!(parse_claims(&b64("[1]")).is_err());
     }
 }

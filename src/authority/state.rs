@@ -12,6 +12,7 @@ use super::budget::{Budget, IssuerBudget};
 use super::{Authority, AuthorityCredential, Confirmation};
 use crate::cache::{token_hash, TokenHash};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::issuers::IssuerTable;
 use crate::rbac::AuthorizationCheck;
 use crate::session::Session;
 
@@ -112,9 +113,9 @@ impl ConfirmKey {
 pub(crate) struct AuthoritySettings {
     pub(crate) opaque_ttl: Duration,
     pub(crate) budget: IssuerBudget,
-    /// The layer's accepted issuers and audiences: every answer must match them.
-    pub(crate) issuers: Vec<String>,
-    pub(crate) audiences: Vec<String>,
+    /// The layer's issuers, each with its audiences: every answer must name one
+    /// of them (or one the authority vouches for) and match that issuer's rules.
+    pub(crate) issuers: Arc<IssuerTable>,
     /// Accept answers without any `aud` (see `with_authority_audience_optional`).
     pub(crate) audience_optional: bool,
     pub(crate) leeway: Duration,
@@ -133,8 +134,7 @@ pub(crate) struct AuthorityState {
     /// so that garbage, however much of it, never pushes a real revocation out.
     refused_tokens: DenyList<TokenHash>,
     budget: Budget,
-    issuers: Vec<String>,
-    audiences: Vec<String>,
+    issuers: Arc<IssuerTable>,
     audience_optional: bool,
     /// Longest `exp - iat` of a JWT verified by this layer, in seconds.
     longest_jwt: AtomicU64,
@@ -242,7 +242,6 @@ impl AuthorityState {
             refused_tokens: DenyList::new(MAX_ENTRIES),
             budget: Budget::new(settings.budget),
             issuers: settings.issuers,
-            audiences: settings.audiences,
             audience_optional: settings.audience_optional,
             longest_jwt: AtomicU64::new(0),
             leeway: settings.leeway,
@@ -380,25 +379,20 @@ impl AuthorityState {
         Arc::new(Answer { started, asked_at, outcome })
     }
 
-    /// The layer's rules for any session, applied to the issuer's answer: its
-    /// issuers and audiences, and the session's own times (no authentication in
-    /// the future, not past its own end).
+    /// The layer's rules for any session, applied to the issuer's answer: the
+    /// issuer it names must be one of the layer's (or one the authority vouches
+    /// for), and the answer is held to *that* issuer's audiences and tenant; and
+    /// the session's own times (no authentication in the future, not past its
+    /// own end).
     fn accepts(&self, session: &Session) -> Result<(), AuthError> {
         session.check_times(SystemTime::now(), self.leeway)?;
-        if !self.issuers.iter().any(|issuer| issuer == session.issuer()) {
+        let Some(issuer) = self.issuers.select(session.issuer()) else {
             return Err(AuthError::with_detail(AuthErrorKind::WrongIssuer, "the issuer's answer names another issuer"));
-        }
-        let audience = session.audience();
-        if audience.is_empty() {
-            if self.audience_optional {
-                return Ok(());
-            }
+        };
+        if session.audience().is_empty() && !self.audience_optional {
             return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud"));
         }
-        if !audience.iter().any(|a| self.audiences.contains(a)) {
-            return Err(AuthErrorKind::WrongAudience.into());
-        }
-        Ok(())
+        issuer.check_session(session)
     }
 
     /// Notes the lifetime of a JWT this layer verified. One load per new

@@ -84,6 +84,11 @@ impl std::fmt::Debug for KeySource {
 
 /// How the key set is fetched, cached and refreshed.
 ///
+/// In a layer with several [issuer configurations](crate::IssuerConfig), each
+/// issuer's key set follows these settings on its own: its own refresh schedule
+/// and its own budget of fetches for unknown `kid`s, so that made-up `kid`s in one
+/// issuer's name never hold back another issuer's keys.
+///
 /// Defaults: refresh every 10 minutes unless the issuer's `Cache-Control: max-age`
 /// says otherwise (bounded to 1 minute … 24 hours); tokens with an unknown `kid` may
 /// cause a burst of 5 fetches, then one every 5 seconds (see
