@@ -35,6 +35,9 @@ pub struct ChallengeContext<'a> {
     pub login_url: Option<&'a str>,
     /// The configured step-up page.
     pub step_up_url: Option<&'a str>,
+    /// Whether problem bodies carry the exact reasons of the refusal
+    /// ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics)).
+    pub diagnostics: bool,
 }
 
 impl<'a> ChallengeContext<'a> {
@@ -80,7 +83,7 @@ impl<'a> ChallengeContext<'a> {
     /// assert_eq!(Hide404.respond(&forbidden, &browser).status(), StatusCode::NOT_FOUND);
     /// ```
     pub fn new(realm: &'a str, return_to: &'a str) -> Self {
-        Self { realm, source: None, accept: None, return_to, login_url: None, step_up_url: None }
+        Self { realm, source: None, accept: None, return_to, login_url: None, step_up_url: None, diagnostics: false }
     }
     /// Where the credential was found (`None`: no credential).
     #[must_use]
@@ -104,6 +107,14 @@ impl<'a> ChallengeContext<'a> {
     #[must_use]
     pub fn with_step_up_url(mut self, step_up_url: Option<&'a str>) -> Self {
         self.step_up_url = step_up_url;
+        self
+    }
+    /// Problem bodies carry the exact reasons of the refusal
+    /// ([`Rejection::diagnostics`]): for development only, see
+    /// [`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics).
+    #[must_use]
+    pub fn with_diagnostics(mut self, diagnostics: bool) -> Self {
+        self.diagnostics = diagnostics;
         self
     }
     /// A browser: no bearer token, and HTML accepted.
@@ -170,6 +181,31 @@ pub struct DefaultChallenge;
 
 impl Challenge for DefaultChallenge {
     fn respond(&self, rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
+        let response = respond_default(rejection, context);
+        if context.diagnostics {
+            with_diagnostics(response, rejection)
+        } else {
+            response
+        }
+    }
+}
+
+/// Adds `"diagnostics"` to a problem body (development only: see
+/// [`ChallengeContext::diagnostics`]). Responses without a JSON body stay as they are.
+fn with_diagnostics(mut response: Response<Bytes>, rejection: &Rejection) -> Response<Bytes> {
+    let reasons = rejection.diagnostics();
+    if reasons.is_empty() {
+        return response;
+    }
+    if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(response.body()) {
+        body.insert("diagnostics".to_owned(), json!(reasons));
+        *response.body_mut() = Bytes::from(serde_json::Value::Object(body).to_string());
+    }
+    response
+}
+
+fn respond_default(rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
+    {
         match rejection {
             Rejection::Unauthenticated => unauthenticated(context, None),
             Rejection::InvalidCredential(error) | Rejection::SessionEnded(error) => {

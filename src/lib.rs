@@ -45,6 +45,7 @@ mod guard;
 mod http_client;
 mod jwks;
 mod layer;
+mod preset;
 mod profile;
 mod rbac;
 mod rejection;
@@ -172,7 +173,8 @@ pub use guard::{
 pub use guard::{Require, RequirementSpec};
 pub use jwks::{Algorithm, JwksConfig, KeySource, UnknownAlgorithm};
 pub use layer::{SessionLayer, SessionLayerBuilder, DEFAULT_LEEWAY, DEFAULT_OPAQUE_TOKEN_TTL};
-pub use profile::{ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
+pub use preset::Preset;
+pub use profile::{ClaimPath, ClaimProfile, OidcProfile, StytchProfile, VerifiedClaims};
 pub use rbac::{AuthorizationCheck, AuthorizationVerdict, RbacPolicy, StytchRbac, DEFAULT_RBAC_REFRESH};
 pub use rejection::{Forbidden, Rejection, Shortfall, StepUpRequired};
 pub use service::SessionService;

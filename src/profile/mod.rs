@@ -3,6 +3,7 @@
 //! Two are built in, [`StytchProfile`] and [`OidcProfile`]; implement
 //! [`ClaimProfile`] for anything else.
 
+mod claim_path;
 mod oidc;
 mod stytch;
 
@@ -10,8 +11,11 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+pub use claim_path::ClaimPath;
 pub use oidc::OidcProfile;
 pub use stytch::StytchProfile;
+#[cfg(test)]
+pub(crate) use oidc::amr_factor;
 pub(crate) use stytch::{parse_rfc3339, StytchSessionObject};
 
 use crate::error::{AuthError, AuthErrorKind};
