@@ -19,14 +19,14 @@
 //! | `GET /v1/rbac/policy`, `GET /v1/b2b/rbac/policy` | the project's RBAC policy ([`DevIssuerConfig::with_rbac_policy`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
-//! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
-//!
-//! | `GET /realms/dev/…`, `/auth0/…`, `/{DEV_ENTRA_TENANT}/v2.0/…`, `/oauth2/default/…` + `/.well-known/openid-configuration` | discovery of the [provider-shaped issuers](DevShape) (same keys) |
+//! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`); `/dev/login` mints provider-shaped tokens, see below |
+//! | `GET /realms/dev/…`, `/auth0/…`, `/{tenant}/v2.0/…` ([`DEV_ENTRA_TENANT`]), `/oauth2/default/…` + `/.well-known/openid-configuration` | discovery of the [provider-shaped issuers](DevShape) (same keys) |
 //!
 //! # `POST /dev/login`
 //!
 //! Logs a user in and answers with a credential shaped like the provider named by
-//! `shape`. Every field is optional; unknown fields are refused with `400`.
+//! `shape`. Every field is optional; for provider shapes, unknown fields are refused
+//! with `400`.
 //!
 //! | field | type | shapes | meaning | default |
 //! |---|---|---|---|---|

@@ -12,6 +12,7 @@ mod interop_oidc;
 mod interop_stytch;
 mod jwks;
 mod lifecycle;
+mod providers;
 mod rbac;
 mod requirements;
 mod resource_server;
