@@ -53,9 +53,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
-    ClearSessionCookies, Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile,
-    Preset, Requirement, Session, SessionControl, SessionLayer, StytchAuthority, StytchProfile, StytchProject,
-    TypPolicy, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
+    ClearSessionCookies, Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Preset,
+    Requirement, Session, SessionControl, SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
+    DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -132,7 +132,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             builder.with_profile(oidc_profile(preset.profile())).with_dialect(preset.dialect())
         }
         (Some("stytch"), None) => builder.with_profile(StytchProfile::new()),
-        (Some("stytch"), Some(_)) => return Err("STEPUP_PRESET applies to OIDC tokens, not STEPUP_PROFILE=stytch".into()),
+        (Some("stytch"), Some(_)) => {
+            return Err("STEPUP_PRESET applies to OIDC tokens, not STEPUP_PROFILE=stytch".into())
+        }
         (Some(other), _) => return Err(format!("STEPUP_PROFILE must be oidc or stytch, not {other:?}").into()),
     };
     if let Some(url) = env("STEPUP_INTROSPECTION_URL") {
@@ -183,7 +185,9 @@ fn preset_for(issuer: &str) -> Result<Option<Preset>, String> {
             let (host, tenant) = base.rsplit_once('/').ok_or("an Entra issuer is {host}/{tenant}/v2.0")?;
             Preset::entra(tenant).with_authority_host(host)
         }
-        Some(other) => return Err(format!("STEPUP_PRESET must be generic, keycloak, auth0, entra or okta, not {other:?}")),
+        Some(other) => {
+            return Err(format!("STEPUP_PRESET must be generic, keycloak, auth0, entra or okta, not {other:?}"))
+        }
     }))
 }
 

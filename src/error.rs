@@ -269,7 +269,8 @@ impl fmt::Debug for AuthError {
         if let Some(after) = &self.retry_after {
             debug.field("retry_after", after);
         }
-        debug.finish()
+        // `diagnostic` is left out on purpose: it may name claim values.
+        debug.finish_non_exhaustive()
     }
 }
 

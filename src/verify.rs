@@ -251,7 +251,10 @@ impl Verifier {
         }
         if !self.typ.accepts(header.typ.as_deref()) {
             // Diagnostics only: the header value is the sender's, so it is cut short.
-            let found = header.typ.as_deref().map_or_else(|| "none".to_owned(), |t| format!("`{}`", t.chars().take(48).collect::<String>()));
+            let found = header
+                .typ
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |t| format!("`{}`", t.chars().take(48).collect::<String>()));
             return Err(AuthError::new(AuthErrorKind::InvalidType)
                 .with_diagnostic(format!("header `typ` is {found}; the layer accepts {}", self.typ.describe())));
         }

@@ -54,13 +54,19 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/b2b/sessions/jwks/{project_id}", get(stytch_jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         // Provider-shaped issuers (see `DevShape::issuer`): the same keys.
-        .route("/realms/dev/.well-known/openid-configuration", get(|s: AppState| shaped_discovery(s, DevShape::Keycloak)))
+        .route(
+            "/realms/dev/.well-known/openid-configuration",
+            get(|s: AppState| shaped_discovery(s, DevShape::Keycloak)),
+        )
         .route("/auth0/.well-known/openid-configuration", get(|s: AppState| shaped_discovery(s, DevShape::Auth0)))
         .route(
             "/11111111-2222-4333-8444-555555555555/v2.0/.well-known/openid-configuration",
             get(|s: AppState| shaped_discovery(s, DevShape::Entra)),
         )
-        .route("/oauth2/default/.well-known/openid-configuration", get(|s: AppState| shaped_discovery(s, DevShape::Okta)))
+        .route(
+            "/oauth2/default/.well-known/openid-configuration",
+            get(|s: AppState| shaped_discovery(s, DevShape::Okta)),
+        )
         .route("/v1/sessions/authenticate", post(authenticate_consumer))
         .route("/v1/b2b/sessions/authenticate", post(authenticate_b2b))
         .route("/v1/sessions/revoke", post(revoke_consumer))
@@ -847,7 +853,9 @@ fn opt_strings(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<Strin
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| bad_request(&format!("{name} must be strings."))))
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| bad_request(&format!("{name} must be strings.")))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(bad_request(&format!("{name} must be an array of strings."))),
@@ -871,7 +879,8 @@ fn shaped_login(shared: &Arc<Shared>, shape: DevShape, body: &Map<String, Value>
             amr.push(method);
         }
     }
-    let mut token = super::AccessTokenBuilder::new(shared).shape(shape).amr(&amr.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut token =
+        super::AccessTokenBuilder::new(shared).shape(shape).amr(&amr.iter().map(String::as_str).collect::<Vec<_>>());
     token = token.auth_time(SystemTime::now()).sid(random_uuid());
     if let Some(user) = opt_str(body, "user_id")? {
         token = token.subject(user);

@@ -125,7 +125,8 @@ impl ShapedClaims {
     /// `nbf`).
     pub(crate) fn write(self, shape: DevShape, obj: &mut Map<String, Value>) {
         let issuer = obj.get("iss").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let scopes = || self.scope.as_deref().map(|s| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>());
+        let scopes =
+            || self.scope.as_deref().map(|s| s.split_ascii_whitespace().map(str::to_owned).collect::<Vec<_>>());
         match shape {
             DevShape::Rfc9068 => {
                 obj.insert("aud".into(), json!(self.audience));
@@ -171,7 +172,10 @@ impl ShapedClaims {
                     obj.insert("amr".into(), json!(["mfa"]));
                 }
                 if let Some(roles) = self.roles.clone() {
-                    obj.insert(self.roles_claim.clone().unwrap_or_else(|| DEV_AUTH0_ROLES_CLAIM.to_owned()), json!(roles));
+                    obj.insert(
+                        self.roles_claim.clone().unwrap_or_else(|| DEV_AUTH0_ROLES_CLAIM.to_owned()),
+                        json!(roles),
+                    );
                 }
             }
             DevShape::Entra => {

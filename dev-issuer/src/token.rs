@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use super::util::{random_uuid, rfc3339, stable_uuid, time_add, time_sub, unix_secs};
 use super::shape::{DevShape, ShapedClaims};
+use super::util::{random_uuid, rfc3339, stable_uuid, time_add, time_sub, unix_secs};
 use super::{DevAlg, DevIssuer, Shared, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID, DEFAULT_SUBJECT};
 
 /// One authentication factor of a dev session, as Stytch lists it in
@@ -280,9 +280,7 @@ impl HeaderChoice {
             Some(kid) => shared
                 .key_any(kid)
                 .unwrap_or_else(|| panic!("dev issuer: signed_by({kid:?}): no key with this kid was ever made")),
-            None => shared
-                .signer(self.alg.unwrap_or(shared.default_alg))
-                .unwrap_or_else(|e| panic!("{e}")),
+            None => shared.signer(self.alg.unwrap_or(shared.default_alg)).unwrap_or_else(|e| panic!("{e}")),
         };
         let mut header = Map::new();
         header.insert("alg".into(), Value::String(key.alg.as_str().to_owned()));
@@ -728,7 +726,7 @@ impl<'a> AccessTokenBuilder<'a> {
             obj.insert("nbf".into(), json!(unix_secs(nbf)));
         }
         obj.insert("exp".into(), json!(unix_secs(exp)));
-        let shaped = ShapedClaims {
+        let claims = ShapedClaims {
             client_id: self.client_id.unwrap_or_else(|| shared.client_id.clone()),
             jti: self.jti.unwrap_or_else(random_uuid),
             audience: self.audience.unwrap_or_else(|| String::from(DEFAULT_AUDIENCE)),
@@ -742,7 +740,7 @@ impl<'a> AccessTokenBuilder<'a> {
             client_roles: self.client_roles,
             roles_claim: self.roles_claim,
         };
-        shaped.write(self.shape, &mut obj);
+        claims.write(self.shape, &mut obj);
         for (k, v) in self.custom {
             obj.insert(k, v);
         }

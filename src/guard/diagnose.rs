@@ -5,6 +5,7 @@
 //! Reasons name claims and the values needed to tell what is wrong (roles, scopes,
 //! `acr`, `amr`, factor kinds and ages), never a token.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::guard::config::GuardConfig;
@@ -43,10 +44,10 @@ pub(super) fn reason(node: &Node, session: &Session, config: &GuardConfig, now: 
         Node::Factor(rule) => {
             let mut wanted = format!("a `{}` factor", rule.kind);
             if let Some(method) = &rule.delivery_method {
-                wanted.push_str(&format!(" delivered by `{method}`"));
+                let _ = write!(wanted, " delivered by `{method}`");
             }
             if let Some(within) = rule.within {
-                wanted.push_str(&format!(" used within {}s", within.as_secs()));
+                let _ = write!(wanted, " used within {}s", within.as_secs());
             }
             let factors: Vec<String> = session
                 .factors()
@@ -54,10 +55,12 @@ pub(super) fn reason(node: &Node, session: &Session, config: &GuardConfig, now: 
                 .map(|factor| {
                     let mut text = factor.kind.to_string();
                     if let Some(method) = &factor.delivery_method {
-                        text.push_str(&format!(" by {method}"));
+                        let _ = write!(text, " by {method}");
                     }
                     match factor.last_authenticated_at {
-                        Some(at) => text.push_str(&format!(", {}", age(at, now))),
+                        Some(at) => {
+                            let _ = write!(text, ", {}", age(at, now));
+                        }
                         None => text.push_str(", no time"),
                     }
                     text

@@ -581,10 +581,9 @@ impl Node {
             Self::AcrAtLeast(level) => {
                 step_up(StepUpRequired { acr_values: config.acr_values_from(level), ..StepUpRequired::default() })
             }
-            Self::MultiFactor => step_up(StepUpRequired {
-                acr_values: config.multi_factor_acr_values(),
-                ..StepUpRequired::default()
-            }),
+            Self::MultiFactor => {
+                step_up(StepUpRequired { acr_values: config.multi_factor_acr_values(), ..StepUpRequired::default() })
+            }
             Self::MaxAge(max_age) => step_up(StepUpRequired { max_age: Some(*max_age), ..StepUpRequired::default() }),
             Self::SecureSession => step_up(StepUpRequired {
                 acr_values: config.secure_session_acr().map(str::to_owned).into_iter().collect(),
@@ -779,7 +778,8 @@ mod tests {
         let mfa = Requirement::multi_factor();
         let oidc = |amr: &[&str], acr: Option<&str>| {
             let factors = amr.iter().filter_map(|m| crate::profile::amr_factor(m)).collect();
-            let builder = Session::builder("u", "i").amr(amr.iter().map(|m| (*m).to_owned()).collect()).factors(factors);
+            let builder =
+                Session::builder("u", "i").amr(amr.iter().map(|m| (*m).to_owned()).collect()).factors(factors);
             match acr {
                 Some(acr) => builder.acr(acr).build(),
                 None => builder.build(),

@@ -44,7 +44,9 @@ impl Preset {
             TypPolicy::Jwt,
             Dialect::Entra,
         );
-        if tenant.is_empty() || tenant.contains('/') || matches!(tenant.as_str(), "common" | "organizations" | "consumers")
+        if tenant.is_empty()
+            || tenant.contains('/')
+            || matches!(tenant.as_str(), "common" | "organizations" | "consumers")
         {
             // Tokens always name the user's own tenant; a multi-tenant alias never
             // appears in `iss`.
@@ -64,7 +66,10 @@ impl Preset {
         if self.dialect == Dialect::Entra {
             if let Some(rest) = self.issuer.strip_prefix(PUBLIC_CLOUD).map(str::to_owned).or_else(|| {
                 // Already moved once: keep the `/{tenant}/v2.0` tail.
-                self.issuer.rfind("/v2.0").and_then(|end| self.issuer[..end].rfind('/')).map(|at| self.issuer[at..].to_owned())
+                self.issuer
+                    .rfind("/v2.0")
+                    .and_then(|end| self.issuer[..end].rfind('/'))
+                    .map(|at| self.issuer[at..].to_owned())
             }) {
                 self.issuer = format!("{}{rest}", super::url_of(&host.into()).trim_end_matches('/'));
             }

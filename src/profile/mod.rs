@@ -12,10 +12,10 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 pub use claim_path::ClaimPath;
-pub use oidc::OidcProfile;
-pub use stytch::StytchProfile;
 #[cfg(test)]
 pub(crate) use oidc::amr_factor;
+pub use oidc::OidcProfile;
+pub use stytch::StytchProfile;
 pub(crate) use stytch::{parse_rfc3339, StytchSessionObject};
 
 use crate::error::{AuthError, AuthErrorKind};

@@ -100,11 +100,14 @@ fn audience_of(payload: &Value) -> String {
     }
 }
 
+/// A documented token's case: (file, shape, preset, client id, roles, a scope).
+type Case<'a> = (&'a str, DevShape, Preset, &'a str, Vec<&'a str>, &'a str);
+
 #[tokio::test]
 async fn each_preset_verifies_its_documented_token() -> TestResult {
     let issuer = quick_issuer().await;
-    // (file, shape, preset change, client id, roles, a scope)
-    let cases: Vec<(&str, DevShape, Preset, &str, Vec<&str>, &str)> = vec![
+    // (file, shape, preset, client id, roles, a scope)
+    let cases: Vec<Case<'_>> = vec![
         (
             "keycloak.json",
             DevShape::Keycloak,
@@ -153,7 +156,14 @@ async fn each_preset_verifies_its_documented_token() -> TestResult {
             vec!["API.WRITER", "API.READER"],
             "access_as_user",
         ),
-        ("okta.json", DevShape::Okta, preset(&issuer, DevShape::Okta), "0oa1b2c3d4e5f6g7h8i9", vec!["Everyone", "admin"], "groups"),
+        (
+            "okta.json",
+            DevShape::Okta,
+            preset(&issuer, DevShape::Okta),
+            "0oa1b2c3d4e5f6g7h8i9",
+            vec!["Everyone", "admin"],
+            "groups",
+        ),
     ];
     for (file, shape, preset, client, roles, scope) in cases {
         let (token, payload) = fixture(&issuer, file, shape, |_| {});
@@ -181,7 +191,7 @@ async fn login(issuer: &DevIssuer, body: Value) -> String {
         .json()
         .await
         .expect("login JSON");
-    answer["access_token"].as_str().map(str::to_owned).unwrap_or_else(|| panic!("no access token: {answer}"))
+    answer["access_token"].as_str().map_or_else(|| panic!("no access token: {answer}"), str::to_owned)
 }
 
 #[tokio::test]
@@ -189,7 +199,11 @@ async fn each_preset_verifies_the_dev_issuers_shaped_tokens() -> TestResult {
     let issuer = quick_issuer().await;
     for shape in [DevShape::Keycloak, DevShape::Auth0, DevShape::Entra, DevShape::Okta, DevShape::Rfc9068] {
         let base = app(&preset(&issuer, shape), DEFAULT_AUDIENCE, GuardConfig::default()).await?;
-        let admin = login(&issuer, json!({"shape": shape.as_str(), "user_id": "alice", "roles": ["admin"], "scope": "read write"})).await;
+        let admin = login(
+            &issuer,
+            json!({"shape": shape.as_str(), "user_id": "alice", "roles": ["admin"], "scope": "read write"}),
+        )
+        .await;
         let (status, me) = call(&base, "/me", &admin).await;
         assert_eq!(status, 200, "{shape}: {me}");
         assert_eq!(me["sub"], "alice", "{shape}");
@@ -282,11 +296,9 @@ async fn claim_paths_with_slashes_and_dots() -> TestResult {
     // A namespaced URL is one claim, dots and slashes included.
     let auth0 = Preset::auth0(issuer.shape_issuer(DevShape::Auth0)).with_roles_claim("https://acme.example/v1.0/roles");
     let base = app(&auth0, DEFAULT_AUDIENCE, GuardConfig::default()).await?;
-    let token = login(
-        &issuer,
-        json!({"shape": "auth0", "roles": ["admin"], "roles_claim": "https://acme.example/v1.0/roles"}),
-    )
-    .await;
+    let token =
+        login(&issuer, json!({"shape": "auth0", "roles": ["admin"], "roles_claim": "https://acme.example/v1.0/roles"}))
+            .await;
     assert_eq!(call(&base, "/admin", &token).await.0, 200);
     // Nested, with an escaped dot in a member name.
     let generic = Preset::generic().with_issuer(issuer.issuer()).with_roles_claim(r"app\.v2.roles");
@@ -361,7 +373,10 @@ async fn diagnostics_say_what_is_wrong_only_when_on() -> TestResult {
     let (status, body) = call(&on, "/admin", &user).await;
     assert_eq!(status, 403);
     let reason = body["diagnostics"][0].as_str().unwrap_or_default();
-    assert!(reason.contains("role `admin`") && reason.contains("realm_access.roles") && reason.contains("`user`"), "{reason}");
+    assert!(
+        reason.contains("role `admin`") && reason.contains("realm_access.roles") && reason.contains("`user`"),
+        "{reason}"
+    );
     let (status, body) = call(&on, "/admin", &stranger).await;
     assert_eq!(status, 401);
     let reason = body["diagnostics"][0].as_str().unwrap_or_default();

@@ -324,6 +324,9 @@ async fn logout_without_an_authority_is_remembered_by_the_server() {
     assert_eq!(me().await.unwrap().status(), 401);
 }
 
+/// Environment variables of one server.
+type Vars = Vec<(&'static str, String)>;
+
 /// `STEPUP_PRESET`: each provider's tokens, roles where the provider puts them;
 /// `STEPUP_ROLES_CLAIM` and `STEPUP_CLIENT` move them.
 #[tokio::test]
@@ -336,7 +339,7 @@ async fn presets_find_roles_where_the_provider_puts_them() {
         let request = client.get(url).bearer_auth(token);
         async move { request.send().await.unwrap().status().as_u16() }
     };
-    let cases: Vec<(DevShape, &str, Vec<(&'static str, String)>)> = vec![
+    let cases: Vec<(DevShape, &str, Vars)> = vec![
         (DevShape::Keycloak, "keycloak", vec![]),
         (DevShape::Auth0, "auth0", vec![("STEPUP_ROLES_CLAIM", DEV_AUTH0_ROLES_CLAIM.to_owned())]),
         (DevShape::Entra, "entra", vec![]),
