@@ -20,6 +20,9 @@
 //! | `STEPUP_STYTCH_PROJECT_ID`, `STEPUP_STYTCH_SECRET`, `STEPUP_STYTCH_BASE_URL` | Stytch authority | — |
 //! | `STEPUP_ISSUER_RATE` | issuer calls per second allowed for credentials not verified locally (opaque tokens), burst equal to it | library default ([`IssuerBudget`](tower_stepup::IssuerBudget)) |
 //! | `STEPUP_PROFILE` | `oidc` (OIDC / RFC 9068 claims) or `stytch` (Stytch session JWTs: session id, factors) | `oidc` |
+//! | `STEPUP_PRESET` | `generic`, `keycloak`, `auth0`, `entra` or `okta`: reads tokens as that provider sends them ([`Preset`](tower_stepup::Preset) for `STEPUP_ISSUER`: its claim profile, and its `typ` unless `STEPUP_TYP` is set); not with `STEPUP_PROFILE=stytch` | `generic` (the `oidc` profile as above) |
+//! | `STEPUP_ROLES_CLAIM` | claim path of the roles ([`ClaimPath`](tower_stepup::ClaimPath) dotted form: `realm_access.roles`, `https://example.com/roles`), replacing the preset's | the preset's (`roles` for `generic`) |
+//! | `STEPUP_CLIENT` | a client whose roles count too (`resource_access.{client}.roles`, Keycloak client roles) | — |
 //! | `RUST_LOG` | log filter (`tracing`, to stderr): JWKS and issuer failures show at `warn`/`error` | `info` |
 //!
 //! Credentials: `Authorization: Bearer …`, else the `stytch_session_jwt` /
@@ -32,7 +35,8 @@
 //! - `GET /me` → `200` `{"sub", "session_id", "factors": [{"type", "delivery_method", "last_authenticated_at"}]}`, else `401`.
 //! - `GET /mfa` → `acr` at least `mfa`.
 //! - `GET /recent` → `auth_time` within `STEPUP_MAX_AGE` seconds.
-//! - `GET /admin` → role or scope `admin`.
+//! - `GET /admin` → role or scope `admin` (roles where the preset, or
+//!   `STEPUP_ROLES_CLAIM`, finds them).
 //! - `GET /sensitive` → `acr` at least the top level, confirmed with the issuer
 //!   (`fresh()`); needs an authority.
 //! - `GET /fresh` → any session, confirmed with the issuer (`fresh()`); needs an
@@ -49,8 +53,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::format_description::well_known::Rfc3339;
 use tower_stepup::{
-    ClearSessionCookies, Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Requirement,
-    Session, SessionControl, SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
+    ClearSessionCookies, Guard, GuardConfig, IntrospectionAuthority, IssuerBudget, KeySource, OidcProfile, Preset,
+    Requirement, Session, SessionControl, SessionLayer, StytchAuthority, StytchProfile, StytchProject, TypPolicy,
     DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE,
 };
 
@@ -85,12 +89,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let source = match (env("STEPUP_JWKS_URL"), env("STEPUP_DISCOVERY_URL")) {
         (Some(url), _) => KeySource::url(url),
         (None, Some(url)) => {
-            KeySource::discovery(url.trim_end_matches("/.well-known/openid-configuration").trim_end_matches('/'))
+            let url = url.trim_end_matches("/.well-known/openid-configuration");
+            // The document must name the issuer exactly: when the URL is the issuer's,
+            // take the issuer as written (Auth0's end in `/`).
+            if url.trim_end_matches('/') == issuer.trim_end_matches('/') {
+                KeySource::discovery(issuer.clone())
+            } else {
+                KeySource::discovery(url.trim_end_matches('/'))
+            }
         }
         (None, None) => return Err("set STEPUP_JWKS_URL or STEPUP_DISCOVERY_URL".into()),
     };
+    let preset = preset_for(&issuer)?;
     let typ = match env("STEPUP_TYP").as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("any") => TypPolicy::Any,
+        None => preset.as_ref().map_or(TypPolicy::Any, Preset::typ),
+        Some("any") => TypPolicy::Any,
         Some("jwt") => TypPolicy::Jwt,
         Some("at+jwt") => TypPolicy::AccessToken,
         Some(other) => return Err(format!("STEPUP_TYP must be jwt, at+jwt or any, not {other:?}").into()),
@@ -113,10 +126,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_jwt_cookie(Some(DEFAULT_JWT_COOKIE))
         .with_token_cookie(Some(DEFAULT_TOKEN_COOKIE))
         .with_guard_config(GuardConfig::default().with_acr_levels(levels));
-    let mut builder = match env("STEPUP_PROFILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("oidc") => builder.with_profile(OidcProfile::new()),
-        Some("stytch") => builder.with_profile(StytchProfile::new()),
-        Some(other) => return Err(format!("STEPUP_PROFILE must be oidc or stytch, not {other:?}").into()),
+    let mut builder = match (env("STEPUP_PROFILE").as_deref().map(str::to_ascii_lowercase).as_deref(), preset) {
+        (None | Some("oidc"), None) => builder.with_profile(oidc_profile(OidcProfile::new())),
+        (None | Some("oidc"), Some(preset)) => {
+            builder.with_profile(oidc_profile(preset.profile())).with_dialect(preset.dialect())
+        }
+        (Some("stytch"), None) => builder.with_profile(StytchProfile::new()),
+        (Some("stytch"), Some(_)) => {
+            return Err("STEPUP_PRESET applies to OIDC tokens, not STEPUP_PROFILE=stytch".into())
+        }
+        (Some(other), _) => return Err(format!("STEPUP_PROFILE must be oidc or stytch, not {other:?}").into()),
     };
     if let Some(url) = env("STEPUP_INTROSPECTION_URL") {
         let authority =
@@ -151,6 +170,40 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("resource_server listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The provider preset `STEPUP_PRESET` names, for `issuer`; `None` for `generic`.
+fn preset_for(issuer: &str) -> Result<Option<Preset>, String> {
+    Ok(Some(match env("STEPUP_PRESET").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("generic") => return Ok(None),
+        Some("keycloak") => Preset::keycloak(issuer),
+        Some("auth0") => Preset::auth0(issuer),
+        Some("okta") => Preset::okta(issuer),
+        Some("entra") => {
+            // `{authority host}/{tenant}/v2.0`
+            let base = issuer.trim_end_matches('/').strip_suffix("/v2.0").ok_or("an Entra issuer ends in /v2.0")?;
+            let (host, tenant) = base.rsplit_once('/').ok_or("an Entra issuer is {host}/{tenant}/v2.0")?;
+            Preset::entra(tenant).with_authority_host(host)
+        }
+        Some(other) => {
+            return Err(format!("STEPUP_PRESET must be generic, keycloak, auth0, entra or okta, not {other:?}"))
+        }
+    }))
+}
+
+/// `profile` with `STEPUP_ROLES_CLAIM` and `STEPUP_CLIENT` applied.
+fn oidc_profile(mut profile: OidcProfile) -> OidcProfile {
+    if let Some(path) = env("STEPUP_ROLES_CLAIM") {
+        profile = profile.with_roles_claim(path.trim());
+    }
+    if let Some(client) = env("STEPUP_CLIENT") {
+        profile = profile.with_additional_roles_claim(tower_stepup::ClaimPath::new([
+            "resource_access".to_owned(),
+            client.trim().to_owned(),
+            "roles".to_owned(),
+        ]));
+    }
+    profile
 }
 
 async fn logout(control: SessionControl) -> (ClearSessionCookies, StatusCode) {

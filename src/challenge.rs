@@ -38,6 +38,9 @@ pub struct ChallengeContext<'a> {
     /// The URL of the layer's RFC 9728 protected resource metadata, named in
     /// `Bearer` challenges as `resource_metadata` (RFC 9728 §5.1).
     pub resource_metadata: Option<&'a str>,
+    /// Whether problem bodies carry the exact reasons of the refusal
+    /// ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics)).
+    pub diagnostics: bool,
 }
 
 impl<'a> ChallengeContext<'a> {
@@ -91,6 +94,7 @@ impl<'a> ChallengeContext<'a> {
             login_url: None,
             step_up_url: None,
             resource_metadata: None,
+            diagnostics: false,
         }
     }
     /// Where the credential was found (`None`: no credential).
@@ -121,6 +125,14 @@ impl<'a> ChallengeContext<'a> {
     #[must_use]
     pub fn with_resource_metadata(mut self, url: Option<&'a str>) -> Self {
         self.resource_metadata = url;
+        self
+    }
+    /// Problem bodies carry the exact reasons of the refusal
+    /// ([`Rejection::diagnostics`]): for development only, see
+    /// [`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics).
+    #[must_use]
+    pub fn with_diagnostics(mut self, diagnostics: bool) -> Self {
+        self.diagnostics = diagnostics;
         self
     }
     /// A browser: no bearer token, and HTML accepted.
@@ -187,6 +199,31 @@ pub struct DefaultChallenge;
 
 impl Challenge for DefaultChallenge {
     fn respond(&self, rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
+        let response = respond_default(rejection, context);
+        if context.diagnostics {
+            with_diagnostics(response, rejection)
+        } else {
+            response
+        }
+    }
+}
+
+/// Adds `"diagnostics"` to a problem body (development only: see
+/// [`ChallengeContext::diagnostics`]). Responses without a JSON body stay as they are.
+fn with_diagnostics(mut response: Response<Bytes>, rejection: &Rejection) -> Response<Bytes> {
+    let reasons = rejection.diagnostics();
+    if reasons.is_empty() {
+        return response;
+    }
+    if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(response.body()) {
+        body.insert("diagnostics".to_owned(), json!(reasons));
+        *response.body_mut() = Bytes::from(serde_json::Value::Object(body).to_string());
+    }
+    response
+}
+
+fn respond_default(rejection: &Rejection, context: &ChallengeContext<'_>) -> Response<Bytes> {
+    {
         match rejection {
             Rejection::Unauthenticated => unauthenticated(context, None),
             Rejection::InvalidCredential(error) | Rejection::SessionEnded(error) => {

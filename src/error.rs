@@ -27,6 +27,9 @@ pub struct AuthError {
     kind: AuthErrorKind,
     detail: Option<Cow<'static, str>>,
     retry_after: Option<Duration>,
+    /// The exact reason for developers (may name claim values): shown only with
+    /// diagnostics on, never in `Display` or `Debug`.
+    diagnostic: Option<Box<str>>,
 }
 
 /// The kind of an [`AuthError`].
@@ -179,14 +182,14 @@ impl AuthErrorKind {
 impl AuthError {
     /// An error of the given kind.
     pub const fn new(kind: AuthErrorKind) -> Self {
-        Self { kind, detail: None, retry_after: None }
+        Self { kind, detail: None, retry_after: None, diagnostic: None }
     }
 
     /// An error of the given kind with a detail for logs (e.g. which claim).
     ///
     /// The detail must never contain token text or secrets.
     pub fn with_detail(kind: AuthErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, detail: Some(detail.into()), retry_after: None }
+        Self { kind, detail: Some(detail.into()), retry_after: None, diagnostic: None }
     }
 
     /// Tells the client when trying again may succeed (the `Retry-After` of a `503`).
@@ -194,6 +197,34 @@ impl AuthError {
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
+    }
+
+    /// Adds the exact reason, for developers: which claim, which value was expected,
+    /// what was found (claim names and the values needed to tell, never a token).
+    /// It is not part of [`Display`](fmt::Display) or `Debug`, so ordinary logs and
+    /// responses never show it: only a layer with diagnostics on
+    /// ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics))
+    /// puts it into problem bodies and logs.
+    ///
+    /// ```
+    /// use tower_stepup::{AuthError, AuthErrorKind};
+    ///
+    /// let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "azp")
+    ///     .with_diagnostic("azp: `other-app` is not an allowed client (allowed: `web`)");
+    /// assert_eq!(error.to_string(), "the token has an invalid claim (azp)");
+    /// assert!(!format!("{error:?}").contains("other-app"));
+    /// assert!(error.diagnostic().unwrap().contains("other-app"));
+    /// ```
+    #[must_use]
+    pub fn with_diagnostic(mut self, reason: impl Into<String>) -> Self {
+        self.diagnostic = Some(reason.into().into_boxed_str());
+        self
+    }
+
+    /// The exact reason for developers, when one was recorded (see
+    /// [`with_diagnostic`](Self::with_diagnostic)). May name claim values.
+    pub fn diagnostic(&self) -> Option<&str> {
+        self.diagnostic.as_deref()
     }
 
     /// What went wrong.
@@ -238,7 +269,8 @@ impl fmt::Debug for AuthError {
         if let Some(after) = &self.retry_after {
             debug.field("retry_after", after);
         }
-        debug.finish()
+        // `diagnostic` is left out on purpose: it may name claim values.
+        debug.finish_non_exhaustive()
     }
 }
 

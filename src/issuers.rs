@@ -240,7 +240,7 @@ impl IssuerConfig {
         self
     }
 
-    fn refuse(&mut self, error: ConfigError) {
+    pub(crate) fn refuse(&mut self, error: ConfigError) {
         self.invalid.get_or_insert(error);
     }
 

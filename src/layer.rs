@@ -670,7 +670,7 @@ impl SessionLayerBuilder {
     }
 
     /// Keeps the first error found while presetting, for [`build`](Self::build).
-    fn refuse(mut self, error: ConfigError) -> Self {
+    pub(crate) fn refuse(mut self, error: ConfigError) -> Self {
         self.invalid.get_or_insert(error);
         self
     }

@@ -56,6 +56,9 @@ pub struct StepUpRequired {
     /// differs from the context the session began in (`ip_address`, `user_agent`),
     /// or was not recorded. Empty otherwise.
     pub context: Vec<String>,
+    /// The exact reasons, for developers: filled only with diagnostics on
+    /// ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics)).
+    pub diagnostics: Vec<String>,
 }
 
 /// What authorization the session lacks.
@@ -78,6 +81,9 @@ pub struct Forbidden {
     /// [`Requirement::all_factors`](crate::Requirement::all_factors)): no session can pass until the server's
     /// configuration is fixed. See [`Requirement::validate`](crate::Requirement::validate).
     pub configuration_error: Option<String>,
+    /// The exact reasons, for developers: filled only with diagnostics on
+    /// ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics)).
+    pub diagnostics: Vec<String>,
 }
 
 fn push_unique<T: PartialEq>(into: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
@@ -93,6 +99,7 @@ impl StepUpRequired {
         push_unique(&mut self.acr_values, other.acr_values);
         push_unique(&mut self.factors, other.factors);
         push_unique(&mut self.context, other.context);
+        push_unique(&mut self.diagnostics, other.diagnostics);
         // Re-authenticating now satisfies every bound, so the tightest one is right.
         self.max_age = match (self.max_age, other.max_age) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -107,8 +114,35 @@ impl Forbidden {
         push_unique(&mut self.roles, other.roles);
         push_unique(&mut self.permissions, other.permissions);
         push_unique(&mut self.predicates, other.predicates);
+        push_unique(&mut self.diagnostics, other.diagnostics);
         self.configuration_error = self.configuration_error.take().or(other.configuration_error);
         self.organization = self.organization.take().or(other.organization);
+    }
+}
+
+impl Rejection {
+    /// The exact reasons for this refusal, for developers: what a layer with
+    /// diagnostics on ([`GuardConfig::with_diagnostics`](crate::GuardConfig::with_diagnostics))
+    /// puts into problem bodies and logs. Empty for a step-up or forbidden refusal
+    /// judged without diagnostics; for a rejected credential, the error's
+    /// [diagnostic](AuthError::diagnostic), else its description and detail.
+    ///
+    /// ```
+    /// use tower_stepup::{AuthError, AuthErrorKind, Rejection};
+    ///
+    /// let rejected = Rejection::InvalidCredential(AuthError::with_detail(AuthErrorKind::MissingClaim, "typ"));
+    /// assert_eq!(rejected.diagnostics(), ["the token lacks a required claim (typ)"]);
+    /// assert!(Rejection::Unauthenticated.diagnostics().is_empty());
+    /// ```
+    pub fn diagnostics(&self) -> Vec<String> {
+        match self {
+            Self::Unauthenticated => Vec::new(),
+            Self::InvalidCredential(error) | Self::SessionEnded(error) | Self::Unavailable(error) => {
+                vec![error.diagnostic().map_or_else(|| error.to_string(), str::to_owned)]
+            }
+            Self::StepUp(step_up) => step_up.diagnostics.clone(),
+            Self::Forbidden(forbidden) => forbidden.diagnostics.clone(),
+        }
     }
 }
 

@@ -114,6 +114,9 @@ struct SessionData {
     claims: Value,
     token_kind: TokenKind,
     attributes: SessionAttributes,
+    /// Where the claim profile looked for roles (dotted claim paths), for
+    /// diagnostics of a missing role.
+    roles_from: Option<Arc<str>>,
 }
 
 impl Session {
@@ -141,6 +144,7 @@ impl Session {
                 claims: Value::Object(serde_json::Map::new()),
                 token_kind: TokenKind::Jwt,
                 attributes: SessionAttributes::default(),
+                roles_from: None,
             },
         }
     }
@@ -242,6 +246,10 @@ impl Session {
     /// [`Requirement::same_context`](crate::Requirement::same_context).
     pub fn attributes(&self) -> &SessionAttributes {
         &self.inner.attributes
+    }
+    /// Where the claim profile looked for roles, when it said (diagnostics).
+    pub(crate) fn roles_from(&self) -> Option<&str> {
+        self.inner.roles_from.as_deref()
     }
     /// Whether the session came from a JWT or an opaque token.
     pub fn token_kind(&self) -> TokenKind {
@@ -419,6 +427,11 @@ impl SessionBuilder {
     /// Sets the kind of credential the session came from (default: JWT).
     pub fn token_kind(mut self, kind: TokenKind) -> Self {
         self.data.token_kind = kind;
+        self
+    }
+    /// Records where the roles were looked for (dotted claim paths).
+    pub(crate) fn roles_from(mut self, paths: String) -> Self {
+        self.data.roles_from = Some(Arc::from(paths));
         self
     }
     /// Finishes the session.

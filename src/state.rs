@@ -664,9 +664,16 @@ impl LayerState {
             .with_accept(accept)
             .with_login_url(config.login_url.as_deref())
             .with_step_up_url(config.step_up_url.as_deref())
-            .with_resource_metadata(self.resource_metadata.as_ref().map(ResourceMetadata::url));
+            .with_resource_metadata(self.resource_metadata.as_ref().map(ResourceMetadata::url))
+            .with_diagnostics(config.diagnostics());
         let mut response = config.challenge.respond(&rejection, &context);
         tracing::debug!(?rejection, "guard refused the request");
+        if config.diagnostics() {
+            // Development only (GuardConfig::with_diagnostics): the exact reason.
+            for reason in rejection.diagnostics() {
+                tracing::info!(diagnostic = %reason, "tower-stepup refused the request");
+            }
+        }
         match &rejection {
             Rejection::SessionEnded(error) => {
                 if source == Some(CredentialSource::Cookie) {

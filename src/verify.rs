@@ -26,6 +26,8 @@ use crate::session::Session;
 /// assert!(TypPolicy::AccessToken.accepts(Some("application/at+JWT")));
 /// assert!(!TypPolicy::AccessToken.accepts(Some("JWT")));
 /// assert!(TypPolicy::Jwt.accepts(None));
+/// assert!(TypPolicy::JwtOrAccessToken.accepts(Some("at+jwt")));
+/// assert!(!TypPolicy::JwtOrAccessToken.accepts(Some("application/okta-internal-at+jwt")));
 /// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +36,24 @@ pub enum TypPolicy {
     Jwt,
     /// `at+jwt` or `application/at+jwt` (RFC 9068 access tokens); required.
     AccessToken,
+    /// Either of the above: `JWT`, `at+jwt` (with or without `application/`), or
+    /// none. For issuers that send one or the other depending on a per-API setting
+    /// (Auth0's token profiles).
+    JwtOrAccessToken,
     /// Any `typ`, or none.
     Any,
 }
 
 impl TypPolicy {
+    /// What the policy accepts, for diagnostics.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Jwt => "`JWT` or none (TypPolicy::Jwt)",
+            Self::AccessToken => "`at+jwt` (TypPolicy::AccessToken)",
+            Self::JwtOrAccessToken => "`JWT`, `at+jwt` or none (TypPolicy::JwtOrAccessToken)",
+            Self::Any => "anything",
+        }
+    }
     /// Whether a token with this `typ` header passes. Media types compare
     /// case-insensitively, with an optional `application/` prefix (RFC 7515 §4.1.9).
     pub fn accepts(self, typ: Option<&str>) -> bool {
@@ -52,6 +67,9 @@ impl TypPolicy {
             Self::Any => true,
             Self::Jwt => normalized.is_none_or(|t| t.eq_ignore_ascii_case("jwt")),
             Self::AccessToken => normalized.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")),
+            Self::JwtOrAccessToken => {
+                normalized.is_none_or(|t| t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt"))
+            }
         }
     }
 }
@@ -302,7 +320,13 @@ impl Verifier {
             }
         };
         if !rules.typ.accepts(header.typ.as_deref()) {
-            return Err(AuthErrorKind::InvalidType.into());
+            // Diagnostics only: the header value is the sender's, so it is cut short.
+            let found = header
+                .typ
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |t| format!("`{}`", t.chars().take(48).collect::<String>()));
+            return Err(AuthError::new(AuthErrorKind::InvalidType)
+                .with_diagnostic(format!("header `typ` is {found}; the layer accepts {}", rules.typ.describe())));
         }
         let keys = rules.keys.snapshot();
         let key = keys.find(header.kid.as_deref(), algorithm).ok_or(AuthErrorKind::UnknownKey)?;

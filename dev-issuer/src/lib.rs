@@ -19,7 +19,43 @@
 //! | `GET /v1/rbac/policy`, `GET /v1/b2b/rbac/policy` | the project's RBAC policy ([`DevIssuerConfig::with_rbac_policy`]) |
 //! | `POST /oauth2/introspect` | RFC 7662 introspection (`client_secret_basic`) |
 //! | `POST /oauth2/revoke` | RFC 7009 revocation of opaque access tokens (`client_secret_basic`) |
-//! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`) |
+//! | `POST /dev/login`, `POST /dev/step-up` | conveniences for demos (`curl`); `/dev/login` mints provider-shaped tokens, see below |
+//! | `GET /realms/dev/…`, `/auth0/…`, `/{tenant}/v2.0/…` ([`DEV_ENTRA_TENANT`]), `/oauth2/default/…` + `/.well-known/openid-configuration` | discovery of the [provider-shaped issuers](DevShape) (same keys) |
+//!
+//! # `POST /dev/login`
+//!
+//! Logs a user in and answers with a credential shaped like the provider named by
+//! `shape`. Every field is optional; for provider shapes, unknown fields are refused
+//! with `400`.
+//!
+//! | field | type | shapes | meaning | default |
+//! |---|---|---|---|---|
+//! | `shape` | string | | `stytch`, `rfc9068`, `keycloak`, `auth0`, `entra`, `okta` ([`DevShape`]) | `stytch` |
+//! | `user_id` | string | all | the subject (`sub`) | [`DEFAULT_SUBJECT`] |
+//! | `factors` | array of strings | all | `password`, `totp`, `webauthn`, `sms_otp`, `email_otp`, `magic_link`, `oauth_google`; Stytch sessions list them, provider shapes turn them into `amr` (`pwd`, `otp`, `hwk`, `sms`, `otp`, `otp`, `fed`), as each provider sends it | `["password"]` |
+//! | `organization_id`, `organization_slug` | string | `stytch` | a B2B member session | consumer session |
+//! | `attributes` | object | `stytch` | `{ip_address, user_agent}` the session began with | the request's |
+//! | `roles` | array of strings | provider shapes | the user's roles, where the provider puts them (`realm_access.roles`, [`DEV_AUTH0_ROLES_CLAIM`], `roles`, `groups`) | none |
+//! | `client_roles` | object: client id → array of strings | `keycloak` | `resource_access.{client}.roles` | none |
+//! | `roles_claim` | string | `auth0` | the namespaced claim roles go into | [`DEV_AUTH0_ROLES_CLAIM`] |
+//! | `scope` | string | provider shapes | granted scopes, space separated (`scp` for Entra and Okta) | none (`profile email` for Keycloak) |
+//! | `permissions` | array of strings | `auth0` | RBAC `permissions` | none |
+//! | `acr` | string | `rfc9068`, `keycloak` | `acr` | Keycloak `1` |
+//! | `audience` | string | provider shapes | `aud` | [`DEFAULT_AUDIENCE`] |
+//! | `client_id` | string | provider shapes | the client (`client_id`, `azp`, `cid`) | [`DEFAULT_CLIENT_ID`] |
+//! | `custom_claims` | object | provider shapes | top-level claims, written last (they may override any other) | none |
+//!
+//! The `stytch` shape answers `{session_token, session_jwt, session_id, user_id, …}`;
+//! provider shapes answer `{access_token, token_type: "Bearer", expires_in, shape,
+//! issuer}`, the token issued now with `auth_time` now.
+//!
+//! ```text
+//! curl -s localhost:4000/dev/login -d '{
+//!   "shape": "keycloak", "user_id": "alice", "factors": ["password", "totp"],
+//!   "roles": ["admin"], "client_roles": {"orders-api": ["writer"]},
+//!   "audience": "orders-api", "custom_claims": {"tenant": "acme"}
+//! }'
+//! ```
 //!
 //! It also mints tokens directly ([`DevIssuer::stytch_session`],
 //! [`DevIssuer::access_token`], [`DevIssuer::sign_raw`]), rotates and removes keys, and
@@ -62,6 +98,7 @@ mod keys;
 mod rbac;
 mod server;
 mod session;
+mod shape;
 mod token;
 mod util;
 
@@ -77,6 +114,7 @@ use tokio::sync::watch;
 
 pub use self::server::DEV_TOTP_CODE;
 pub use self::session::{DevSession, OpaqueTokenSpec};
+pub use self::shape::{DevShape, DEV_AUTH0_ROLES_CLAIM, DEV_ENTRA_TENANT, DEV_KEYCLOAK_REALM, DEV_OKTA_SERVER};
 pub use self::token::{AccessTokenBuilder, DevFactor, StytchJwtBuilder};
 
 use self::keys::{CryptoError, DevKey, KeyStore};
@@ -104,6 +142,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/oauth2/revoke"),
     ("POST", "/dev/login"),
     ("POST", "/dev/step-up"),
+    ("GET", "/realms/dev/.well-known/openid-configuration"),
+    ("GET", "/auth0/.well-known/openid-configuration"),
+    ("GET", "/11111111-2222-4333-8444-555555555555/v2.0/.well-known/openid-configuration"),
+    ("GET", "/oauth2/default/.well-known/openid-configuration"),
 ];
 
 /// Default Stytch project id of a dev issuer.
@@ -731,6 +773,18 @@ impl DevIssuer {
         format!("{}/.well-known/openid-configuration", self.shared().base_url)
     }
 
+    /// The issuer of `shape`'s tokens (see [`DevShape`]); keys are discovered at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub fn shape_issuer(&self, shape: DevShape) -> String {
+        shape.issuer(&self.shared().base_url)
+    }
+
+    /// Mints an access token shaped like `shape`'s provider: shorthand for
+    /// `access_token().shape(shape)`.
+    pub fn shaped_token(&self, shape: DevShape) -> AccessTokenBuilder<'_> {
+        self.access_token().shape(shape)
+    }
+
     /// `{base}/oauth2/introspect`.
     pub fn introspection_url(&self) -> String {
         format!("{}/oauth2/introspect", self.shared().base_url)
@@ -830,7 +884,7 @@ impl DevIssuer {
 
     /// Mints an RFC 9068 JWT access token (`typ` `at+jwt`).
     pub fn access_token(&self) -> AccessTokenBuilder<'_> {
-        AccessTokenBuilder::new(self)
+        AccessTokenBuilder::new(self.shared())
     }
 
     /// Signs `claims` with the key `kid` using exactly `header` (for attack tests: `jku`,

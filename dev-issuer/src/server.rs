@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 
 use super::claims;
 use super::session::{Organization, SessionRecord};
+use super::shape::DevShape;
 use super::token::{DevFactor, SessionClaim, SESSION_CLAIM};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
 use super::{lock, DevAlg, Endpoint, Failure, Shared};
@@ -55,6 +56,20 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions/jwks/{project_id}", get(stytch_jwks))
         .route("/v1/b2b/sessions/jwks/{project_id}", get(stytch_jwks))
         .route("/.well-known/openid-configuration", get(discovery))
+        // Provider-shaped issuers (see `DevShape::issuer`): the same keys.
+        .route(
+            "/realms/dev/.well-known/openid-configuration",
+            get(|s: AppState| shaped_discovery(s, DevShape::Keycloak)),
+        )
+        .route("/auth0/.well-known/openid-configuration", get(|s: AppState| shaped_discovery(s, DevShape::Auth0)))
+        .route(
+            "/11111111-2222-4333-8444-555555555555/v2.0/.well-known/openid-configuration",
+            get(|s: AppState| shaped_discovery(s, DevShape::Entra)),
+        )
+        .route(
+            "/oauth2/default/.well-known/openid-configuration",
+            get(|s: AppState| shaped_discovery(s, DevShape::Okta)),
+        )
         .route("/v1/sessions/authenticate", post(authenticate_consumer))
         .route("/v1/b2b/sessions/authenticate", post(authenticate_b2b))
         .route("/v1/sessions/revoke", post(revoke_consumer))
@@ -262,6 +277,23 @@ async fn discovery(State(shared): AppState) -> Response {
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "amr", "sid"],
         "acr_values_supported": ["urn:example:loa:1", "urn:example:loa:2", "urn:example:loa:3"],
+    }))
+    .into_response()
+}
+
+/// The discovery document of a provider-shaped issuer: its own `issuer`, the dev
+/// issuer's keys.
+async fn shaped_discovery(State(shared): AppState, shape: DevShape) -> Response {
+    if let Some(failed) = gate(&shared, Endpoint::Discovery).await {
+        return failed;
+    }
+    let base = &shared.base_url;
+    Json(json!({
+        "issuer": shape.issuer(base),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": DevAlg::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -747,6 +779,19 @@ async fn dev_login(
         Ok(body) => body,
         Err(response) => return *response,
     };
+    match opt_str(&body, "shape") {
+        Ok(None | Some("stytch")) => {}
+        Ok(Some(name)) => {
+            return match DevShape::parse(name) {
+                Some(shape) => shaped_login(&shared, shape, &body).unwrap_or_else(|response| *response),
+                None => dev_error(
+                    StatusCode::BAD_REQUEST,
+                    "unknown shape; use stytch, rfc9068, keycloak, auth0, entra or okta",
+                ),
+            }
+        }
+        Err(response) => return *response,
+    }
     let parsed = (|| {
         let user_id = opt_str(&body, "user_id")?.unwrap_or(super::DEFAULT_SUBJECT);
         let factors = match body.get("factors") {
@@ -789,6 +834,114 @@ async fn dev_login(
         Ok(session) => Json(session).into_response(),
         Err(_) => internal_error(),
     }
+}
+
+/// Fields `/dev/login` takes for a provider shape (anything else is refused).
+const SHAPED_LOGIN_FIELDS: &[&str] = &[
+    "shape",
+    "user_id",
+    "factors",
+    "roles",
+    "client_roles",
+    "roles_claim",
+    "scope",
+    "permissions",
+    "acr",
+    "audience",
+    "client_id",
+    "custom_claims",
+];
+
+/// An array of strings, if present.
+fn opt_strings(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, Rejected> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| bad_request(&format!("{name} must be strings.")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad_request(&format!("{name} must be an array of strings."))),
+    }
+}
+
+/// `POST /dev/login` with a provider `shape`: mints an access token shaped like that
+/// provider's (see `DevShape`), for the user and factors given.
+fn shaped_login(shared: &Arc<Shared>, shape: DevShape, body: &Map<String, Value>) -> Result<Response, Rejected> {
+    if let Some(unknown) = body.keys().find(|key| !SHAPED_LOGIN_FIELDS.contains(&key.as_str())) {
+        return Err(bad_request(&format!("unknown field {unknown} for shape {shape}.")));
+    }
+    let factor_names = opt_strings(body, "factors")?.unwrap_or_else(|| vec!["password".to_owned()]);
+    for name in &factor_names {
+        parse_factor(name)?;
+    }
+    let mut amr: Vec<String> = Vec::new();
+    for name in &factor_names {
+        let method = DevShape::amr_of_factor(&name.to_ascii_lowercase()).to_owned();
+        if !amr.contains(&method) {
+            amr.push(method);
+        }
+    }
+    let mut token =
+        super::AccessTokenBuilder::new(shared).shape(shape).amr(&amr.iter().map(String::as_str).collect::<Vec<_>>());
+    token = token.auth_time(SystemTime::now()).sid(random_uuid());
+    if let Some(user) = opt_str(body, "user_id")? {
+        token = token.subject(user);
+    }
+    if let Some(roles) = opt_strings(body, "roles")? {
+        token = token.roles(roles);
+    }
+    match body.get("client_roles") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(clients)) => {
+            for (client, roles) in clients {
+                let roles: Vec<String> = match roles {
+                    Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                    _ => return Err(bad_request("client_roles must map client ids to arrays of strings.")),
+                };
+                token = token.client_roles(client.clone(), roles);
+            }
+        }
+        Some(_) => return Err(bad_request("client_roles must be an object.")),
+    }
+    if let Some(claim) = opt_str(body, "roles_claim")? {
+        token = token.roles_claim(claim);
+    }
+    if let Some(scope) = opt_str(body, "scope")? {
+        token = token.scope(scope);
+    }
+    if let Some(permissions) = opt_strings(body, "permissions")? {
+        token = token.permissions(permissions);
+    }
+    if let Some(acr) = opt_str(body, "acr")? {
+        token = token.acr(acr);
+    }
+    if let Some(audience) = opt_str(body, "audience")? {
+        token = token.audience(audience);
+    }
+    if let Some(client) = opt_str(body, "client_id")? {
+        token = token.client_id(client);
+    }
+    match body.get("custom_claims") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(custom)) => {
+            for (name, value) in custom {
+                token = token.custom_claim(name.clone(), value.clone());
+            }
+        }
+        Some(_) => return Err(bad_request("custom_claims must be an object.")),
+    }
+    let access_token = token.mint();
+    Ok(Json(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": shared.jwt_lifetime.as_secs(),
+        "shape": shape.as_str(),
+        "issuer": shape.issuer(&shared.base_url),
+    }))
+    .into_response())
 }
 
 async fn dev_step_up(State(shared): AppState, body: Bytes) -> Response {

@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
+use super::shape::{DevShape, ShapedClaims};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, time_sub, unix_secs};
-use super::{DevAlg, DevIssuer, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID, DEFAULT_SUBJECT};
+use super::{DevAlg, DevIssuer, Shared, DEFAULT_AUDIENCE, DEFAULT_MEMBER_ID, DEFAULT_SUBJECT};
 
 /// One authentication factor of a dev session, as Stytch lists it in
 /// `authentication_factors`.
@@ -274,16 +275,12 @@ struct HeaderChoice {
 
 impl HeaderChoice {
     /// Signs `claims` with the chosen key, writing the header.
-    fn sign(&self, issuer: &DevIssuer, default_typ: &str, claims: &Value) -> String {
+    fn sign(&self, shared: &Shared, default_typ: &str, claims: &Value) -> String {
         let key = match &self.signed_by {
-            Some(kid) => issuer
-                .shared()
+            Some(kid) => shared
                 .key_any(kid)
                 .unwrap_or_else(|| panic!("dev issuer: signed_by({kid:?}): no key with this kid was ever made")),
-            None => issuer
-                .shared()
-                .signer(self.alg.unwrap_or(issuer.shared().default_alg))
-                .unwrap_or_else(|e| panic!("{e}")),
+            None => shared.signer(self.alg.unwrap_or(shared.default_alg)).unwrap_or_else(|e| panic!("{e}")),
         };
         let mut header = Map::new();
         header.insert("alg".into(), Value::String(key.alg.as_str().to_owned()));
@@ -543,7 +540,7 @@ impl<'a> StytchJwtBuilder<'a> {
             self.b2b.as_ref().map(|(o, s)| (o.as_str(), s.as_str())),
             &self.custom,
         );
-        self.header.sign(self.issuer, "JWT", &claims)
+        self.header.sign(self.issuer.shared(), "JWT", &claims)
     }
 }
 
@@ -555,7 +552,7 @@ impl<'a> StytchJwtBuilder<'a> {
 /// `amr`, `auth_time`, `sid`, `roles` or `nbf` unless set.
 #[must_use = "call mint() to get the token"]
 pub struct AccessTokenBuilder<'a> {
-    issuer: &'a DevIssuer,
+    issuer: &'a Shared,
     subject: Option<String>,
     audience: Option<String>,
     client_id: Option<String>,
@@ -572,6 +569,10 @@ pub struct AccessTokenBuilder<'a> {
     issuer_claim: Option<String>,
     jti: Option<String>,
     header: HeaderChoice,
+    shape: DevShape,
+    permissions: Option<Vec<String>>,
+    client_roles: Vec<(String, Vec<String>)>,
+    roles_claim: Option<String>,
 }
 
 impl fmt::Debug for AccessTokenBuilder<'_> {
@@ -585,7 +586,7 @@ impl fmt::Debug for AccessTokenBuilder<'_> {
 }
 
 impl<'a> AccessTokenBuilder<'a> {
-    pub(crate) fn new(issuer: &'a DevIssuer) -> Self {
+    pub(crate) fn new(issuer: &'a Shared) -> Self {
         AccessTokenBuilder {
             issuer,
             subject: None,
@@ -604,7 +605,48 @@ impl<'a> AccessTokenBuilder<'a> {
             issuer_claim: None,
             jti: None,
             header: HeaderChoice::default(),
+            shape: DevShape::default(),
+            permissions: None,
+            client_roles: Vec::new(),
+            roles_claim: None,
         }
+    }
+
+    /// Shapes the token like `shape`'s provider (see [`DevShape`]): its issuer,
+    /// header `typ`, and where the client, roles, scopes, `acr`, `amr` and
+    /// `auth_time` go (or that they are left out, as the provider leaves them out).
+    /// An explicit [`issuer`](Self::issuer) or [`typ`](Self::typ) still wins.
+    pub fn shape(mut self, shape: DevShape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// Auth0's `permissions` (RBAC "Add Permissions in the Access Token"); only the
+    /// `auth0` shape writes them.
+    pub fn permissions<I, S>(mut self, permissions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.permissions = Some(permissions.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Keycloak client roles: `resource_access.{client}.roles`; only the `keycloak`
+    /// shape writes them.
+    pub fn client_roles<I, S>(mut self, client: impl Into<String>, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client_roles.push((client.into(), roles.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// The claim the `auth0` shape puts roles into (default [`DEV_AUTH0_ROLES_CLAIM`](crate::DEV_AUTH0_ROLES_CLAIM)).
+    pub fn roles_claim(mut self, claim: impl Into<String>) -> Self {
+        self.roles_claim = Some(claim.into());
+        self
     }
 
     /// `amr`, e.g. `&["pwd", "otp"]`.
@@ -672,41 +714,40 @@ impl<'a> AccessTokenBuilder<'a> {
     /// If [`signed_by`](Self::signed_by) names a key the issuer never made, or if the
     /// crypto library fails to generate or use a key.
     pub fn mint(self) -> String {
-        let shared = self.issuer.shared();
+        let shared = self.issuer;
         let iat = self.issued_at.unwrap_or_else(SystemTime::now);
         let exp = time_add(iat, self.lifetime.unwrap_or(shared.jwt_lifetime));
         let mut obj = Map::new();
-        obj.insert("iss".into(), Value::String(self.issuer_claim.unwrap_or_else(|| shared.base_url.clone())));
+        let iss = self.issuer_claim.unwrap_or_else(|| self.shape.issuer(&shared.base_url));
+        obj.insert("iss".into(), Value::String(iss));
         obj.insert("sub".into(), Value::String(self.subject.unwrap_or_else(|| String::from(DEFAULT_SUBJECT))));
-        obj.insert("aud".into(), Value::String(self.audience.unwrap_or_else(|| String::from(DEFAULT_AUDIENCE))));
-        obj.insert("client_id".into(), Value::String(self.client_id.unwrap_or_else(|| shared.client_id.clone())));
         obj.insert("iat".into(), json!(unix_secs(iat)));
         if let Some(nbf) = self.not_before {
             obj.insert("nbf".into(), json!(unix_secs(nbf)));
         }
         obj.insert("exp".into(), json!(unix_secs(exp)));
-        obj.insert("jti".into(), Value::String(self.jti.unwrap_or_else(random_uuid)));
-        if let Some(scope) = self.scope {
-            obj.insert("scope".into(), Value::String(scope));
-        }
-        if let Some(acr) = self.acr {
-            obj.insert("acr".into(), Value::String(acr));
-        }
-        if let Some(amr) = self.amr {
-            obj.insert("amr".into(), json!(amr));
-        }
-        if let Some(auth_time) = self.auth_time {
-            obj.insert("auth_time".into(), json!(unix_secs(auth_time)));
-        }
-        if let Some(sid) = self.sid {
-            obj.insert("sid".into(), Value::String(sid));
-        }
-        if let Some(roles) = self.roles {
-            obj.insert("roles".into(), json!(roles));
-        }
+        let claims = ShapedClaims {
+            client_id: self.client_id.unwrap_or_else(|| shared.client_id.clone()),
+            jti: self.jti.unwrap_or_else(random_uuid),
+            audience: self.audience.unwrap_or_else(|| String::from(DEFAULT_AUDIENCE)),
+            scope: self.scope,
+            permissions: self.permissions,
+            acr: self.acr,
+            amr: self.amr,
+            auth_time: self.auth_time.map(unix_secs),
+            sid: self.sid,
+            roles: self.roles,
+            client_roles: self.client_roles,
+            roles_claim: self.roles_claim,
+        };
+        claims.write(self.shape, &mut obj);
         for (k, v) in self.custom {
             obj.insert(k, v);
         }
-        self.header.sign(self.issuer, "at+jwt", &Value::Object(obj))
+        let mut header = self.header;
+        if matches!(header.typ, Typ::Default) {
+            header.typ = self.shape.typ().map_or(Typ::Omit, |typ| Typ::Set(typ.to_owned()));
+        }
+        header.sign(self.issuer, "at+jwt", &Value::Object(obj))
     }
 }

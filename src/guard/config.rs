@@ -45,6 +45,8 @@ pub struct GuardConfig {
     pub(crate) realm: String,
     pub(crate) challenge: Arc<dyn Challenge>,
     same_context: SameContext,
+    multi_factor_acr: Option<String>,
+    diagnostics: bool,
 }
 
 impl Default for GuardConfig {
@@ -59,6 +61,8 @@ impl Default for GuardConfig {
             realm: DEFAULT_REALM.to_owned(),
             challenge: Arc::new(DefaultChallenge),
             same_context: SameContext::default(),
+            multi_factor_acr: None,
+            diagnostics: false,
         }
     }
 }
@@ -72,6 +76,8 @@ impl std::fmt::Debug for GuardConfig {
             .field("step_up_url", &self.step_up_url)
             .field("realm", &self.realm)
             .field("same_context", &self.same_context)
+            .field("multi_factor_acr", &self.multi_factor_acr)
+            .field("diagnostics", &self.diagnostics)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +191,48 @@ impl GuardConfig {
         self.realm = realm.into();
         self
     }
+    /// The lowest `acr` level that means "multi-factor" for
+    /// [`Requirement::multi_factor`](crate::Requirement::multi_factor): a token
+    /// whose `acr` ranks at or above it (in [`with_acr_levels`](Self::with_acr_levels))
+    /// passes. Default: `mfa`, when it is a configured level. E.g. Keycloak's
+    /// levels of assurance `["0", "1", "2"]` with `"2"` for the second factor.
+    ///
+    /// ```
+    /// use tower_stepup::GuardConfig;
+    ///
+    /// let config = GuardConfig::default().with_acr_levels(["0", "1", "2"]).with_multi_factor_acr("2");
+    /// # let _ = config;
+    /// ```
+    pub fn with_multi_factor_acr(mut self, level: impl Into<String>) -> Self {
+        self.multi_factor_acr = Some(level.into());
+        self
+    }
+    /// **Development only.** Puts the exact reason of every refusal into the
+    /// problem+json body (`"diagnostics": [...]`, for clients that accept JSON) and
+    /// logs it with `tracing::info!`: which claim, which value was expected, what was
+    /// found ("role `admin` required; the session's roles, read from
+    /// `realm_access.roles`: none"). Default off.
+    ///
+    /// The reasons name claims and the claim values needed to tell what is wrong
+    /// (roles, scopes, `acr`, a client id, the `typ` header), never a token or a
+    /// signature; still, they tell a caller how your authorization is configured:
+    /// leave it off in production.
+    ///
+    /// ```
+    /// use tower_stepup::GuardConfig;
+    ///
+    /// let dev = std::env::var("APP_ENV").as_deref() == Ok("development");
+    /// let config = GuardConfig::default().with_diagnostics(dev);
+    /// # let _ = config;
+    /// ```
+    pub fn with_diagnostics(mut self, enabled: bool) -> Self {
+        self.diagnostics = enabled;
+        self
+    }
+    /// Whether refusals carry their exact reason ([`with_diagnostics`](Self::with_diagnostics)).
+    pub fn diagnostics(&self) -> bool {
+        self.diagnostics
+    }
     /// Replaces how challenges are rendered.
     pub fn with_challenge(mut self, challenge: impl Challenge) -> Self {
         self.challenge = Arc::new(challenge);
@@ -244,6 +292,30 @@ impl GuardConfig {
             }
         }
         Some(level)
+    }
+
+    /// The configured level that means multi-factor, if any.
+    pub(crate) fn multi_factor_level(&self) -> Option<&str> {
+        match &self.multi_factor_acr {
+            Some(level) => Some(level.as_str()),
+            None => self.acr_rank(Self::MULTI_FACTOR_ACR).map(|_| Self::MULTI_FACTOR_ACR),
+        }
+    }
+    /// Whether a token's own `acr` means multi-factor.
+    pub(crate) fn is_multi_factor_acr(&self, acr: &str) -> bool {
+        if super::requirement::PAPE_MULTI_FACTOR.contains(&acr) {
+            return true;
+        }
+        let Some(level) = self.multi_factor_level() else { return false };
+        matches!((self.acr_rank(acr), self.acr_rank(level)), (Some(actual), Some(required)) if actual >= required)
+    }
+    /// What a multi-factor step-up asks for.
+    pub(crate) fn multi_factor_acr_values(&self) -> Vec<String> {
+        self.multi_factor_level().map(|level| self.acr_values_from(level)).unwrap_or_default()
+    }
+    /// The configured levels, weakest first.
+    pub(crate) fn acr_levels(&self) -> &[String] {
+        &self.acr_levels
     }
 
     pub(crate) fn acr_rank(&self, acr: &str) -> Option<usize> {

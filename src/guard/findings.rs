@@ -31,6 +31,18 @@ pub enum Dialect {
     /// OAuth / OIDC access tokens: `acr` as sent, factors from `amr`, `auth_time`
     /// when the provider includes it.
     Oidc,
+    /// Keycloak access tokens ([`Preset::keycloak`](crate::Preset::keycloak)): as
+    /// [`Oidc`](Self::Oidc); `amr` only with the AMR mapper configured.
+    Keycloak,
+    /// Auth0 access tokens ([`Preset::auth0`](crate::Preset::auth0)): `amr` is at
+    /// most `["mfa"]` (no factors), no `auth_time` unless an Action adds it.
+    Auth0,
+    /// Microsoft Entra ID v2.0 access tokens ([`Preset::entra`](crate::Preset::entra)):
+    /// no `acr`, `amr` or `auth_time` at all.
+    Entra,
+    /// Okta access tokens ([`Preset::okta`](crate::Preset::okta)): `auth_time`, no
+    /// `amr`.
+    Okta,
     /// Nothing assumed: only dialect-free checks (misconfigured combinators, `acr`
     /// levels that are not configured).
     #[default]
@@ -59,6 +71,9 @@ pub enum FindingKind {
     /// [`Requirement::same_context`] where sessions of this dialect may record no
     /// context.
     ContextNotRecorded,
+    /// A part that reads a claim (`acr`, `amr`) the dialect's provider leaves out of
+    /// its access tokens (always when `certain`, by default otherwise).
+    ClaimNotSent,
 }
 
 /// One finding of [`Requirement::findings`]: a part of a requirement that sessions
@@ -241,6 +256,18 @@ fn is_stytch(dialect: Dialect) -> bool {
     matches!(dialect, Dialect::Stytch | Dialect::StytchB2b)
 }
 
+/// The provider whose tokens a dialect names, for messages.
+fn provider(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Keycloak => "Keycloak",
+        Dialect::Auth0 => "Auth0",
+        Dialect::Entra => "Entra ID v2.0",
+        Dialect::Okta => "Okta",
+        Dialect::Stytch | Dialect::StytchB2b => "Stytch",
+        _ => "OIDC",
+    }
+}
+
 fn leaf_findings(node: &Node, config: &GuardConfig, dialect: Dialect) -> Vec<RequirementFinding> {
     match node {
         Node::Misconfigured(reason) => {
@@ -248,6 +275,7 @@ fn leaf_findings(node: &Node, config: &GuardConfig, dialect: Dialect) -> Vec<Req
         }
         Node::AcrAtLeast(level) => acr_findings(level, config, dialect).into_iter().collect(),
         Node::Factor(rule) => factor_findings(rule, dialect),
+        Node::MultiFactor => multi_factor_finding(config, dialect).into_iter().collect(),
         Node::MaxAge(_) => auth_time_finding("Requirement::max_age", dialect).into_iter().collect(),
         Node::SameContext => context_finding(config, dialect).into_iter().collect(),
         _ => Vec::new(),
@@ -261,6 +289,13 @@ fn acr_findings(level: &str, config: &GuardConfig, dialect: Dialect) -> Option<R
             format!("acr_at_least(\"{level}\"): `{level}` is not among the configured acr levels (GuardConfig::with_acr_levels)"),
         ));
     };
+    if dialect == Dialect::Entra {
+        // Access token claims reference: `acr` is "only present in v1.0 tokens".
+        return Some(RequirementFinding::certain(
+            FindingKind::ClaimNotSent,
+            format!("acr_at_least(\"{level}\"): Entra ID v2.0 access tokens carry no acr (only v1.0 tokens do)"),
+        ));
+    }
     if !is_stytch(dialect) {
         return None;
     }
@@ -295,9 +330,22 @@ fn factor_findings(rule: &FactorRule, dialect: Dialect) -> Vec<RequirementFindin
             FindingKind::FactorNotInDialect,
             format!("factor(\"{kind}\"): Stytch B2B member sessions have no `{kind}` factors"),
         )),
+        // Providers whose access tokens carry no factor-bearing `amr`.
+        Dialect::Entra | Dialect::Auth0 => out.push(RequirementFinding::certain(
+            FindingKind::ClaimNotSent,
+            format!(
+                "factor(\"{kind}\"): {} access tokens carry no amr method that gives a factor{} (use Requirement::multi_factor)",
+                provider(dialect),
+                if dialect == Dialect::Auth0 { " (at most `mfa`, a summary)" } else { "" }
+            ),
+        )),
+        Dialect::Okta => out.push(RequirementFinding::possible(
+            FindingKind::ClaimNotSent,
+            format!("factor(\"{kind}\"): Okta access tokens carry no amr unless a custom claim adds it"),
+        )),
         // Known Stytch names that no registered `amr` value maps to; an unknown name
         // may be an `amr` value kept as sent.
-        Dialect::Oidc if kind.is_known() && !AMR_KINDS.contains(kind) => out.push(RequirementFinding::possible(
+        Dialect::Oidc | Dialect::Keycloak if kind.is_known() && !AMR_KINDS.contains(kind) => out.push(RequirementFinding::possible(
             FindingKind::FactorNotInDialect,
             format!(
                 "factor(\"{kind}\"): OIDC sessions get factors from amr (pwd: password, otp/sms/tel: otp, \
@@ -314,12 +362,47 @@ fn factor_findings(rule: &FactorRule, dialect: Dialect) -> Vec<RequirementFindin
 
 fn auth_time_finding(what: &str, dialect: Dialect) -> Option<RequirementFinding> {
     // Stytch derives it from factor times; OIDC providers may leave it out.
-    matches!(dialect, Dialect::Oidc | Dialect::Generic).then(|| {
-        RequirementFinding::possible(
+    let possible = |message: String| Some(RequirementFinding::possible(FindingKind::NeedsAuthTime, message));
+    match dialect {
+        Dialect::Stytch | Dialect::StytchB2b | Dialect::Okta => None,
+        Dialect::Entra => Some(RequirementFinding::certain(
             FindingKind::NeedsAuthTime,
-            format!("{what}: met only by tokens with auth_time, which many providers leave out of access tokens"),
-        )
-    })
+            format!("{what}: Entra ID v2.0 access tokens carry no auth_time, so no token meets it"),
+        )),
+        Dialect::Auth0 => possible(format!(
+            "{what}: Auth0 access tokens carry no auth_time unless an Action adds it (api.accessToken.setCustomClaim)"
+        )),
+        Dialect::Keycloak => possible(format!(
+            "{what}: Keycloak puts auth_time into access tokens through the `basic` client scope (Keycloak 25+); check that clients have it"
+        )),
+        _ => possible(format!(
+            "{what}: met only by tokens with auth_time, which many providers leave out of access tokens"
+        )),
+    }
+}
+
+fn multi_factor_finding(config: &GuardConfig, dialect: Dialect) -> Option<RequirementFinding> {
+    let level = config.multi_factor_level();
+    let possible = |message: &str| Some(RequirementFinding::possible(FindingKind::ClaimNotSent, message.to_owned()));
+    match dialect {
+        Dialect::Entra => Some(RequirementFinding::certain(
+            FindingKind::ClaimNotSent,
+            "multi_factor: Entra ID v2.0 access tokens carry neither amr nor acr, so no token meets it \
+             (Conditional Access can require MFA before the token is issued)"
+                .to_owned(),
+        )),
+        Dialect::Okta if level.is_none() => {
+            possible("multi_factor: Okta access tokens carry no amr; add an acr claim and name its level with GuardConfig::with_multi_factor_acr")
+        }
+        Dialect::Keycloak if level.is_none() => possible(
+            "multi_factor: met only by Keycloak tokens with amr (the AMR protocol mapper) or an acr level named with \
+             GuardConfig::with_multi_factor_acr (acr-to-LoA mapping)",
+        ),
+        Dialect::Oidc if level.is_none() => {
+            possible("multi_factor: met only by tokens whose amr says `mfa` or names two kinds of method")
+        }
+        _ => None,
+    }
 }
 
 fn context_finding(config: &GuardConfig, dialect: Dialect) -> Option<RequirementFinding> {
@@ -332,7 +415,7 @@ fn context_finding(config: &GuardConfig, dialect: Dialect) -> Option<Requirement
             "same_context: Stytch B2B member sessions carry no attributes in the API's member_session \
              (fresh() routes and session tokens never pass)"
         }
-        Dialect::Oidc | Dialect::Generic => {
+        _ => {
             "same_context: met only when the claim profile records where sessions began \
              (OidcProfile::with_ip_address_claim / with_user_agent_claim)"
         }

@@ -12,6 +12,7 @@
 mod body;
 mod config;
 mod context;
+mod diagnose;
 #[cfg(feature = "axum")]
 mod extract;
 mod findings;

@@ -38,6 +38,8 @@ pub(super) enum Node {
     Authenticated,
     Factor(FactorRule),
     AcrAtLeast(String),
+    /// Authenticated with more than one factor, in whichever dialect says so.
+    MultiFactor,
     MaxAge(Duration),
     Role(String),
     Scope(String),
@@ -147,6 +149,47 @@ impl Requirement {
     /// them: see [`GuardConfig::session_acr`].
     pub fn acr_at_least(level: impl Into<String>) -> Self {
         Self { node: Node::AcrAtLeast(level.into()) }
+    }
+    /// The user authenticated with more than one factor, as any dialect says it.
+    /// Met when one of these holds:
+    ///
+    /// - the token's `amr` (RFC 8176) contains `mfa` (Auth0, Entra v1.0, Keycloak's
+    ///   AMR mapper, …);
+    /// - the session's factors are of two or more distinct kinds: two Stytch factor
+    ///   types (`password` and `totp`), or two `amr` methods that map to different
+    ///   kinds (`pwd` and `otp`, `pwd` and `hwk`; see
+    ///   [`OidcProfile`](crate::OidcProfile) for the mapping). `otp` with `sms` is one
+    ///   kind (both are one-time codes), and the context signals `geo` and `rba` are
+    ///   not factors;
+    /// - the token's own `acr` ranks at or above the multi-factor level of
+    ///   [`GuardConfig::with_multi_factor_acr`] (default `mfa`, when it is among the
+    ///   [configured levels](GuardConfig::with_acr_levels)), or is one of the OpenID
+    ///   PAPE multi-factor policies
+    ///   (`http://schemas.openid.net/pape/policies/2007/06/multi-factor`,
+    ///   `…/multi-factor-physical`).
+    ///
+    /// A single method, however strong (`hwk` alone, a passkey), is one factor:
+    /// map its `acr` or use a factor rule to accept it. Failing it is a step-up
+    /// offering the multi-factor `acr` level, when one is configured.
+    ///
+    /// ```
+    /// use tower_stepup::{Factor, FactorKind, GuardConfig, Requirement, Session};
+    ///
+    /// let config = GuardConfig::default().with_acr_levels(["pwd", "mfa"]);
+    /// let now = std::time::SystemTime::now();
+    /// let mfa = Requirement::multi_factor();
+    /// let stytch = Session::builder("user-1", "stytch.com/project-1")
+    ///     .factor(Factor::new(FactorKind::PASSWORD))
+    ///     .factor(Factor::new(FactorKind::TOTP))
+    ///     .build();
+    /// assert!(mfa.is_met(&stytch, &config, now));
+    /// let auth0 = Session::builder("auth0|1", "https://acme.auth0.com/").amr(vec!["mfa".into()]).build();
+    /// assert!(mfa.is_met(&auth0, &config, now));
+    /// let password_only = Session::builder("u", "https://idp.example").acr("pwd").amr(vec!["pwd".into()]).build();
+    /// assert!(!mfa.is_met(&password_only, &config, now));
+    /// ```
+    pub fn multi_factor() -> Self {
+        Self { node: Node::MultiFactor }
     }
     /// The user authenticated (`auth_time`) within this long (OIDC `max_age`).
     pub fn max_age(max_age: Duration) -> Self {
@@ -413,6 +456,7 @@ impl fmt::Debug for Node {
             Self::Authenticated => f.write_str("Authenticated"),
             Self::Factor(rule) => fmt::Debug::fmt(rule, f),
             Self::AcrAtLeast(level) => f.debug_tuple("AcrAtLeast").field(level).finish(),
+            Self::MultiFactor => f.write_str("MultiFactor"),
             Self::MaxAge(age) => f.debug_tuple("MaxAge").field(age).finish(),
             Self::Role(role) => f.debug_tuple("Role").field(role).finish(),
             Self::Scope(scope) => f.debug_tuple("Scope").field(scope).finish(),
@@ -480,6 +524,7 @@ impl Node {
                 let actual = config.session_acr(session).and_then(|acr| config.acr_rank(acr));
                 matches!((actual, required), (Some(actual), Some(required)) if actual >= required)
             }
+            Self::MultiFactor => is_multi_factor(session, config),
             Self::MaxAge(max_age) => within(session.auth_time(), Some(*max_age), now),
             Self::Role(role) => session.has_role(role),
             Self::Scope(scope) => session.has_scope(scope),
@@ -494,8 +539,29 @@ impl Node {
         }
     }
 
-    /// Explains a failing node. Only called on the (allocating) failure path.
+    /// Explains a failing node, with the exact reason when diagnostics are on.
     fn explain(
+        &self,
+        session: &Session,
+        config: &GuardConfig,
+        request: Option<&RequestContext<'_>>,
+        now: SystemTime,
+    ) -> Shortfall {
+        let mut shortfall = self.explain_part(session, config, request, now);
+        if config.diagnostics() && !matches!(self, Self::All(_) | Self::Any(_)) {
+            let reason = super::diagnose::reason(self, session, config, now);
+            if let Some(step_up) = &mut shortfall.step_up {
+                step_up.diagnostics.push(reason.clone());
+            }
+            if let Some(forbidden) = &mut shortfall.forbidden {
+                forbidden.diagnostics.push(reason);
+            }
+        }
+        shortfall
+    }
+
+    /// Explains a failing node. Only called on the (allocating) failure path.
+    fn explain_part(
         &self,
         session: &Session,
         config: &GuardConfig,
@@ -514,6 +580,9 @@ impl Node {
             }),
             Self::AcrAtLeast(level) => {
                 step_up(StepUpRequired { acr_values: config.acr_values_from(level), ..StepUpRequired::default() })
+            }
+            Self::MultiFactor => {
+                step_up(StepUpRequired { acr_values: config.multi_factor_acr_values(), ..StepUpRequired::default() })
             }
             Self::MaxAge(max_age) => step_up(StepUpRequired { max_age: Some(*max_age), ..StepUpRequired::default() }),
             Self::SecureSession => step_up(StepUpRequired {
@@ -579,6 +648,35 @@ impl Node {
             }
         }
     }
+}
+
+/// `amr` values and factor kinds that are context signals, not factors a user
+/// presents (RFC 8176 `geo`: geolocation; `rba`: risk-based authentication).
+const CONTEXT_SIGNALS: [&str; 2] = ["geo", "rba"];
+
+/// The OpenID Provider Authentication Policy Extension's multi-factor policies,
+/// which providers (Auth0) send as `acr`.
+pub(super) const PAPE_MULTI_FACTOR: [&str; 2] = [
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor-physical",
+];
+
+/// The distinct factor kinds of `session` that are factors (context signals aside).
+pub(super) fn distinct_factor_kinds(session: &Session) -> Vec<&FactorKind> {
+    let mut kinds: Vec<&FactorKind> = Vec::new();
+    for factor in session.factors() {
+        if !CONTEXT_SIGNALS.contains(&factor.kind.as_str()) && !kinds.contains(&&factor.kind) {
+            kinds.push(&factor.kind);
+        }
+    }
+    kinds
+}
+
+/// See [`Requirement::multi_factor`].
+fn is_multi_factor(session: &Session, config: &GuardConfig) -> bool {
+    session.amr().iter().any(|method| method == "mfa")
+        || distinct_factor_kinds(session).len() >= 2
+        || session.acr().is_some_and(|acr| config.is_multi_factor_acr(acr))
 }
 
 /// Stytch's factor categories for the secure-session rule.
@@ -671,6 +769,44 @@ mod tests {
         let shortfall = Requirement::acr_at_least("phr").shortfall(&s, &config, now).unwrap();
         assert_eq!(shortfall.step_up.unwrap().acr_values, ["phr"]);
         assert!(!Requirement::acr_at_least("unknown-level").is_met(&s, &config, now));
+    }
+
+    #[test]
+    fn multi_factor_across_dialects() {
+        let now = SystemTime::now();
+        let levels = GuardConfig::default().with_acr_levels(["pwd", "mfa", "phr"]);
+        let mfa = Requirement::multi_factor();
+        let oidc = |amr: &[&str], acr: Option<&str>| {
+            let factors = amr.iter().filter_map(|m| crate::profile::amr_factor(m)).collect();
+            let builder =
+                Session::builder("u", "i").amr(amr.iter().map(|m| (*m).to_owned()).collect()).factors(factors);
+            match acr {
+                Some(acr) => builder.acr(acr).build(),
+                None => builder.build(),
+            }
+        };
+        // amr
+        assert!(mfa.is_met(&oidc(&["mfa"], None), &levels, now));
+        assert!(mfa.is_met(&oidc(&["pwd", "otp"], None), &levels, now));
+        assert!(mfa.is_met(&oidc(&["pwd", "hwk"], None), &levels, now));
+        assert!(!mfa.is_met(&oidc(&["otp", "sms"], None), &levels, now), "two one-time codes are one kind");
+        assert!(!mfa.is_met(&oidc(&["pwd", "geo"], None), &levels, now), "geolocation is no factor");
+        assert!(!mfa.is_met(&oidc(&["hwk"], None), &levels, now));
+        assert!(!mfa.is_met(&oidc(&["mca"], None), &levels, now));
+        // acr
+        assert!(mfa.is_met(&oidc(&[], Some("phr")), &levels, now));
+        assert!(!mfa.is_met(&oidc(&[], Some("pwd")), &levels, now));
+        assert!(!mfa.is_met(&oidc(&[], Some("mfa")), &GuardConfig::default(), now), "no levels configured");
+        assert!(mfa.is_met(&oidc(&[], Some(PAPE_MULTI_FACTOR[0])), &GuardConfig::default(), now));
+        let keycloak = GuardConfig::default().with_acr_levels(["0", "1", "2"]).with_multi_factor_acr("2");
+        assert!(mfa.is_met(&oidc(&[], Some("2")), &keycloak, now));
+        assert!(!mfa.is_met(&oidc(&[], Some("1")), &keycloak, now));
+        let shortfall = mfa.shortfall(&oidc(&[], Some("1")), &keycloak, now).unwrap();
+        assert_eq!(shortfall.step_up.unwrap().acr_values, ["2"]);
+        // Stytch factors
+        let stytch = |kinds: &[FactorKind]| session(kinds.iter().cloned().map(Factor::new).collect());
+        assert!(mfa.is_met(&stytch(&[FactorKind::EMAIL_OTP, FactorKind::TOTP]), &levels, now));
+        assert!(!mfa.is_met(&stytch(&[FactorKind::TOTP, FactorKind::TOTP]), &GuardConfig::default(), now));
     }
 
     #[test]

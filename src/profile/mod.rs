@@ -3,6 +3,7 @@
 //! Two are built in, [`StytchProfile`] and [`OidcProfile`]; implement
 //! [`ClaimProfile`] for anything else.
 
+mod claim_path;
 mod oidc;
 mod stytch;
 
@@ -10,6 +11,9 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+pub use claim_path::ClaimPath;
+#[cfg(test)]
+pub(crate) use oidc::amr_factor;
 pub use oidc::OidcProfile;
 pub use stytch::StytchProfile;
 pub(crate) use stytch::{parse_rfc3339, StytchSessionObject};

@@ -14,6 +14,7 @@ mod interop_stytch;
 mod issuers;
 mod jwks;
 mod lifecycle;
+mod providers;
 mod rbac;
 mod requirements;
 mod resource_metadata;

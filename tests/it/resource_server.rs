@@ -323,3 +323,80 @@ async fn logout_without_an_authority_is_remembered_by_the_server() {
     assert_eq!(out.status(), 204);
     assert_eq!(me().await.unwrap().status(), 401);
 }
+
+/// Environment variables of one server.
+type Vars = Vec<(&'static str, String)>;
+
+/// `STEPUP_PRESET`: each provider's tokens, roles where the provider puts them;
+/// `STEPUP_ROLES_CLAIM` and `STEPUP_CLIENT` move them.
+#[tokio::test]
+async fn presets_find_roles_where_the_provider_puts_them() {
+    use tower_stepup_dev_issuer::{DevShape, DEV_AUTH0_ROLES_CLAIM};
+
+    let issuer = DevIssuer::start().await.unwrap();
+    let client = reqwest::Client::new();
+    let status = |url: String, token: String| {
+        let request = client.get(url).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let cases: Vec<(DevShape, &str, Vars)> = vec![
+        (DevShape::Keycloak, "keycloak", vec![]),
+        (DevShape::Auth0, "auth0", vec![("STEPUP_ROLES_CLAIM", DEV_AUTH0_ROLES_CLAIM.to_owned())]),
+        (DevShape::Entra, "entra", vec![]),
+        (DevShape::Okta, "okta", vec![]),
+    ];
+    for (shape, name, extra) in cases {
+        let mut vars = vec![
+            ("STEPUP_DISCOVERY_URL", issuer.shape_issuer(shape)),
+            ("STEPUP_ISSUER", issuer.shape_issuer(shape)),
+            ("STEPUP_AUDIENCE", DEFAULT_AUDIENCE.to_owned()),
+            ("STEPUP_PRESET", name.to_owned()),
+        ];
+        vars.extend(extra);
+        let server = start_with(vars.iter(), Stdio::inherit()).await;
+        let admin = issuer.shaped_token(shape).role("admin").mint();
+        let user = issuer.shaped_token(shape).role("user").mint();
+        assert_eq!(status(format!("{}/me", server.url), admin.clone()).await, 200, "{name}");
+        assert_eq!(status(format!("{}/admin", server.url), admin).await, 200, "{name}");
+        assert_eq!(status(format!("{}/admin", server.url), user).await, 403, "{name}");
+        // The preset's `typ` holds: an RFC 9068 token of the same issuer is not this provider's.
+        if shape != DevShape::Auth0 {
+            let typed = issuer.shaped_token(shape).role("admin").typ(Some("at+jwt")).mint();
+            assert_eq!(status(format!("{}/me", server.url), typed).await, 401, "{name}");
+        }
+    }
+
+    // Keycloak client roles with STEPUP_CLIENT.
+    let keycloak = |extra: Vec<(&'static str, String)>| {
+        let mut vars = vec![
+            ("STEPUP_DISCOVERY_URL", issuer.shape_issuer(DevShape::Keycloak)),
+            ("STEPUP_ISSUER", issuer.shape_issuer(DevShape::Keycloak)),
+            ("STEPUP_AUDIENCE", DEFAULT_AUDIENCE.to_owned()),
+            ("STEPUP_PRESET", "keycloak".to_owned()),
+        ];
+        vars.extend(extra);
+        vars
+    };
+    let client_admin = issuer.shaped_token(DevShape::Keycloak).client_roles("orders-api", ["admin"]).mint();
+    let without = start_with(keycloak(vec![]).iter(), Stdio::inherit()).await;
+    assert_eq!(status(format!("{}/admin", without.url), client_admin.clone()).await, 403);
+    let with = start_with(keycloak(vec![("STEPUP_CLIENT", "orders-api".to_owned())]).iter(), Stdio::inherit()).await;
+    assert_eq!(status(format!("{}/admin", with.url), client_admin).await, 200);
+
+    // Generic (the default) with a nested roles claim.
+    let nested = start(&issuer, &[("STEPUP_ROLES_CLAIM", "app.roles".to_owned())]).await;
+    let token = issuer.access_token().custom_claim("app", serde_json::json!({"roles": ["admin"]})).mint();
+    assert_eq!(status(format!("{}/admin", nested.url), token).await, 200);
+    let flat = issuer.access_token().role("admin").mint();
+    assert_eq!(status(format!("{}/admin", nested.url), flat).await, 403, "STEPUP_ROLES_CLAIM replaces `roles`");
+
+    // A bad preset name stops the server at start.
+    let output = std::process::Command::new(example_binary())
+        .env_clear()
+        .envs(keycloak(vec![("STEPUP_PRESET", "cognito".to_owned())]))
+        .env("STEPUP_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("STEPUP_PRESET"));
+}
