@@ -41,6 +41,8 @@
 //!   (`fresh()`); needs an authority.
 //! - `GET /fresh` → any session, confirmed with the issuer (`fresh()`); needs an
 //!   authority.
+//! - `GET /hot` → any session (the `Session` extractor), answering its subject as
+//!   plain text: the layer's own cost, without `/me`'s JSON work; `401` without one.
 //! - `POST /logout` → revokes the presented session (at the issuer when an authority
 //!   is configured), forgets it locally, clears the cookies of a cookie client;
 //!   `204` (`503` when the issuer could not revoke it; the session is refused here
@@ -163,6 +165,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/admin", get(me).route_layer(Guard::new(admin)))
         .route("/sensitive", get(me).route_layer(Guard::new(Requirement::acr_at_least(top_level)).fresh()))
         .route("/fresh", get(me).route_layer(Guard::authenticated().fresh()))
+        .route("/hot", get(|session: Session| async move { session.subject().to_owned() }))
         .route("/logout", post(logout))
         .layer(sessions);
 

@@ -137,6 +137,14 @@ async fn the_documented_contract_holds() {
     assert_eq!(get("/sensitive", Some(&pwd)).await.unwrap().status(), 401);
     let garbage = get("/me", Some("not-a-token")).await.unwrap();
     assert_eq!(garbage.status(), 401);
+
+    // `/hot`: any session, its subject as plain text.
+    let hot = get("/hot", Some(&pwd)).await.unwrap();
+    assert_eq!(hot.status(), 200);
+    assert!(hot.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(hot.text().await.unwrap(), "alice");
+    assert_eq!(get("/hot", None).await.unwrap().status(), 401);
+    assert_eq!(get("/hot", Some("not-a-token")).await.unwrap().status(), 401);
 }
 
 #[tokio::test]
