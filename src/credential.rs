@@ -282,6 +282,24 @@ mod tests {
     const JWT: &str = "aGVhZGVy.cGF5bG9hZA.c2ln";
 
     #[test]
+    fn segments_are_found_in_long_tokens() {
+        let long = |at: &[usize]| {
+            let mut text = vec![b'a'; 700];
+            for &i in at {
+                text[i] = b'.';
+            }
+            String::from_utf8(text).unwrap()
+        };
+        assert!(jwt_segments(&long(&[10, 600])));
+        assert!(!jwt_segments(&long(&[10, 300, 600])), "a third dot in the payload");
+        assert!(!jwt_segments(&long(&[10, 254, 255, 600])));
+        assert!(!jwt_segments(&long(&[0, 600])));
+        assert!(!jwt_segments(&long(&[10, 699])));
+        assert!(!jwt_segments(&long(&[10, 11])));
+        assert!(!jwt_segments(&long(&[600])));
+    }
+
+    #[test]
     fn bearer_scheme_is_case_insensitive_and_wins_over_cookies() {
         let config = CredentialConfig::default();
         let map = headers(&[
