@@ -174,12 +174,7 @@ impl LayerState {
     /// What a verification of `jwt` means for the request: admitted, refused, or
     /// (with an authority) a lapsed JWT for the issuer to confirm. `token`: the
     /// session token a cookie client sent next to the JWT.
-    fn judge(
-        &self,
-        verified: Result<Verified, AuthError>,
-        jwt: &str,
-        token: Option<&str>,
-    ) -> Resolution {
+    fn judge(&self, verified: Result<Verified, AuthError>, jwt: &str, token: Option<&str>) -> Resolution {
         let error = match verified {
             Ok(verified) => {
                 let session = self.remember(verified, jwt.as_bytes());
