@@ -191,6 +191,20 @@ fn cold(c: &mut Criterion, fixture: &Fixture) {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
 
+        // The signature alone: jsonwebtoken's `crypto::verify` (the key rebuilt from
+        // its components at every call: tower-stepup's path before issue 13) against
+        // the key the set parsed once (the path now).
+        let jose_alg: jsonwebtoken::Algorithm = alg.as_str().parse().expect("a JOSE algorithm");
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let crypto_verify = || jsonwebtoken::crypto::verify(signature, black_box(signed.as_bytes()), &key, jose_alg);
+        assert!(crypto_verify().unwrap());
+        let lookup = KeyLookup::parse(&fixture.jwks_json());
+        let our_alg: tower_stepup::Algorithm = alg.as_str().parse().unwrap();
+        assert!(lookup.verify_signature(&kid, our_alg, &token));
+        group.bench_function(format!("{alg}/signature_jsonwebtoken_crypto_verify"), |b| b.iter(crypto_verify));
+        group.bench_function(format!("{alg}/signature_parsed_key"), |b| {
+            b.iter(|| lookup.verify_signature(&kid, our_alg, black_box(&token)));
+        });
         group.bench_function(format!("{alg}/jsonwebtoken_decode"), |b| b.iter(decode));
         group.bench_function(format!("{alg}/jsonwebtoken_decode_registered_only"), |b| b.iter(decode_registered));
         group.bench_function(format!("{alg}/resolve_no_cache"), |b| {

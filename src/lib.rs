@@ -149,6 +149,12 @@ pub mod __bench {
         pub fn find(&self, kid: &str, algorithm: crate::Algorithm) -> bool {
             self.0.find(Some(kid), algorithm).is_some()
         }
+        /// The signature check alone: `token`'s signature against key `kid`, with
+        /// the key parsed when the set was loaded.
+        pub fn verify_signature(&self, kid: &str, algorithm: crate::Algorithm, token: &str) -> bool {
+            let Some((signed, signature)) = token.rsplit_once('.') else { return false };
+            self.0.find(Some(kid), algorithm).is_some_and(|key| key.key.verify(signed.as_bytes(), signature))
+        }
     }
 
     /// `(entries, weighted size)` of the layer's verified-session cache, after its

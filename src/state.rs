@@ -149,11 +149,9 @@ impl LayerState {
                 _ => Resolution::Done(AuthState::Invalid(AuthErrorKind::OpaqueTokenUnsupported.into())),
             };
         };
-        // Hashed only when there is a cache to look in (a kilobyte of SHA-256 per request).
-        let hash = self.cache.as_ref().map(|_| token_hash(jwt));
-        if let (Some(cache), Some(hash)) = (&self.cache, &hash) {
-            if let Some(verified) = cache.get(hash, &self.verifier.time) {
-                return Resolution::Done(self.admit(&verified.session, Some(hash), jwt.as_bytes()));
+        if let Some(cache) = &self.cache {
+            if let Some(verified) = cache.get(jwt.as_bytes(), &self.verifier.time) {
+                return Resolution::Done(self.admit(&verified.session, jwt.as_bytes()));
             }
         }
         let token = credential.opaque.filter(|_| credential.source == CredentialSource::Cookie);
@@ -165,28 +163,22 @@ impl LayerState {
                     token: token.map(str::to_owned),
                     source: credential.source,
                 }),
-                Ok(_) => self.judge(Err(error), hash, jwt, token),
+                Ok(_) => self.judge(Err(error), jwt, token),
                 // An issuer nobody configured: refused without a fetch.
                 Err(error) => Resolution::Done(AuthState::Invalid(error)),
             },
-            verified => self.judge(verified, hash, jwt, token),
+            verified => self.judge(verified, jwt, token),
         }
     }
 
     /// What a verification of `jwt` means for the request: admitted, refused, or
     /// (with an authority) a lapsed JWT for the issuer to confirm. `token`: the
     /// session token a cookie client sent next to the JWT.
-    fn judge(
-        &self,
-        verified: Result<Verified, AuthError>,
-        hash: Option<TokenHash>,
-        jwt: &str,
-        token: Option<&str>,
-    ) -> Resolution {
+    fn judge(&self, verified: Result<Verified, AuthError>, jwt: &str, token: Option<&str>) -> Resolution {
         let error = match verified {
             Ok(verified) => {
-                let session = self.remember(hash, verified, jwt.len());
-                return Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()));
+                let session = self.remember(verified, jwt.as_bytes());
+                return Resolution::Done(self.admit(&session, jwt.as_bytes()));
             }
             Err(error) => error,
         };
@@ -206,8 +198,8 @@ impl LayerState {
             Ok((verified, Some(_lapse))) => verified.session,
             // Valid after all (the clock moved on, e.g. `nbf`): a second look.
             Ok((verified, None)) => {
-                let session = self.remember(hash, verified, jwt.len());
-                return Resolution::Done(self.admit(&session, hash.as_ref(), jwt.as_bytes()));
+                let session = self.remember(verified, jwt.as_bytes());
+                return Resolution::Done(self.admit(&session, jwt.as_bytes()));
             }
             // Bad beyond a lapse: no issuer call, and the real reason.
             Err(error) => return Resolution::Done(AuthState::Invalid(error)),
@@ -230,9 +222,8 @@ impl LayerState {
     pub(crate) fn cached_bearer(&self, headers: &http::HeaderMap) -> Option<AuthState> {
         let cache = self.cache.as_ref()?;
         let token = self.credentials.unvalidated_bearer(headers)?;
-        let hash = token_bytes_hash(token);
-        let verified = cache.get(&hash, &self.verifier.time)?;
-        Some(self.admit(&verified.session, Some(&hash), token))
+        let verified = cache.get(token, &self.verifier.time)?;
+        Some(self.admit(&verified.session, token))
     }
 
     /// Where the request's credential is, and what the synchronous part of
@@ -283,17 +274,15 @@ impl LayerState {
     }
 
     /// A verified session, unless the issuer told us it ended: by its session id,
-    /// or (a session without one) by the hash of `token`, reused when the caller
-    /// already has it. Nothing but an atomic load while nothing was ever revoked.
-    fn admit(&self, session: &Session, hash: Option<&TokenHash>, token: &[u8]) -> AuthState {
+    /// or (a session without one) by the hash of `token`, computed only when some
+    /// token was ever revoked. Nothing but an atomic load while nothing was ever
+    /// revoked.
+    fn admit(&self, session: &Session, token: &[u8]) -> AuthState {
         match &self.authority {
-            Some(authority)
-                if authority
-                    .is_credential_denied(session, || hash.copied().unwrap_or_else(|| token_bytes_hash(token))) =>
-            {
+            Some(authority) if authority.is_credential_denied(session, || token_bytes_hash(token)) => {
                 AuthState::Invalid(AuthErrorKind::SessionRevoked.into())
             }
-            None if self.logged_out.contains(session, || hash.copied().unwrap_or_else(|| token_bytes_hash(token))) => {
+            None if self.logged_out.contains(session, || token_bytes_hash(token)) => {
                 AuthState::Invalid(AuthError::with_detail(AuthErrorKind::SessionRevoked, "logged out"))
             }
             _ => AuthState::Authenticated(session.clone()),
@@ -311,10 +300,9 @@ impl LayerState {
             tracing::debug!(%error, "key refresh for an unknown kid failed");
             return Resolution::Done(AuthState::Invalid(error));
         }
-        let hash = self.cache.as_ref().map(|_| token_hash(&retry.jwt));
         let verified = self.verifier.verify(&retry.jwt);
         let token = retry.token.as_deref().filter(|_| retry.source == CredentialSource::Cookie);
-        self.judge(verified, hash, &retry.jwt, token)
+        self.judge(verified, &retry.jwt, token)
     }
 
     /// The slow path for what only the issuer can tell (cached, coalesced, within
@@ -350,7 +338,7 @@ impl LayerState {
                 (AuthState::Invalid(AuthError::with_detail(AuthErrorKind::InvalidClaim, detail)), None)
             }
             Ok(confirmation) => {
-                let state = self.admit(&confirmation.session, None, credential.token().as_bytes());
+                let state = self.admit(&confirmation.session, credential.token().as_bytes());
                 let renewed = match (&state, &remote) {
                     (AuthState::Authenticated(_), _) if !from_cookie => None,
                     (AuthState::Authenticated(_), Remote::Jwt(_)) => {
@@ -462,15 +450,15 @@ impl LayerState {
         })
     }
 
-    fn remember(&self, hash: Option<TokenHash>, verified: Verified, token_len: usize) -> Session {
+    fn remember(&self, verified: Verified, jwt: &[u8]) -> Session {
         let session = verified.session.clone();
         if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
             // How long a revocation must be remembered depends on how long this
             // layer's JWTs live.
             authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
         }
-        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-            cache.insert(hash, Arc::new(verified), token_len);
+        if let Some(cache) = &self.cache {
+            cache.insert(jwt, Arc::new(verified));
         }
         session
     }
@@ -541,10 +529,7 @@ impl LayerState {
             }
         }
         match verified? {
-            (verified, None) => {
-                let hash = self.cache.as_ref().map(|_| token_hash(jwt));
-                Ok(self.remember(hash, verified, jwt.len()))
-            }
+            (verified, None) => Ok(self.remember(verified, jwt.as_bytes())),
             (verified, Some(lapse)) if lapse.kind() != AuthErrorKind::Expired => Ok(verified.session),
             (_, Some(lapse)) => Err(lapse),
         }
@@ -754,11 +739,10 @@ impl LayerState {
             if let Some(current) = current {
                 same_session(current, &verified.session)?;
             }
-            let hash = self.cache.as_ref().map(|_| token_hash(jwt));
-            if let AuthState::Invalid(error) = self.admit(&verified.session, hash.as_ref(), jwt.as_bytes()) {
+            if let AuthState::Invalid(error) = self.admit(&verified.session, jwt.as_bytes()) {
                 return Err(error);
             }
-            learnt = Some(self.remember(hash, verified, jwt.len()));
+            learnt = Some(self.remember(verified, jwt.as_bytes()));
             accepted.session_jwt = tokens.session_jwt.clone();
         }
         if let (Some(token), Some(authority)) = (tokens.session_token(), &self.authority) {

@@ -334,9 +334,9 @@ impl Verifier {
             return Err(AuthErrorKind::AlgorithmMismatch.into());
         }
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key.key, algorithm.to_jsonwebtoken()) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(AuthErrorKind::InvalidSignature.into()),
+        // The key's own parsed form, bound to its pinned algorithm.
+        if !key.key.verify(signed.as_bytes(), signature_b64) {
+            return Err(AuthErrorKind::InvalidSignature.into());
         }
 
         let claims = match early_claims {

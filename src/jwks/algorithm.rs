@@ -96,6 +96,8 @@ impl Algorithm {
     }
 
     /// The crypto library's value: the only place its type is used.
+    // Only the rust-crypto backend verifies through jsonwebtoken.
+    #[cfg_attr(feature = "aws-lc-rs", allow(dead_code))]
     pub(crate) const fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
         match self {
             Self::HS256 => jsonwebtoken::Algorithm::HS256,

@@ -6,16 +6,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
+use super::public_key::PublicKey;
 use super::Algorithm;
 use crate::error::{AuthError, AuthErrorKind};
 
-/// One verification key, its algorithm pinned when the set was loaded.
+/// One verification key, its algorithm pinned when the set was loaded and its
+/// public key parsed then (never per verification).
 pub(crate) struct VerifyingKey {
     pub(crate) algorithm: Algorithm,
-    pub(crate) key: DecodingKey,
+    pub(crate) key: PublicKey,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -163,24 +164,27 @@ impl RawJwk {
         if !allowed.contains(&algorithm) {
             return Err("algorithm not allowed");
         }
+        // Strict unpadded base64url, as RFC 7518 §6 requires of every member.
+        let decode = |member: &str, what: &'static str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(member).map_err(|_| what)
+        };
         let key = match self.kty.as_str() {
             "RSA" => {
                 let (Some(n), Some(e)) = (&self.n, &self.e) else { return Err("RSA key without n/e") };
-                let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(n.trim_end_matches('='))
-                    .map_err(|_| "RSA modulus is not base64url")?;
+                let modulus = decode(n, "RSA modulus is not base64url")?;
                 if bit_length(&modulus) < MIN_RSA_MODULUS_BITS {
                     return Err("RSA key shorter than 2048 bits");
                 }
-                DecodingKey::from_rsa_components(n, e).map_err(|_| "invalid RSA key")?
+                let exponent = decode(e, "RSA exponent is not base64url")?;
+                PublicKey::rsa(algorithm, &modulus, &exponent)?
             }
             "EC" => {
                 let (Some(x), Some(y)) = (&self.x, &self.y) else { return Err("EC key without x/y") };
-                DecodingKey::from_ec_components(x, y).map_err(|_| "invalid EC key")?
+                PublicKey::ec(algorithm, &decode(x, "invalid EC key")?, &decode(y, "invalid EC key")?)?
             }
             _ => {
                 let Some(x) = &self.x else { return Err("OKP key without x") };
-                DecodingKey::from_ed_components(x).map_err(|_| "invalid OKP key")?
+                PublicKey::ed25519(&decode(x, "invalid OKP key")?)?
             }
         };
         Ok(VerifyingKey { algorithm, key })
@@ -238,5 +242,84 @@ mod tests {
             KeySet::parse(many.to_string().as_bytes(), ALL, 10).unwrap_err().kind(),
             AuthErrorKind::KeySetUnavailable
         );
+    }
+}
+
+/// Every algorithm verifies through the key parsed at load time, and only through
+/// the key and algorithm it was loaded for.
+#[cfg(test)]
+mod parsed_key_tests {
+    use super::*;
+    use tower_stepup_dev_issuer::{DevAlg, DevIssuer, DevIssuerConfig};
+
+    const ALGS: [(DevAlg, Algorithm); 5] = [
+        (DevAlg::RS256, Algorithm::RS256),
+        (DevAlg::PS256, Algorithm::PS256),
+        (DevAlg::ES256, Algorithm::ES256),
+        (DevAlg::ES384, Algorithm::ES384),
+        (DevAlg::EdDSA, Algorithm::EdDSA),
+    ];
+
+    #[tokio::test]
+    async fn each_algorithm_verifies_with_its_parsed_key_only() {
+        let dev_algs: Vec<DevAlg> = ALGS.iter().map(|(dev, _)| *dev).collect();
+        let issuer = DevIssuer::start_with(DevIssuerConfig::default().with_algs(&dev_algs)).await.unwrap();
+        let body = reqwest::get(issuer.jwks_url()).await.unwrap().bytes().await.unwrap();
+        let allowed: Vec<Algorithm> = ALGS.iter().map(|(_, alg)| *alg).collect();
+        let set = KeySet::parse(&body, &allowed, 50).unwrap();
+        let claims = serde_json::json!({"sub": "u"});
+        for (dev, alg) in ALGS {
+            let kid = issuer.current_kid(dev);
+            let key = set.find(Some(&kid), alg).unwrap_or_else(|| panic!("{alg} key loaded"));
+            assert_eq!(key.algorithm, alg);
+            let token = issuer.sign_raw(serde_json::json!({"alg": alg.as_str(), "kid": kid}), &claims, &kid);
+            let (signed, signature) = token.rsplit_once('.').unwrap();
+            assert!(key.key.verify(signed.as_bytes(), signature), "{alg}: a good signature verifies");
+            // One changed message byte, or a signature from another key, does not.
+            let mut other = signed.to_owned();
+            other.push('A');
+            assert!(!key.key.verify(other.as_bytes(), signature), "{alg}: another message");
+            assert!(!key.key.verify(signed.as_bytes(), "AAAA"), "{alg}: garbage signature");
+            assert!(!key.key.verify(signed.as_bytes(), "not base64!"), "{alg}: not base64url");
+            for (other_dev, other_alg) in ALGS.into_iter().filter(|(_, a)| *a != alg) {
+                let other_kid = issuer.current_kid(other_dev);
+                let other_token = issuer.sign_raw(serde_json::json!({"alg": other_alg.as_str()}), &claims, &other_kid);
+                let (other_signed, other_signature) = other_token.rsplit_once('.').unwrap();
+                assert!(!key.key.verify(other_signed.as_bytes(), other_signature), "{alg} key, {other_alg} token");
+            }
+        }
+        // An RSA modulus written with a leading zero byte (a DER habit) is the same key.
+        let mut document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let rs_kid = issuer.current_kid(DevAlg::RS256);
+        for jwk in document["keys"].as_array_mut().unwrap() {
+            if jwk["kid"] == rs_kid.as_str() {
+                let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
+                let padded = [&[0u8][..], &n].concat();
+                jwk["n"] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(padded).into();
+            }
+        }
+        let set = KeySet::parse(document.to_string().as_bytes(), &allowed, 50).unwrap();
+        let token = issuer.sign_raw(serde_json::json!({"alg": "RS256"}), &claims, &rs_kid);
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        assert!(set.find(Some(&rs_kid), Algorithm::RS256).unwrap().key.verify(signed.as_bytes(), signature));
+        issuer.shutdown();
+    }
+
+    /// A JWK whose point is not on its curve or has the wrong size is refused when
+    /// the set loads, not at each verification.
+    #[test]
+    fn invalid_keys_are_refused_at_load() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "off-curve",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FFzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256", "kid": "short",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvR", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed-short", "x": "AAAA"},
+        ]});
+        let all = [Algorithm::ES256, Algorithm::EdDSA];
+        let set = KeySet::parse(body.to_string().as_bytes(), &all, 10).unwrap();
+        #[cfg(feature = "aws-lc-rs")]
+        assert_eq!(set.kids().count(), 0, "every key refused at load");
+        let _ = set;
     }
 }

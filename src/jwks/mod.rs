@@ -14,6 +14,7 @@
 
 mod algorithm;
 mod key_set;
+mod public_key;
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
