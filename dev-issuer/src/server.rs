@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use super::claims;
 use super::session::{Organization, SessionRecord};
 use super::shape::DevShape;
-use super::token::{DevFactor, SessionClaim, SESSION_CLAIM};
+use super::token::{DevFactor, SessionClaim, StoredFactor, SESSION_CLAIM};
 use super::util::{random_uuid, rfc3339, stable_uuid, time_add, unix_secs};
 use super::{lock, DevAlg, Endpoint, Failure, Shared};
 
@@ -329,6 +329,75 @@ enum Target {
 
 /// Resolves exactly one of `names` (a subset of `session_id`, `member_session_id`,
 /// `member_id`, `session_token`, `session_jwt`) to its target.
+/// The session an OTP or TOTP authenticate call is to step up: its `session_token` or
+/// `session_jwt`, when the request names one (always a [`Target::Session`]).
+fn step_up_target(shared: &Shared, body: &Map<String, Value>) -> Result<Option<Target>, Rejected> {
+    let names = ["session_token", "session_jwt"];
+    if !names.iter().any(|name| body.get(*name).is_some_and(|v| !v.is_null())) {
+        return Ok(None);
+    }
+    match resolve_target(shared, body, &names)? {
+        Target::User(_) => Err(bad_request("Exactly one of session_token, session_jwt is allowed.")),
+        session @ Target::Session(_) => Ok(Some(session)),
+    }
+}
+
+/// Adds `factor` to `user_id`'s live consumer session `id` (a step-up through an
+/// authenticate endpoint), extends it by `minutes` and merges `claims` as Stytch does
+/// (nested objects merge, a `null` deletes, at most 4 KB). Anything but this user's
+/// live consumer session is `session_not_found`; a refused request changes nothing.
+fn step_up_session(
+    shared: &Shared,
+    id: Option<&str>,
+    user_id: &str,
+    factor: DevFactor,
+    minutes: Option<u64>,
+    claims: Option<Map<String, Value>>,
+    now: SystemTime,
+) -> Result<SessionRecord, Response> {
+    let mut sessions = lock(&shared.sessions);
+    let Some(record) = id.and_then(|id| sessions.get_mut(id)) else {
+        return Err(session_not_found());
+    };
+    if !record.is_live(now) || record.user_id != user_id || record.organization.is_some() {
+        return Err(session_not_found());
+    }
+    let merged = claims.map(|patch| {
+        let mut merged = record.custom_claims.clone();
+        claims::merge(&mut merged, patch);
+        merged
+    });
+    if merged.as_ref().is_some_and(|merged| !claims::fits(merged)) {
+        return Err(stytch_error(
+            StatusCode::BAD_REQUEST,
+            "custom_claims_too_large",
+            "Total custom claims size cannot exceed four kilobytes.",
+        ));
+    }
+    match record.factors.iter_mut().find(|f| f.factor.same_kind(&factor)) {
+        Some(existing) => existing.factor = factor,
+        None => record.factors.push(StoredFactor::new(factor)),
+    }
+    record.last_accessed_at = now;
+    if let Some(minutes) = minutes {
+        record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
+    }
+    if let Some(merged) = merged {
+        record.custom_claims = merged;
+    }
+    Ok(record.clone())
+}
+
+impl Target {
+    /// The session asked about, when it exists.
+    fn session_id(&self) -> Option<&str> {
+        match self {
+            Target::Session(id) => id.as_deref(),
+            Target::User(_) => None,
+        }
+    }
+}
+
 fn resolve_target(shared: &Shared, body: &Map<String, Value>, names: &[&str]) -> Result<Target, Rejected> {
     let mut given = Vec::new();
     for name in names {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::{
     bad_request, consumer_body, custom_claims, duration_minutes, internal_error, only_fields, opt_str, request_id,
-    resolve_target, session_api_request, session_not_found, stytch_error, AppState, Rejected, Target,
+    session_api_request, step_up_session, step_up_target, stytch_error, AppState, Rejected,
 };
 use crate::session::SessionRecord;
 use crate::token::{DevFactor, StoredFactor};
@@ -210,15 +210,7 @@ pub(super) async fn authenticate(State(shared): AppState, headers: HeaderMap, bo
         let code = opt_str(&body, "code")?.ok_or_else(|| bad_request::<Rejected>("code is required."))?;
         let minutes = duration_minutes(&body)?;
         let claims = custom_claims(&body)?;
-        let names = ["session_token", "session_jwt"];
-        let session = if names.iter().any(|name| body.get(*name).is_some_and(|v| !v.is_null())) {
-            match resolve_target(&shared, &body, &names)? {
-                Target::Session(id) => Some(id),
-                Target::User(_) => return Err(bad_request("Exactly one of session_token, session_jwt is allowed.")),
-            }
-        } else {
-            None
-        };
+        let session = step_up_target(&shared, &body)?;
         let attributes = attributes_of(&body)?;
         Ok::<_, Rejected>((method_id.to_owned(), code.to_owned(), minutes, claims, session, attributes))
     })();
@@ -231,31 +223,12 @@ pub(super) async fn authenticate(State(shared): AppState, headers: HeaderMap, bo
     };
     let now = SystemTime::now();
     let record = match session {
-        Some(id) => {
-            let mut sessions = lock(&shared.sessions);
-            let Some(record) = id.as_deref().and_then(|id| sessions.get_mut(id)) else {
-                return session_not_found();
-            };
-            if !record.is_live(now) || record.user_id != user_id || record.organization.is_some() {
-                return session_not_found();
+        Some(target) => {
+            match step_up_session(&shared, target.session_id(), &user_id, DevFactor::email_otp(), minutes, claims, now)
+            {
+                Ok(record) => Some(record),
+                Err(refused) => return refused,
             }
-            let factor = DevFactor::email_otp();
-            match record.factors.iter_mut().find(|f| f.factor.same_kind(&factor)) {
-                Some(existing) => existing.factor = factor,
-                None => record.factors.push(StoredFactor::new(factor)),
-            }
-            record.last_accessed_at = now;
-            if let Some(minutes) = minutes {
-                record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
-            }
-            for (k, v) in claims.into_iter().flatten() {
-                if v.is_null() {
-                    record.custom_claims.remove(&k);
-                } else {
-                    record.custom_claims.insert(k, v);
-                }
-            }
-            Some(record.clone())
         }
         None => minutes.map(|minutes| {
             let lifetime = Duration::from_secs(minutes.saturating_mul(60));

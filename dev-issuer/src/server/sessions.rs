@@ -20,12 +20,12 @@ use serde_json::{json, Value};
 
 use super::{
     b2b_body, bad_request, check_project_credentials, consumer_body, custom_claims, duration_minutes, gate,
-    internal_error, only_fields, request_id, resolve_target, session_api_request, session_not_found, stytch_error,
-    AppState, Rejected, Target,
+    internal_error, only_fields, request_id, session_api_request, step_up_session, step_up_target, stytch_error,
+    AppState, Rejected,
 };
 use crate::session::SessionRecord;
 use crate::token::{DevFactor, StoredFactor};
-use crate::util::{stable_uuid, time_add};
+use crate::util::stable_uuid;
 use crate::{lock, Endpoint, Shared};
 
 /// The one TOTP code the dev issuer's `POST /v1/totps/authenticate` accepts, for
@@ -134,15 +134,7 @@ pub(super) async fn totp_authenticate(State(shared): AppState, headers: HeaderMa
             super::opt_str(&body, "totp_code")?.ok_or_else(|| bad_request::<Rejected>("totp_code is required."))?;
         let minutes = duration_minutes(&body)?;
         let claims = custom_claims(&body)?;
-        let names = ["session_token", "session_jwt"];
-        let session = if names.iter().any(|name| body.get(*name).is_some_and(|v| !v.is_null())) {
-            match resolve_target(&shared, &body, &names)? {
-                Target::Session(id) => Some(id),
-                Target::User(_) => return Err(bad_request("Exactly one of session_token, session_jwt is allowed.")),
-            }
-        } else {
-            None
-        };
+        let session = step_up_target(&shared, &body)?;
         Ok::<_, Rejected>((user_id.to_owned(), code.to_owned(), minutes, claims, session))
     })();
     let (user_id, code, minutes, claims, session) = match parsed {
@@ -155,31 +147,11 @@ pub(super) async fn totp_authenticate(State(shared): AppState, headers: HeaderMa
     let now = SystemTime::now();
     let record = match session {
         // A step-up: the named session must be this user's live consumer session.
-        Some(id) => {
-            let mut sessions = lock(&shared.sessions);
-            let Some(record) = id.as_deref().and_then(|id| sessions.get_mut(id)) else {
-                return session_not_found();
-            };
-            if !record.is_live(now) || record.user_id != user_id || record.organization.is_some() {
-                return session_not_found();
+        Some(target) => {
+            match step_up_session(&shared, target.session_id(), &user_id, DevFactor::totp(), minutes, claims, now) {
+                Ok(record) => Some(record),
+                Err(refused) => return refused,
             }
-            let totp = DevFactor::totp();
-            match record.factors.iter_mut().find(|f| f.factor.same_kind(&totp)) {
-                Some(existing) => existing.factor = totp,
-                None => record.factors.push(StoredFactor::new(totp)),
-            }
-            record.last_accessed_at = now;
-            if let Some(minutes) = minutes {
-                record.expires_at = time_add(now, Duration::from_secs(minutes.saturating_mul(60)));
-            }
-            for (k, v) in claims.into_iter().flatten() {
-                if v.is_null() {
-                    record.custom_claims.remove(&k);
-                } else {
-                    record.custom_claims.insert(k, v);
-                }
-            }
-            Some(record.clone())
         }
         None => minutes.map(|minutes| {
             let lifetime = Duration::from_secs(minutes.saturating_mul(60));
