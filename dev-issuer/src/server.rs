@@ -388,6 +388,35 @@ fn step_up_session(
     Ok(record.clone())
 }
 
+/// The answer of an OTP or TOTP authenticate call: the session it started or stepped
+/// up, else (none asked for) empty tokens and no session, as Stytch answers; `extra`
+/// names the factor (`method_id`, `totp_id`, …).
+fn factor_answer(
+    shared: &Shared,
+    record: Option<SessionRecord>,
+    user_id: String,
+    extra: Map<String, Value>,
+) -> Response {
+    let mut answer = match record {
+        None => json!({
+            "request_id": request_id(), "status_code": 200,
+            "session": null, "session_token": "", "session_jwt": "",
+            "user": { "user_id": user_id, "status": "active" },
+        }),
+        Some(record) => {
+            let Ok(session_jwt) = shared.session_jwt(&record) else {
+                return internal_error();
+            };
+            consumer_body(&record, &session_jwt)
+        }
+    };
+    if let Some(object) = answer.as_object_mut() {
+        object.insert("user_id".into(), Value::String(user_id));
+        object.extend(extra);
+    }
+    Json(answer).into_response()
+}
+
 impl Target {
     /// The session asked about, when it exists.
     fn session_id(&self) -> Option<&str> {

@@ -31,17 +31,14 @@ impl PublicKey {
     /// as JWS specifies, RSA keys of 2048 to 8192 bits).
     fn verification(algorithm: Algorithm) -> Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm> {
         use aws_lc_rs::signature as sig;
+        if let Some(rsa) = Self::rsa_parameters(algorithm) {
+            return Some(rsa);
+        }
         Some(match algorithm {
-            Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-            Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-            Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-            Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-            Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-            Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
             Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
             Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
             Algorithm::EdDSA => &sig::ED25519,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+            _ => return None,
         })
     }
 

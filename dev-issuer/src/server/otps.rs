@@ -18,11 +18,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{
-    bad_request, consumer_body, custom_claims, duration_minutes, internal_error, only_fields, opt_str, request_id,
-    session_api_request, step_up_session, step_up_target, stytch_error, AppState, Rejected,
+    bad_request, custom_claims, duration_minutes, factor_answer, only_fields, opt_str, request_id, session_api_request,
+    step_up_session, step_up_target, stytch_error, AppState, Rejected,
 };
 use crate::session::SessionRecord;
 use crate::token::{DevFactor, StoredFactor};
@@ -240,23 +240,8 @@ pub(super) async fn authenticate(State(shared): AppState, headers: HeaderMap, bo
             record
         }),
     };
-    let Some(record) = record else {
-        // No session asked for: Stytch answers with empty tokens and no session.
-        return Json(json!({
-            "request_id": request_id(), "status_code": 200, "user_id": user_id, "method_id": method_id,
-            "session": null, "session_token": "", "session_jwt": "", "reset_sessions": false,
-            "user": { "user_id": user_id, "status": "active" },
-        }))
-        .into_response();
-    };
-    let Ok(session_jwt) = shared.session_jwt(&record) else {
-        return internal_error();
-    };
-    let mut answer = consumer_body(&record, &session_jwt);
-    if let Some(object) = answer.as_object_mut() {
-        object.insert("user_id".into(), Value::String(user_id));
-        object.insert("method_id".into(), Value::String(method_id));
-        object.insert("reset_sessions".into(), Value::Bool(false));
-    }
-    Json(answer).into_response()
+    let mut extra = Map::new();
+    extra.insert("method_id".into(), Value::String(method_id));
+    extra.insert("reset_sessions".into(), Value::Bool(false));
+    factor_answer(&shared, record, user_id, extra)
 }

@@ -16,12 +16,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{
-    b2b_body, bad_request, check_project_credentials, consumer_body, custom_claims, duration_minutes, gate,
-    internal_error, only_fields, request_id, session_api_request, step_up_session, step_up_target, stytch_error,
-    AppState, Rejected,
+    b2b_body, bad_request, check_project_credentials, consumer_body, custom_claims, duration_minutes, factor_answer,
+    gate, only_fields, request_id, session_api_request, step_up_session, step_up_target, stytch_error, AppState,
+    Rejected,
 };
 use crate::session::SessionRecord;
 use crate::token::{DevFactor, StoredFactor};
@@ -161,22 +161,7 @@ pub(super) async fn totp_authenticate(State(shared): AppState, headers: HeaderMa
         }),
     };
     let totp_id = format!("totp-test-{}", stable_uuid(&[&user_id, "totp"]));
-    let Some(record) = record else {
-        // No session asked for: Stytch answers with empty tokens and no session.
-        return Json(json!({
-            "request_id": request_id(), "status_code": 200, "user_id": user_id, "totp_id": totp_id,
-            "session": null, "session_token": "", "session_jwt": "",
-            "user": { "user_id": user_id, "status": "active" },
-        }))
-        .into_response();
-    };
-    let Ok(session_jwt) = shared.session_jwt(&record) else {
-        return internal_error();
-    };
-    let mut answer = consumer_body(&record, &session_jwt);
-    if let Some(object) = answer.as_object_mut() {
-        object.insert("user_id".into(), Value::String(user_id));
-        object.insert("totp_id".into(), Value::String(totp_id));
-    }
-    Json(answer).into_response()
+    let mut extra = Map::new();
+    extra.insert("totp_id".into(), Value::String(totp_id));
+    factor_answer(&shared, record, user_id, extra)
 }
