@@ -187,7 +187,7 @@ pub(crate) fn print(path: &Path, memory: Option<&Path>) {
     let ab = Section::of(&runs, "ab");
     let growth = Section::of(&runs, "growth");
     let fresh = Section::of(&runs, "fresh");
-    print_verdict(&runs, &ab, &growth, &fresh, &memory);
+    print_verdict(&runs, &verdict(&ab, &growth, &fresh, &memory));
 
     if !ab.is_empty() {
         ab.print_table("## A/B runs (median of rounds)");
@@ -271,104 +271,91 @@ fn print_fresh(fresh: &Section) {
     }
 }
 
-fn status(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "**not met**"
-    }
+/// One row of the verdict table: target, measured value, status.
+type Row = (String, String, String);
+
+fn status(met: bool) -> String {
+    String::from(if met { "met" } else { "**not met**" })
 }
 
 /// One verdict row per issue-13 target, from this run only.
-fn print_verdict(
-    runs: &[Run],
-    ab: &Section,
-    growth: &Section,
-    fresh: &Section,
-    memory: &[BTreeMap<String, String>],
-) {
-    println!();
-    println!("## Verdict (issue 13 targets, this run)");
-    println!();
-    println!("| target | measured | status |");
-    println!("| --- | --- | --- |");
+fn verdict(ab: &Section, growth: &Section, fresh: &Section, memory: &[BTreeMap<String, String>]) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    let not_measured = |target: &str, why: &str| (target.to_owned(), format!("not measured ({why})"), "—".to_owned());
 
     // Capacity: the default budget, 100 000 typical sessions verified in process.
+    let capacity_target = "capacity: default cache holds ≥ 100 000 typical sessions within 64 MiB of heap";
     let capacity = memory.iter().find(|m| {
         m.get("budget").map(String::as_str) == Some("default") && m.get("sessions").map(String::as_str) == Some("100000")
     });
-    match capacity {
+    rows.push(match capacity {
         Some(m) => {
             let num = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
-            let (entries, heap, failed) = (num("entries"), num("heap_mib"), num("failed"));
-            let met = matches!((entries, heap, failed), (Some(e), Some(h), Some(f)) if e >= 100_000.0 && h <= 64.0 && f == 0.0);
-            println!(
-                "| capacity: default cache holds ≥ 100 000 typical sessions within 64 MiB of heap | {} of 100 000 cached, \
-                 {} MiB of heap added, {} failed | {} |",
-                m.get("entries").map_or("?", String::as_str),
-                m.get("heap_mib").map_or("?", String::as_str),
-                m.get("failed").map_or("?", String::as_str),
-                status(met)
-            );
+            let met = matches!((num("entries"), num("heap_mib"), num("failed")),
+                (Some(e), Some(h), Some(f)) if e >= 100_000.0 && h <= 64.0 && f == 0.0);
+            let text = |k: &str| m.get(k).map_or("?", String::as_str).to_owned();
+            (
+                capacity_target.to_owned(),
+                format!("{} of 100 000 cached, {} MiB of heap added, {} failed", text("entries"), text("heap_mib"), text("failed")),
+                status(met),
+            )
         }
-        None => println!(
-            "| capacity: default cache holds ≥ 100 000 typical sessions within 64 MiB of heap | not measured \
-             (memory skipped, or 100000 not in GROWTH) | — |"
+        None => not_measured(capacity_target, "SKIP_MEMORY, or 100000 not in GROWTH"),
+    });
+
+    // `both`: the issue names requests/s and CPU per request (hot path): both must meet it.
+    let ratio = |target: &str, ours: &str, theirs: &str, goal: f64, both: bool| match ab.ratio(ours, theirs) {
+        Some((rps, cpu)) => (
+            target.to_owned(),
+            format!("{rps:.2}× req/s, {cpu:.2}× CPU per request ({ours} vs {theirs})"),
+            status(rps >= goal && (!both || cpu >= goal)),
         ),
-    }
-
-    let ratio_row = |label: &str, ours: &str, theirs: &str, target: f64, both: bool| match ab.ratio(ours, theirs) {
-        Some((rps, cpu)) => {
-            // Where the issue names both measures (hot path), both must meet the target.
-            let met = rps >= target && (!both || cpu >= target);
-            println!(
-                "| {label} | {rps:.2}× req/s, {cpu:.2}× CPU per request ({ours} vs {theirs}) | {} |",
-                status(met)
-            );
-        }
-        None => println!("| {label} | not measured ({ours} or {theirs} missing) | — |"),
+        None => not_measured(target, &format!("{ours} or {theirs} missing")),
     };
-    ratio_row("many sessions: 100 000 cycling ≥ 0.8× single-session hot", "stepup-many-100k", "stepup-hot-es256", 0.8, false);
-    ratio_row("many sessions: ≥ 3× jwt-authorizer, same tokens", "stepup-many-100k", "peer-many-100k", 3.0, false);
-    ratio_row("hot path ≥ 0.85× bare axum, bearer RS256 (req/s and CPU)", "stepup-hot-rs256", "bare", 0.85, true);
-    ratio_row("hot path ≥ 0.85× bare axum, bearer ES256 (req/s and CPU)", "stepup-hot-es256", "bare", 0.85, true);
-    ratio_row("hot path ≥ 0.85× bare axum, cookie (req/s and CPU)", "stepup-hot-cookie", "bare-cookie", 0.85, true);
-    println!(
-        "| credential extraction < 300 ns | not a load measure: `cargo bench --bench micro --features __bench -- extract` | — |"
-    );
-    ratio_row("cold ≥ 1.2× jwt-authorizer per verification, RS256", "stepup-cold-rs256", "peer-rs256", 1.2, false);
-    ratio_row("cold ≥ 1.2× jwt-authorizer per verification, ES256", "stepup-cold-es256", "peer-es256", 1.2, false);
+    rows.push(ratio("many sessions: 100 000 cycling ≥ 0.8× single-session hot", "stepup-many-100k", "stepup-hot-es256", 0.8, false));
+    rows.push(ratio("many sessions: ≥ 3× jwt-authorizer, same tokens", "stepup-many-100k", "peer-many-100k", 3.0, false));
+    rows.push(ratio("hot path ≥ 0.85× bare axum, bearer RS256 (req/s and CPU)", "stepup-hot-rs256", "bare", 0.85, true));
+    rows.push(ratio("hot path ≥ 0.85× bare axum, bearer ES256 (req/s and CPU)", "stepup-hot-es256", "bare", 0.85, true));
+    rows.push(ratio("hot path ≥ 0.85× bare axum, cookie (req/s and CPU)", "stepup-hot-cookie", "bare-cookie", 0.85, true));
+    rows.push((
+        "credential extraction < 300 ns".to_owned(),
+        "not a load measure: `cargo bench --bench micro --features __bench -- extract`".to_owned(),
+        "—".to_owned(),
+    ));
+    rows.push(ratio("cold ≥ 1.2× jwt-authorizer per verification, RS256", "stepup-cold-rs256", "peer-rs256", 1.2, false));
+    rows.push(ratio("cold ≥ 1.2× jwt-authorizer per verification, ES256", "stepup-cold-es256", "peer-es256", 1.2, false));
 
-    match (freshness(fresh), fresh.get(FRESH)) {
+    let fresh_target = "freshness: issuer calls per session per `fresh_within` window = 1, under wrk";
+    rows.push(match (freshness(fresh), fresh.get(FRESH)) {
         (Some(f), Some(s)) => {
-            // Every session confirmed (at least once), and never more than once per window.
+            // Every session confirmed at least once, never more than once per window,
+            // and no request failed.
             let met = f.calls >= f.sessions && f.per_session_window <= 1.0 && s.failures == 0;
-            println!(
-                "| freshness: {:.0} sessions on `fresh_within({:.0} s)` under wrk, issuer calls per session per window = 1 \
-                 | {:.3} ({:.0} calls, {:.1} windows begun in {:.1} s), {} failed of {} | {} |",
-                f.sessions,
-                f.window_s,
-                f.per_session_window,
-                f.calls,
-                f.windows,
-                f.seconds,
-                s.failures,
-                s.requests,
-                status(met)
-            );
+            (
+                fresh_target.to_owned(),
+                format!(
+                    "{:.3} ({:.0} calls for {:.0} sessions, {:.0} windows of {:.0} s begun in {:.1} s); {} failed of {} requests",
+                    f.per_session_window, f.calls, f.sessions, f.windows, f.window_s, f.seconds, s.failures, s.requests
+                ),
+                status(met),
+            )
         }
-        _ => println!("| freshness: issuer calls per session per window = 1 | not measured (SKIP_FRESH) | — |"),
-    }
+        _ => not_measured(fresh_target, "SKIP_FRESH"),
+    });
     if let (Some(fr), Some(pl)) = (fresh.get(FRESH), fresh.get(PLAIN)) {
-        println!(
-            "| freshness: added latency of the fresh route (report) | p50 {:.0} vs {:.0} µs, p99 {:.0} vs {:.0} µs, \
-             CPU {:.1} vs {:.1} µs/req (fresh vs plain route, same sessions) | shown |",
-            fr.p50_us, pl.p50_us, fr.p99_us, pl.p99_us, fr.cpu_us, pl.cpu_us
-        );
+        rows.push((
+            "freshness: added latency of the fresh route".to_owned(),
+            format!(
+                "p50 {:.0} vs {:.0} µs, p99 {:.0} vs {:.0} µs, CPU {:.1} vs {:.1} µs/req (fresh vs plain route, same sessions)",
+                fr.p50_us, pl.p50_us, fr.p99_us, pl.p99_us, fr.cpu_us, pl.cpu_us
+            ),
+            "shown".to_owned(),
+        ));
     }
 
-    if growth.is_empty() {
-        println!("| growth: throughput and RSS at 1 / 1k / 100k / 1M sessions | not measured (SKIP_GROWTH) | — |");
+    let growth_target = "growth: throughput and RSS at 1 / 1k / 100k / 1M sessions";
+    rows.push(if growth.is_empty() {
+        not_measured(growth_target, "SKIP_GROWTH")
     } else {
         let cells: Vec<String> = growth
             .order
@@ -385,15 +372,104 @@ fn print_verdict(
                 )
             })
             .collect();
-        println!("| growth: throughput and RSS at 1 / 1k / 100k / 1M sessions | {} | shown |", cells.join("; "));
-    }
+        (growth_target.to_owned(), cells.join("; "), "shown".to_owned())
+    });
+    rows
+}
 
+fn print_verdict(runs: &[Run], rows: &[Row]) {
+    println!();
+    println!("## Verdict (issue 13 targets, this run)");
+    println!();
+    println!("| target | measured | status |");
+    println!("| --- | --- | --- |");
+    for (target, measured, status) in rows {
+        println!("| {target} | {measured} | {status} |");
+    }
     let failed: u64 = runs.iter().map(|r| r.non2xx + r.socket_errors).sum();
     let requests: u64 = runs.iter().map(|r| r.requests).sum();
     println!();
     println!(
         "Failed requests (non-2xx/3xx or socket errors) in all {} runs: {failed} of {requests}{}",
         runs.len(),
-        if failed == 0 { "." } else { " — **the run is not valid**: see the failed column below." }
+        if failed == 0 { "." } else { " — **the run is not valid**: see the failed columns below." }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RESULTS: &str = "\
+ab\t1\tbare\t40000.0\t500\t1500\t0\t0\t20.00\t6000\t400000\t
+ab\t1\tstepup-hot-rs256\t36000.0\t550\t1600\t0\t0\t22.00\t8000\t360000\tentries=1
+ab\t1\tbare-cookie\t40000.0\t500\t1500\t0\t0\t20.00\t6000\t400000\t
+ab\t1\tstepup-hot-cookie\t30000.0\t650\t1900\t0\t0\t26.00\t8000\t300000\tentries=1
+fresh\t1\tplain-route\t20000.0\t700\t2000\t0\t0\t40.00\t9000\t200000\tentries=1000
+fresh\t1\tfresh-route\t15000.0\t900\t9000\t0\t0\t55.00\t9000\t975000\tentries=1000,issuer_calls=3000,sessions=1000,window_s=30,seconds=65.010
+";
+
+    fn sections() -> (Vec<Run>, Section, Section, Section) {
+        let runs: Vec<Run> = RESULTS.lines().filter_map(parse).collect();
+        let (ab, growth, fresh) = (Section::of(&runs, "ab"), Section::of(&runs, "growth"), Section::of(&runs, "fresh"));
+        (runs, ab, growth, fresh)
+    }
+
+    fn row<'a>(rows: &'a [Row], prefix: &str) -> &'a Row {
+        rows.iter().find(|r| r.0.starts_with(prefix)).unwrap_or_else(|| panic!("no row {prefix}"))
+    }
+
+    #[test]
+    fn results_lines_with_and_without_extra_fields_parse() {
+        let (runs, ..) = sections();
+        assert_eq!(runs.len(), 6);
+        assert!(runs[0].extra.is_empty());
+        assert_eq!(runs[5].extra.get("issuer_calls").map(String::as_str), Some("3000"));
+        assert_eq!(runs[5].requests, 975_000);
+    }
+
+    #[test]
+    fn hot_path_needs_both_throughput_and_cpu() {
+        let (_, ab, growth, fresh) = sections();
+        let rows = verdict(&ab, &growth, &fresh, &[]);
+        // 0.90× req/s and 20/22 = 0.91× CPU: met.
+        assert_eq!(row(&rows, "hot path ≥ 0.85× bare axum, bearer RS256").2, "met");
+        // 0.75× req/s: not met.
+        assert_eq!(row(&rows, "hot path ≥ 0.85× bare axum, cookie").2, "**not met**");
+        assert!(row(&rows, "hot path ≥ 0.85× bare axum, bearer ES256").1.starts_with("not measured"));
+    }
+
+    #[test]
+    fn freshness_counts_calls_per_session_per_window_begun() {
+        let (_, ab, growth, fresh) = sections();
+        let f = freshness(&fresh).expect("freshness");
+        // 65 s with a 30 s window: three windows begun, one call per session in each.
+        assert!((f.windows - 3.0).abs() < f64::EPSILON);
+        assert!((f.per_session_window - 1.0).abs() < 1e-9);
+        assert_eq!(row(&verdict(&ab, &growth, &fresh, &[]), "freshness: issuer calls").2, "met");
+
+        // One call more than a window allows: not met.
+        let more = RESULTS.replace("issuer_calls=3000", "issuer_calls=3001");
+        let runs: Vec<Run> = more.lines().filter_map(parse).collect();
+        let fresh = Section::of(&runs, "fresh");
+        assert_eq!(row(&verdict(&ab, &growth, &fresh, &[]), "freshness: issuer calls").2, "**not met**");
+    }
+
+    #[test]
+    fn capacity_reads_the_default_budget_line_field_by_field() {
+        let (_, ab, growth, fresh) = sections();
+        let line = |entries: &str, heap: &str| {
+            fields(
+                &format!("budget=default\tsessions=100000\tfailed=0\tentries={entries}\tnew_field=7\theap_mib={heap}"),
+                '\t',
+            )
+        };
+        let unbounded = fields("budget=4096 MiB\tsessions=100000\tfailed=0\tentries=100000\theap_mib=10.0", '\t');
+        let rows = verdict(&ab, &growth, &fresh, &[unbounded.clone(), line("100000", "60.5")]);
+        assert_eq!(row(&rows, "capacity").2, "met");
+        let rows = verdict(&ab, &growth, &fresh, &[unbounded.clone(), line("100000", "64.5")]);
+        assert_eq!(row(&rows, "capacity").2, "**not met**");
+        let rows = verdict(&ab, &growth, &fresh, &[unbounded, line("99999", "40.0")]);
+        assert_eq!(row(&rows, "capacity").2, "**not met**");
+    }
 }
