@@ -17,7 +17,7 @@
 #   GROWTH="1 1000 100000 1000000"  distinct-session counts   GROWTH_FILL=$DURATION
 #   FRESH_SESSIONS=1000  live sessions of the freshness run   FRESH_WINDOW=30  fresh_within(s)
 #   FRESH_SECONDS=65     seconds on the fresh route (≥ 2 windows; the plain route gets DURATION)
-#   SKIP_GROWTH=1 / SKIP_FRESH=1 / SKIP_MEMORY=1 / SKIP_FLOOD=1   skip a part
+#   SKIP_AB=1 / SKIP_GROWTH=1 / SKIP_FRESH=1 / SKIP_MEMORY=1 / SKIP_FLOOD=1   skip a part
 #   PORT=18431       server port on 127.0.0.1         OUT=target/load-report.md
 #   CARGO_TARGET_DIR defaults to <repo>/target
 set -euo pipefail
@@ -71,7 +71,10 @@ trap cleanup EXIT
 
 # --- issuer: JWKS + tokens ---------------------------------------------------------
 MAX_SESSIONS=100000
-for n in $GROWTH; do [ "$n" -gt "$MAX_SESSIONS" ] && MAX_SESSIONS=$n; done
+# GROWTH's counts are needed by the growth and memory parts only.
+if [ -z "${SKIP_GROWTH:-}" ] || [ -z "${SKIP_MEMORY:-}" ]; then
+  for n in $GROWTH; do [ "$n" -gt "$MAX_SESSIONS" ] && MAX_SESSIONS=$n; done
+fi
 log "starting the dev issuers, minting $MAX_SESSIONS ES256 session JWTs and $FRESH_SESSIONS live Stytch sessions"
 "$SERVER_BIN" issuer "$WORK" "$MAX_SESSIONS" "$FRESH_SESSIONS" >"$WORK/issuer.log" 2>&1 &
 PIDS+=($!)
@@ -181,6 +184,7 @@ measure() {
 }
 
 # --- A/B rounds ----------------------------------------------------------------------
+[ -n "${SKIP_AB:-}" ] && ROUNDS=0
 log "A/B: $ROUNDS rounds × ${DURATION}s (+${WARMUP}s warm-up), $CONNECTIONS connections, server CPUs '${SERVER_CPUS}', wrk CPUs '${WRK_CPUS}'"
 for round in $(seq 1 "$ROUNDS"); do
   # The bare app gets the same request (token included) and ignores it.

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint};
 use tower_stepup::{
     Guard, JwksConfig, KeySource, Session, SessionLayer, StytchProfile, StytchProject, DEFAULT_JWT_COOKIE,
 };
+use tower_stepup_dev_issuer::{DevAlg, DevFactor, DevIssuer, DevIssuerConfig, Endpoint};
 
 mod report;
 
@@ -215,7 +215,10 @@ async fn serve(addr: &str, kind: &str, jwks: &str, iss: &str, aud: &str) {
     assert!(addr.ip().is_loopback(), "benchmarks listen on loopback only");
     // Stytch session JWTs: read with the Stytch profile, as before the generic builder stopped defaulting to it.
     let builder = || {
-        SessionLayer::builder(KeySource::url(jwks)).with_issuer(iss).with_audience(aud).with_profile(StytchProfile::new())
+        SessionLayer::builder(KeySource::url(jwks))
+            .with_issuer(iss)
+            .with_audience(aud)
+            .with_profile(StytchProfile::new())
     };
     let layer = match kind {
         "bare" => None,

@@ -213,7 +213,9 @@ fn print_growth(growth: &Section) {
     println!();
     println!("## Growth (distinct sessions cycling, default cache)");
     println!();
-    println!("| distinct sessions | req/s | server CPU µs/req | p50 / p99 µs | server RSS MiB | cached sessions | failed |");
+    println!(
+        "| distinct sessions | req/s | server CPU µs/req | p50 / p99 µs | server RSS MiB | cached sessions | failed |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for config in &growth.order {
         let s = &growth.summaries[config];
@@ -239,12 +241,8 @@ struct Freshness {
 
 fn freshness(fresh: &Section) -> Option<Freshness> {
     let s = fresh.get(FRESH)?;
-    let (calls, sessions, window_s, seconds) = (
-        s.extra_f64("issuer_calls")?,
-        s.extra_f64("sessions")?,
-        s.extra_f64("window_s")?,
-        s.extra_f64("seconds")?,
-    );
+    let (calls, sessions, window_s, seconds) =
+        (s.extra_f64("issuer_calls")?, s.extra_f64("sessions")?, s.extra_f64("window_s")?, s.extra_f64("seconds")?);
     let windows = (seconds / window_s).ceil().max(1.0);
     Some(Freshness { calls, sessions, window_s, seconds, windows, per_session_window: calls / (sessions * windows) })
 }
@@ -286,7 +284,8 @@ fn verdict(ab: &Section, growth: &Section, fresh: &Section, memory: &[BTreeMap<S
     // Capacity: the default budget, 100 000 typical sessions verified in process.
     let capacity_target = "capacity: default cache holds ≥ 100 000 typical sessions within 64 MiB of heap";
     let capacity = memory.iter().find(|m| {
-        m.get("budget").map(String::as_str) == Some("default") && m.get("sessions").map(String::as_str) == Some("100000")
+        m.get("budget").map(String::as_str) == Some("default")
+            && m.get("sessions").map(String::as_str) == Some("100000")
     });
     rows.push(match capacity {
         Some(m) => {
@@ -296,7 +295,12 @@ fn verdict(ab: &Section, growth: &Section, fresh: &Section, memory: &[BTreeMap<S
             let text = |k: &str| m.get(k).map_or("?", String::as_str).to_owned();
             (
                 capacity_target.to_owned(),
-                format!("{} of 100 000 cached, {} MiB of heap added, {} failed", text("entries"), text("heap_mib"), text("failed")),
+                format!(
+                    "{} of 100 000 cached, {} MiB of heap added, {} failed",
+                    text("entries"),
+                    text("heap_mib"),
+                    text("failed")
+                ),
                 status(met),
             )
         }
@@ -312,18 +316,60 @@ fn verdict(ab: &Section, growth: &Section, fresh: &Section, memory: &[BTreeMap<S
         ),
         None => not_measured(target, &format!("{ours} or {theirs} missing")),
     };
-    rows.push(ratio("many sessions: 100 000 cycling ≥ 0.8× single-session hot", "stepup-many-100k", "stepup-hot-es256", 0.8, false));
-    rows.push(ratio("many sessions: ≥ 3× jwt-authorizer, same tokens", "stepup-many-100k", "peer-many-100k", 3.0, false));
-    rows.push(ratio("hot path ≥ 0.85× bare axum, bearer RS256 (req/s and CPU)", "stepup-hot-rs256", "bare", 0.85, true));
-    rows.push(ratio("hot path ≥ 0.85× bare axum, bearer ES256 (req/s and CPU)", "stepup-hot-es256", "bare", 0.85, true));
-    rows.push(ratio("hot path ≥ 0.85× bare axum, cookie (req/s and CPU)", "stepup-hot-cookie", "bare-cookie", 0.85, true));
+    rows.push(ratio(
+        "many sessions: 100 000 cycling ≥ 0.8× single-session hot",
+        "stepup-many-100k",
+        "stepup-hot-es256",
+        0.8,
+        false,
+    ));
+    rows.push(ratio(
+        "many sessions: ≥ 3× jwt-authorizer, same tokens",
+        "stepup-many-100k",
+        "peer-many-100k",
+        3.0,
+        false,
+    ));
+    rows.push(ratio(
+        "hot path ≥ 0.85× bare axum, bearer RS256 (req/s and CPU)",
+        "stepup-hot-rs256",
+        "bare",
+        0.85,
+        true,
+    ));
+    rows.push(ratio(
+        "hot path ≥ 0.85× bare axum, bearer ES256 (req/s and CPU)",
+        "stepup-hot-es256",
+        "bare",
+        0.85,
+        true,
+    ));
+    rows.push(ratio(
+        "hot path ≥ 0.85× bare axum, cookie (req/s and CPU)",
+        "stepup-hot-cookie",
+        "bare-cookie",
+        0.85,
+        true,
+    ));
     rows.push((
         "credential extraction < 300 ns".to_owned(),
         "not a load measure: `cargo bench --bench micro --features __bench -- extract`".to_owned(),
         "—".to_owned(),
     ));
-    rows.push(ratio("cold ≥ 1.2× jwt-authorizer per verification, RS256", "stepup-cold-rs256", "peer-rs256", 1.2, false));
-    rows.push(ratio("cold ≥ 1.2× jwt-authorizer per verification, ES256", "stepup-cold-es256", "peer-es256", 1.2, false));
+    rows.push(ratio(
+        "cold ≥ 1.2× jwt-authorizer per verification, RS256",
+        "stepup-cold-rs256",
+        "peer-rs256",
+        1.2,
+        false,
+    ));
+    rows.push(ratio(
+        "cold ≥ 1.2× jwt-authorizer per verification, ES256",
+        "stepup-cold-es256",
+        "peer-es256",
+        1.2,
+        false,
+    ));
 
     let fresh_target = "freshness: issuer calls per session per `fresh_within` window = 1, under wrk";
     rows.push(match (freshness(fresh), fresh.get(FRESH)) {
