@@ -306,11 +306,13 @@ async fn flood(cooldown: Duration, requests: usize) {
     issuer.reset_counts();
     let next = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
+    // Every status seen, so that a flood answered otherwise than 401 shows what it got.
+    let statuses: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, usize>>> = Arc::default();
     let started = Instant::now();
     let workers: Vec<_> = (0..CONCURRENCY)
         .map(|_| {
-            let (client, base, tokens, next, refused) =
-                (client.clone(), base.clone(), tokens.clone(), next.clone(), refused.clone());
+            let (client, base, tokens, next, refused, statuses) =
+                (client.clone(), base.clone(), tokens.clone(), next.clone(), refused.clone(), statuses.clone());
             tokio::spawn(async move {
                 // Each worker takes the next index until all REQUESTS are sent.
                 loop {
@@ -320,6 +322,11 @@ async fn flood(cooldown: Duration, requests: usize) {
                     if response.status() == 401 {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
+                    *statuses
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(response.status().as_u16())
+                        .or_default() += 1;
                 }
             })
         })
@@ -332,12 +339,19 @@ async fn flood(cooldown: Duration, requests: usize) {
     // A valid token still works right after the flood.
     let status = client.get(&base).bearer_auth(&good).send().await.expect("request").status();
     let windows = elapsed.as_secs_f64() / cooldown.as_secs_f64();
+    let statuses: Vec<String> = statuses
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(status, n)| format!("{status}:{n}"))
+        .collect();
     println!(
-        "FLOOD\tcooldown_ms={}\trequests={requests}\trefused_401={}\telapsed_s={:.2}\tjwks_fetches={fetches}\tcooldown_windows={:.1}\tvalid_token_after={}",
+        "FLOOD\tcooldown_ms={}\trequests={requests}\trefused_401={}\telapsed_s={:.2}\tjwks_fetches={fetches}\tcooldown_windows={:.1}\tvalid_token_after={}\tstatuses={}",
         cooldown.as_millis(),
         refused.load(Ordering::Relaxed),
         elapsed.as_secs_f64(),
         windows,
         status.as_u16(),
+        statuses.join(","),
     );
 }
