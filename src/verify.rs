@@ -199,11 +199,23 @@ struct Header<'a> {
     crit: Option<IgnoredAny>,
 }
 
-fn b64(segment: &str) -> Result<Vec<u8>, AuthError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url"))
+/// Decodes a base64url segment into `stack` when it fits (every header, typical
+/// payloads), else into `heap`: no allocation per verification on the usual path.
+pub(crate) fn b64_into<'b>(segment: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], AuthError> {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let invalid = || AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url");
+    if base64::decoded_len_estimate(segment.len()) <= stack.len() {
+        let len = engine.decode_slice(segment, stack).map_err(|_| invalid())?;
+        return Ok(&stack[..len]);
+    }
+    *heap = engine.decode(segment).map_err(|_| invalid())?;
+    Ok(heap)
 }
+
+/// Stack room for a decoded header.
+const HEADER_STACK: usize = 256;
+/// Stack room for a decoded payload (a 1.3 KB Stytch session JWT carries about 1 KB).
+const PAYLOAD_STACK: usize = 2048;
 
 /// The three segments of a compact JWS.
 fn segments(token: &str) -> Result<(&str, &str, &str), AuthError> {
@@ -239,8 +251,8 @@ impl Verifier {
     /// unknown-`kid` path, so the payload is read a second time there only.
     pub(crate) fn keys_for(&self, token: &str) -> Result<&Arc<KeyStore>, AuthError> {
         let (_, payload_b64, _) = segments(token)?;
-        let payload_json = b64(payload_b64)?;
-        let payload = Payload::parse(&payload_json)?;
+        let (mut stack, mut heap) = ([0u8; PAYLOAD_STACK], Vec::new());
+        let payload = Payload::parse(b64_into(payload_b64, &mut stack, &mut heap)?)?;
         let issuer = payload.unverified_issuer()?;
         match self.issuers.select(&issuer) {
             Some(selected) => Ok(&selected.rules.keys),
@@ -251,8 +263,9 @@ impl Verifier {
     fn verify_inner(&self, token: &str, lenient: bool) -> Result<(Verified, Option<AuthError>), AuthError> {
         let (header_b64, payload_b64, signature_b64) = segments(token)?;
 
-        let header_json = b64(header_b64)?;
-        let header: Header<'_> = serde_json::from_slice(&header_json)
+        let (mut header_stack, mut header_heap) = ([0u8; HEADER_STACK], Vec::new());
+        let header_json = b64_into(header_b64, &mut header_stack, &mut header_heap)?;
+        let header: Header<'_> = serde_json::from_slice(header_json)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid header"))?;
         if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.crit.is_some() {
             return Err(AuthErrorKind::ForbiddenHeader.into());
@@ -265,14 +278,12 @@ impl Verifier {
         // One issuer: its rules, and `iss` is checked after the signature (the
         // payload is parsed once, after it). Several: the unverified `iss` selects
         // the rules first; the signed one must select the same (`check_claims`).
-        let early_json = match self.issuers.single() {
-            Some(_) => None,
-            None => Some(b64(payload_b64)?),
-        };
-        let (rules, early_payload) = match (self.issuers.single(), early_json.as_deref()) {
-            (Some(rules), _) => (rules, None),
-            (None, json) => {
-                let payload = Payload::parse(json.unwrap_or_default())?;
+        // The payload's decoded bytes: every claim below borrows from them.
+        let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_STACK], Vec::new());
+        let (rules, early_payload) = match self.issuers.single() {
+            Some(rules) => (rules, None),
+            None => {
+                let payload = Payload::parse(b64_into(payload_b64, &mut payload_stack, &mut payload_heap)?)?;
                 let issuer = payload.unverified_issuer()?;
                 let selected = self.issuers.select(&issuer).ok_or(AuthErrorKind::WrongIssuer)?;
                 (selected.rules, Some(payload))
@@ -298,13 +309,9 @@ impl Verifier {
             return Err(AuthErrorKind::InvalidSignature.into());
         }
 
-        let late_json;
         let payload = match early_payload {
             Some(payload) => payload,
-            None => {
-                late_json = b64(payload_b64)?;
-                Payload::parse(&late_json)?
-            }
+            None => Payload::parse(b64_into(payload_b64, &mut payload_stack, &mut payload_heap)?)?,
         };
         self.check_claims(rules, payload, lenient)
     }

@@ -64,7 +64,9 @@ impl<'a> Payload<'a> {
     pub(crate) fn unverified_issuer(&self) -> Result<Cow<'a, str>, AuthError> {
         match self.iss {
             None => Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iss")),
-            Some(raw) => non_empty_string(raw).ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss")),
+            Some(raw) => {
+                non_empty_string(raw).ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss"))
+            }
         }
     }
 
@@ -209,8 +211,16 @@ impl<'de> Deserialize<'de> for Payload<'de> {
                 f.write_str("a JSON object with unique names")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Payload<'de>, A::Error> {
-                let mut payload =
-                    Payload { iss: None, sub: None, aud: None, jti: None, exp: None, nbf: None, iat: None, others: Vec::new() };
+                let mut payload = Payload {
+                    iss: None,
+                    sub: None,
+                    aud: None,
+                    jti: None,
+                    exp: None,
+                    nbf: None,
+                    iat: None,
+                    others: Vec::new(),
+                };
                 while let Some(Text(name)) = access.next_key::<Text<'de>>()? {
                     let value: &'de RawValue = access.next_value()?;
                     let slot = match name.as_ref() {

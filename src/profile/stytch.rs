@@ -127,7 +127,11 @@ impl StytchProfile {
     /// that a name sent twice inside these two claims is refused
     /// ([`InvalidClaim`](AuthErrorKind::InvalidClaim)) instead of the last one
     /// winning. `claims.other` is ignored (empty on this path).
-    pub(crate) fn session_from_payload(&self, claims: &VerifiedClaims, payload: &Payload<'_>) -> Result<Session, AuthError> {
+    pub(crate) fn session_from_payload(
+        &self,
+        claims: &VerifiedClaims,
+        payload: &Payload<'_>,
+    ) -> Result<Session, AuthError> {
         fn parse<'p, T: Deserialize<'p>>(payload: &Payload<'p>, name: &str) -> Option<serde_json::Result<T>> {
             payload.other(name).map(|raw| serde_json::from_str(raw.get()))
         }

@@ -9,7 +9,10 @@ use axum::{Json, Router};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower_stepup::{AuthError, AuthErrorKind, ClaimProfile, FactorKind, Guard, KeySource, Session, SessionLayer, StytchProfile, VerifiedClaims};
+use tower_stepup::{
+    AuthError, AuthErrorKind, ClaimProfile, FactorKind, Guard, KeySource, Session, SessionLayer, StytchProfile,
+    VerifiedClaims,
+};
 
 use crate::common::{error_kind, oneshot, TestResult};
 
@@ -96,7 +99,8 @@ const SESSION: &str = r#""id":"session-1","started_at":"2026-01-01T10:00:00Z","a
 #[tokio::test]
 async fn a_well_formed_payload_passes_on_both_paths() -> TestResult {
     let stytch = app(StytchProfile::new()).await;
-    let token = sign(stytch_payload(&registered(), SESSION, r#","plan":"pro","n\u0061me":{"k":[1,2.5,null]}"#).as_bytes());
+    let token =
+        sign(stytch_payload(&registered(), SESSION, r#","plan":"pro","n\u0061me":{"k":[1,2.5,null]}"#).as_bytes());
     let (status, kind, body) = call(&stytch, &token).await;
     assert_eq!((status, kind), (StatusCode::OK, None), "{body}");
     assert_eq!(body["sid"], "session-1");
@@ -117,6 +121,11 @@ async fn a_well_formed_payload_passes_on_both_paths() -> TestResult {
             .as_bytes(),
     );
     assert_eq!(call(&stytch, &token).await.0, StatusCode::OK);
+    // Control: a payload larger than the decoder's stack buffer passes too.
+    let padded = stytch_payload(&registered(), SESSION, &format!(r#","pad":"{}""#, "x".repeat(4_000)));
+    let (status, _, body) = call(&stytch, &sign(padded.as_bytes())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["claims"]["pad"].as_str().map(str::len), Some(4_000));
     Ok(())
 }
 
@@ -135,7 +144,11 @@ async fn duplicate_top_level_names_are_malformed() -> TestResult {
         stytch_payload(&r, SESSION, r#","aud":"api""#),
         stytch_payload(&r, SESSION, &format!(r#","exp":{}"#, now() + 9_000)),
         // Many distinct names, then one twice (the sorted check).
-        stytch_payload(&r, SESSION, &format!("{},\"c7\":0", (0..40).map(|i| format!(",\"c{i}\":0")).collect::<String>())),
+        stytch_payload(
+            &r,
+            SESSION,
+            &format!("{},\"c7\":0", (0..40).map(|i| format!(",\"c{i}\":0")).collect::<String>()),
+        ),
     ];
     for payload in &cases {
         let token = sign(payload.as_bytes());
@@ -264,10 +277,14 @@ async fn garbage_payloads_are_malformed() -> TestResult {
         ("truncated", good.as_bytes()[..good.len() - 1].to_vec()),
         ("lone surrogate in a name", stytch_payload(&registered(), SESSION, r#","\ud800":1"#).into_bytes()),
     ];
-    // Nesting: past serde_json's recursion limit, and far past it.
-    for depth in [200, 100_000] {
+    // Nesting: past serde_json's recursion limit (128), and as far as the default
+    // token size allows.
+    for depth in [200, 2_500] {
         let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        cases.push(("a deeply nested custom claim", stytch_payload(&registered(), SESSION, &format!(r#","deep":{deep}"#)).into_bytes()));
+        cases.push((
+            "a deeply nested custom claim",
+            stytch_payload(&registered(), SESSION, &format!(r#","deep":{deep}"#)).into_bytes(),
+        ));
     }
     for (what, payload) in &cases {
         let token = sign(payload);
