@@ -127,6 +127,8 @@ impl StytchProfile {
     /// that a name sent twice inside these two claims is refused
     /// ([`InvalidClaim`](AuthErrorKind::InvalidClaim)) instead of the last one
     /// winning. `claims.other` is ignored (empty on this path).
+    // A method, like `session`: the profile's settings (none yet) apply here too.
+    #[allow(clippy::unused_self)]
     pub(crate) fn session_from_payload(
         &self,
         claims: &VerifiedClaims,
