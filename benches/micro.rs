@@ -341,4 +341,71 @@ criterion_group! {
         .sample_size(40);
     targets = all
 }
-criterion_main!(benches);
+
+/// jwt-authorizer 0.15's default claims type (`RegisteredClaims`): every registered
+/// claim optional, `aud` one string or an array, times as integers.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // deserialized, never read
+struct PeerRegisteredClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<PeerOneOrArray>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // deserialized, never read
+enum PeerOneOrArray {
+    One(String),
+    Array(Vec<String>),
+}
+
+/// The peer's work per verification, measured in the same run as ours on the same
+/// token and key: jwt-authorizer 0.15 verifies with jsonwebtoken 9.3 (ring 0.17),
+/// `decode::<RegisteredClaims>` with `iss`, `aud`, `exp` and `nbf` validated. Its
+/// key lookup by `kid` and header parse come on top of this (not counted: the
+/// comparison is conservative for us).
+fn peer_cold(c: &mut Criterion) {
+    use jsonwebtoken9 as peer;
+    let fixture = Fixture::start();
+    let layer = fixture.layer(Some(0));
+    let jwks: peer::jwk::JwkSet = serde_json::from_str(&fixture.jwks_json()).unwrap();
+    let mut group = c.benchmark_group("cold");
+    for alg in [DevAlg::RS256, DevAlg::ES256] {
+        let token = fixture.token(alg);
+        let kid = fixture.issuer.current_kid(alg);
+        let key = peer::DecodingKey::from_jwk(jwks.find(&kid).expect("the signer is served")).unwrap();
+        let mut validation = peer::Validation::new(alg.as_str().parse().expect("a JOSE algorithm"));
+        validation.set_issuer(&[fixture.issuer.stytch_issuer()]);
+        validation.set_audience(&[fixture.issuer.project_id()]);
+        validation.validate_nbf = true;
+        let decode_registered = || peer::decode::<PeerRegisteredClaims>(black_box(&token), &key, &validation);
+        decode_registered().expect("the peer accepts the token");
+        let decode_value = || peer::decode::<serde_json::Value>(black_box(&token), &key, &validation);
+        decode_value().expect("the peer accepts the token");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        assert!(matches!(internals::resolve(&layer, &headers), Some(AuthState::Authenticated(_))));
+        group.bench_function(format!("{alg}/peer_decode_registered"), |b| b.iter(decode_registered));
+        group.bench_function(format!("{alg}/peer_decode_value"), |b| b.iter(decode_value));
+        // Ours on the same token and key, cache disabled.
+        group.bench_function(format!("{alg}/resolve_peer_token"), |b| {
+            b.iter(|| internals::resolve(&layer, black_box(&headers)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = peer_benches;
+    config = Criterion::default()
+        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(40);
+    targets = peer_cold
+}
+criterion_main!(benches, peer_benches);

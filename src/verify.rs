@@ -1,6 +1,7 @@
 //! JWT verification: header policy (RFC 8725), signature with the key the JWKS
 //! pinned, then the registered claims. Each failure has its own [`AuthErrorKind`].
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::issuers::{IssuerRules, IssuerTable};
 use crate::jwks::{Algorithm, KeyStore};
-use crate::profile::VerifiedClaims;
+use crate::profile::{numeric_date_of, Builtin, BuiltinKind, Payload, VerifiedClaims};
 use crate::session::Session;
 
 /// Which `typ` header values are accepted.
@@ -198,49 +199,23 @@ struct Header<'a> {
     crit: Option<IgnoredAny>,
 }
 
-/// A JWT claims set whose top-level names are unique. RFC 7519 §4 lets a parser
-/// either refuse duplicate claim names or keep the last one; `serde_json` keeps
-/// the last (`{"iss":"a","iss":"b"}` reads as `"b"`). Refused here: a token naming
-/// two issuers (or two audiences) is two credentials that disagree, and the
-/// issuer a multi-issuer layer selects by must be the one it verifies.
-struct Claims(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for Claims {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Unique;
-        impl<'de> serde::de::Visitor<'de> for Unique {
-            type Value = Claims;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object with unique names")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Claims, A::Error> {
-                let mut claims = Map::new();
-                while let Some((name, value)) = access.next_entry::<String, Value>()? {
-                    if claims.contains_key(&name) {
-                        return Err(serde::de::Error::custom("duplicate claim name"));
-                    }
-                    claims.insert(name, value);
-                }
-                Ok(Claims(claims))
-            }
-        }
-        deserializer.deserialize_map(Unique)
+/// Decodes a base64url segment into `stack` when it fits (every header, typical
+/// payloads), else into `heap`: no allocation per verification on the usual path.
+pub(crate) fn b64_into<'b>(segment: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], AuthError> {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let invalid = || AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url");
+    if base64::decoded_len_estimate(segment.len()) <= stack.len() {
+        let len = engine.decode_slice(segment, stack).map_err(|_| invalid())?;
+        return Ok(&stack[..len]);
     }
+    *heap = engine.decode(segment).map_err(|_| invalid())?;
+    Ok(heap)
 }
 
-/// The claims of a payload segment, unique names required.
-fn parse_claims(payload_b64: &str) -> Result<Map<String, Value>, AuthError> {
-    let payload = b64(payload_b64)?;
-    serde_json::from_slice::<Claims>(&payload).map(|claims| claims.0).map_err(|_| {
-        AuthError::with_detail(AuthErrorKind::Malformed, "the payload is not a JSON object with unique claim names")
-    })
-}
-
-fn b64(segment: &str) -> Result<Vec<u8>, AuthError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid base64url"))
-}
+/// Stack room for a decoded header.
+const HEADER_STACK: usize = 256;
+/// Stack room for a decoded payload (a 1.3 KB Stytch session JWT carries about 1 KB).
+const PAYLOAD_STACK: usize = 2048;
 
 /// The three segments of a compact JWS.
 fn segments(token: &str) -> Result<(&str, &str, &str), AuthError> {
@@ -248,15 +223,6 @@ fn segments(token: &str) -> Result<(&str, &str, &str), AuthError> {
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(header), Some(payload), Some(signature), None) => Ok((header, payload, signature)),
         _ => Err(AuthError::with_detail(AuthErrorKind::Malformed, "not three segments")),
-    }
-}
-
-/// The `iss` of unverified claims, to select the issuer's rules by.
-fn unverified_issuer(claims: &Map<String, Value>) -> Result<&str, AuthError> {
-    match claims.get("iss") {
-        None => Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "iss")),
-        Some(Value::String(issuer)) if !issuer.is_empty() => Ok(issuer),
-        Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "iss")),
     }
 }
 
@@ -285,9 +251,10 @@ impl Verifier {
     /// unknown-`kid` path, so the payload is read a second time there only.
     pub(crate) fn keys_for(&self, token: &str) -> Result<&Arc<KeyStore>, AuthError> {
         let (_, payload_b64, _) = segments(token)?;
-        let claims = parse_claims(payload_b64)?;
-        let issuer = unverified_issuer(&claims)?;
-        match self.issuers.select(issuer) {
+        let (mut stack, mut heap) = ([0u8; PAYLOAD_STACK], Vec::new());
+        let payload = Payload::parse(b64_into(payload_b64, &mut stack, &mut heap)?)?;
+        let issuer = payload.unverified_issuer()?;
+        match self.issuers.select(&issuer) {
             Some(selected) => Ok(&selected.rules.keys),
             None => Err(AuthErrorKind::WrongIssuer.into()),
         }
@@ -296,8 +263,9 @@ impl Verifier {
     fn verify_inner(&self, token: &str, lenient: bool) -> Result<(Verified, Option<AuthError>), AuthError> {
         let (header_b64, payload_b64, signature_b64) = segments(token)?;
 
-        let header_json = b64(header_b64)?;
-        let header: Header<'_> = serde_json::from_slice(&header_json)
+        let (mut header_stack, mut header_heap) = ([0u8; HEADER_STACK], Vec::new());
+        let header_json = b64_into(header_b64, &mut header_stack, &mut header_heap)?;
+        let header: Header<'_> = serde_json::from_slice(header_json)
             .map_err(|_| AuthError::with_detail(AuthErrorKind::Malformed, "invalid header"))?;
         if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.crit.is_some() {
             return Err(AuthErrorKind::ForbiddenHeader.into());
@@ -310,13 +278,15 @@ impl Verifier {
         // One issuer: its rules, and `iss` is checked after the signature (the
         // payload is parsed once, after it). Several: the unverified `iss` selects
         // the rules first; the signed one must select the same (`check_claims`).
-        let (rules, early_claims) = match self.issuers.single() {
+        // The payload's decoded bytes: every claim below borrows from them.
+        let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_STACK], Vec::new());
+        let (rules, early_payload) = match self.issuers.single() {
             Some(rules) => (rules, None),
             None => {
-                let claims = parse_claims(payload_b64)?;
-                let issuer = unverified_issuer(&claims)?;
-                let selected = self.issuers.select(issuer).ok_or(AuthErrorKind::WrongIssuer)?;
-                (selected.rules, Some(claims))
+                let payload = Payload::parse(b64_into(payload_b64, &mut payload_stack, &mut payload_heap)?)?;
+                let issuer = payload.unverified_issuer()?;
+                let selected = self.issuers.select(&issuer).ok_or(AuthErrorKind::WrongIssuer)?;
+                (selected.rules, Some(payload))
             }
         };
         if !rules.typ.accepts(header.typ.as_deref()) {
@@ -339,22 +309,21 @@ impl Verifier {
             return Err(AuthErrorKind::InvalidSignature.into());
         }
 
-        let claims = match early_claims {
-            Some(claims) => claims,
-            None => parse_claims(payload_b64)?,
+        let payload = match early_payload {
+            Some(payload) => payload,
+            None => Payload::parse(b64_into(payload_b64, &mut payload_stack, &mut payload_heap)?)?,
         };
-        self.check_claims(rules, claims, lenient)
+        self.check_claims(rules, payload, lenient)
     }
 
     fn check_claims(
         &self,
         rules: &IssuerRules,
-        mut claims: Map<String, Value>,
+        payload: Payload<'_>,
         lenient: bool,
     ) -> Result<(Verified, Option<AuthError>), AuthError> {
-        let exp = numeric_date(&mut claims, "exp")?
-            .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?;
-        let times = TokenTimes { exp, nbf: numeric_date(&mut claims, "nbf")?, iat: numeric_date(&mut claims, "iat")? };
+        let exp = payload.exp()?.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "exp"))?;
+        let times = TokenTimes { exp, nbf: payload.nbf()?, iat: payload.iat()? };
         let now = now_secs();
         let mut lapse = if lenient {
             self.time.check_lapse(&times, now)?
@@ -362,7 +331,7 @@ impl Verifier {
             self.time.check(&times, now)?;
             None
         };
-        let registered = Registered::take(&mut claims)?;
+        let registered = payload.registered()?;
         let issuer = registered.issuer.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "iss"))?;
         // The signed `iss` must name the configuration whose key verified the token.
         let selected = self.issuers.select(&issuer).filter(|selected| selected.is_of(rules));
@@ -381,9 +350,7 @@ impl Verifier {
             return Err(AuthError::with_detail(AuthErrorKind::MissingClaim, "aud"));
         }
         selected.check_audience(&registered.audience)?;
-        selected.check_tenant(|claim| claims.get(claim))?;
-        let subject = registered.subject.ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, "sub"))?;
-        let verified = VerifiedClaims {
+        let verified = |subject, other| VerifiedClaims {
             issuer,
             subject,
             audience: registered.audience,
@@ -391,9 +358,24 @@ impl Verifier {
             expires_at: secs_to_time(times.exp),
             not_before: times.nbf.map(secs_to_time),
             jwt_id: registered.jwt_id,
-            other: claims,
+            other,
         };
-        let session = rules.profile.session(verified)?;
+        let missing_subject = || AuthError::with_detail(AuthErrorKind::MissingClaim, "sub");
+        let session = match rules.profile.__builtin() {
+            // A built-in profile reads its claims from the JSON text itself.
+            Some(Builtin(BuiltinKind::Stytch(stytch))) => {
+                let tenant = OnceCell::new();
+                selected.check_tenant(payload.lookup(&tenant))?;
+                let subject = registered.subject.ok_or_else(missing_subject)?;
+                stytch.session_from_payload(&verified(subject, Map::new()), &payload)?
+            }
+            None => {
+                let others = payload.into_others()?;
+                selected.check_tenant(|claim| others.get(claim))?;
+                let subject = registered.subject.ok_or_else(missing_subject)?;
+                rules.profile.session(verified(subject, others))?
+            }
+        };
         // After the profile, so custom profiles are held to the same rules.
         match self.time.check_session(&session, now) {
             // The session's own end passed: the issuer may have extended it since.
@@ -464,14 +446,9 @@ pub(crate) fn claims_from_map(mut claims: Map<String, Value>, now: u64) -> Resul
 pub(crate) fn numeric_date(claims: &mut Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
     match claims.remove(name) {
         None => Ok(None),
-        // Checked finite and non-negative first; fractions of a second are dropped.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-            .filter(|secs| *secs <= MAX_NUMERIC_DATE)
-            .map(Some)
-            .ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
+        Some(Value::Number(n)) => {
+            numeric_date_of(&n).map(Some).ok_or_else(|| AuthError::with_detail(AuthErrorKind::InvalidClaim, name))
+        }
         Some(_) => Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, name)),
     }
 }
@@ -553,12 +530,11 @@ mod claims_tests {
         // ... and a derived struct refuses it.
         assert!(serde_json::from_str::<Iss>(twice).is_err());
         // Claims keep neither: the token is malformed.
-        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let error = parse_claims(&b64(twice)).unwrap_err();
+        let error = Payload::parse(twice.as_bytes()).err().unwrap();
         assert_eq!(error.kind(), AuthErrorKind::Malformed);
         // Duplicates inside a claim's own object are the claim's business (last wins).
-        let nested = parse_claims(&b64(r#"{"iss":"a","x":{"k":1,"k":2}}"#)).unwrap();
+        let nested = Payload::parse(br#"{"iss":"a","x":{"k":1,"k":2}}"#).unwrap().into_others().unwrap();
         assert_eq!(nested["x"]["k"], 2);
-        assert!(parse_claims(&b64("[1]")).is_err());
+        assert!(Payload::parse(b"[1]").is_err());
     }
 }

@@ -91,11 +91,12 @@ impl PublicKey {
     /// Whether the signature segment (base64url, unpadded) signs `message` with
     /// this key.
     pub(crate) fn verify(&self, message: &[u8], signature_b64: &str) -> bool {
-        use base64::Engine as _;
-        let Ok(signature) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature_b64) else {
+        // RSA up to 4096 bits and every EC signature decode on the stack.
+        let (mut stack, mut heap) = ([0u8; 512], Vec::new());
+        let Ok(signature) = crate::verify::b64_into(signature_b64, &mut stack, &mut heap) else {
             return false;
         };
-        self.parsed.verify_sig(message, &signature).is_ok()
+        self.parsed.verify_sig(message, signature).is_ok()
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod claim_path;
 mod oidc;
+mod payload;
 mod stytch;
 
 use std::time::SystemTime;
@@ -15,6 +16,7 @@ pub use claim_path::ClaimPath;
 #[cfg(test)]
 pub(crate) use oidc::amr_factor;
 pub use oidc::OidcProfile;
+pub(crate) use payload::{numeric_date_of, Payload};
 pub use stytch::StytchProfile;
 pub(crate) use stytch::{parse_rfc3339, StytchSessionObject};
 
@@ -152,4 +154,23 @@ pub trait ClaimProfile: Send + Sync + 'static {
     fn introspected(&self, claims: VerifiedClaims) -> Result<Session, AuthError> {
         self.session(claims)
     }
+
+    /// Not for implementors: the layer's fast path for its built-in profiles, which
+    /// read their claims straight from the token's JSON text. Other profiles answer
+    /// `None` (they cannot build the answer's type) and get a [`VerifiedClaims`].
+    #[doc(hidden)]
+    fn __builtin(&self) -> Option<Builtin<'_>> {
+        None
+    }
+}
+
+/// A built-in profile, as the layer's fast path sees it. Nameable only inside the
+/// crate, so no other profile can claim to be one.
+#[doc(hidden)]
+#[allow(unreachable_pub)] // in a public trait's hidden method, on purpose unnameable
+pub struct Builtin<'a>(pub(crate) BuiltinKind<'a>);
+
+/// Which built-in profile.
+pub(crate) enum BuiltinKind<'a> {
+    Stytch(&'a StytchProfile),
 }

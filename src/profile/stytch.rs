@@ -3,10 +3,10 @@
 use std::time::SystemTime;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 
-use super::{ClaimProfile, VerifiedClaims};
+use super::{Builtin, BuiltinKind, ClaimProfile, Payload, VerifiedClaims};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::session::{Factor, FactorKind, Organization, Session, SessionAttributes, SessionBuilder};
 
@@ -109,32 +109,67 @@ struct OrganizationClaim {
 
 impl ClaimProfile for StytchProfile {
     fn session(&self, mut claims: VerifiedClaims) -> Result<Session, AuthError> {
-        let raw = claims
-            .other
-            .remove(SESSION_CLAIM)
-            .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, SESSION_CLAIM))?;
-        let session: StytchSessionObject = serde_json::from_value(raw)
-            .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, SESSION_CLAIM))?;
-        let organization = claims
-            .other
-            .remove(ORGANIZATION_CLAIM)
-            .map(|raw| {
-                serde_json::from_value::<OrganizationClaim>(raw)
-                    .map(|org| Organization { id: org.organization_id, slug: org.slug })
-                    .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, ORGANIZATION_CLAIM))
-            })
-            .transpose()?;
-        let mut builder = claims.session_builder();
-        if session.expires_at.is_none() {
-            // Older tokens lack `expires_at`: the JWT's `exp` is the best bound known.
-            builder = builder.session_expires_at(claims.expires_at);
-        }
-        builder = session.apply(builder)?;
-        if let Some(organization) = organization {
-            builder = builder.organization(organization);
-        }
-        Ok(builder.claims(Value::Object(claims.other)).build())
+        let session = claims.other.remove(SESSION_CLAIM).map(serde_json::from_value);
+        let organization = claims.other.remove(ORGANIZATION_CLAIM).map(serde_json::from_value);
+        let custom = std::mem::take(&mut claims.other);
+        build(&claims, session, organization, || Ok(custom))
     }
+
+    fn __builtin(&self) -> Option<Builtin<'_>> {
+        Some(Builtin(BuiltinKind::Stytch(self)))
+    }
+}
+
+impl StytchProfile {
+    /// The session of a verified token, read straight from its JSON text: the
+    /// session and organization claims into their types, the custom claims kept
+    /// apart. Same rules and errors as [`session`](ClaimProfile::session), except
+    /// that a name sent twice inside these two claims is refused
+    /// ([`InvalidClaim`](AuthErrorKind::InvalidClaim)) instead of the last one
+    /// winning. `claims.other` is ignored (empty on this path).
+    // A method, like `session`: the profile's settings (none yet) apply here too.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn session_from_payload(
+        &self,
+        claims: &VerifiedClaims,
+        payload: &Payload<'_>,
+    ) -> Result<Session, AuthError> {
+        fn parse<'p, T: Deserialize<'p>>(payload: &Payload<'p>, name: &str) -> Option<serde_json::Result<T>> {
+            payload.other(name).map(|raw| serde_json::from_str(raw.get()))
+        }
+        build(claims, parse(payload, SESSION_CLAIM), parse(payload, ORGANIZATION_CLAIM), || {
+            payload.others_except(&[SESSION_CLAIM, ORGANIZATION_CLAIM])
+        })
+    }
+}
+
+/// Both paths: the session claim (missing, then malformed, first), then the
+/// organization claim, then the session's own members, then the custom claims.
+fn build(
+    claims: &VerifiedClaims,
+    session: Option<serde_json::Result<StytchSessionObject>>,
+    organization: Option<serde_json::Result<OrganizationClaim>>,
+    custom: impl FnOnce() -> Result<Map<String, Value>, AuthError>,
+) -> Result<Session, AuthError> {
+    let session = session
+        .ok_or_else(|| AuthError::with_detail(AuthErrorKind::MissingClaim, SESSION_CLAIM))?
+        .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, SESSION_CLAIM))?;
+    let organization = organization
+        .map(|org| {
+            org.map(|org| Organization { id: org.organization_id, slug: org.slug })
+                .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, ORGANIZATION_CLAIM))
+        })
+        .transpose()?;
+    let mut builder = claims.session_builder();
+    if session.expires_at.is_none() {
+        // Older tokens lack `expires_at`: the JWT's `exp` is the best bound known.
+        builder = builder.session_expires_at(claims.expires_at);
+    }
+    builder = session.apply(builder)?;
+    if let Some(organization) = organization {
+        builder = builder.organization(organization);
+    }
+    Ok(builder.claims(Value::Object(custom()?)).build())
 }
 
 /// Stytch's session `attributes`. Read leniently: a malformed member is "not

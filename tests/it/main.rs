@@ -5,6 +5,7 @@ mod common;
 mod authority;
 mod browser;
 mod challenges;
+mod claims_parser;
 mod context;
 mod control;
 mod fallback;
