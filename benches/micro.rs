@@ -43,7 +43,10 @@ impl Fixture {
             .with_issuer(self.issuer.stytch_issuer())
             .with_audience(self.issuer.project_id())
             // Stytch session JWTs: read as before the generic builder stopped defaulting to Stytch.
-            .with_profile(StytchProfile::new());
+            .with_profile(StytchProfile::new())
+            // Read the Stytch session cookies too, as `SessionLayer::stytch` does.
+            .with_jwt_cookie(Some(tower_stepup::DEFAULT_JWT_COOKIE))
+            .with_token_cookie(Some(tower_stepup::DEFAULT_TOKEN_COOKIE));
         if let Some(bytes) = cache_bytes {
             builder = builder.with_session_cache_bytes(bytes);
         }
