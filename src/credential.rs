@@ -160,7 +160,8 @@ impl CredentialConfig {
                 let name = rest[..split].trim_ascii();
                 // Ends that are visible ASCII: trimming ASCII whitespace is then all
                 // that Unicode trimming would have done.
-                let plain = name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
+                let plain =
+                    name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
                 if let Some(slot) = self.slot_of(name, found).filter(|_| plain) {
                     let value_start = split + 1;
                     match fast_cookie_value(&rest[value_start..]) {
@@ -219,7 +220,6 @@ impl CredentialConfig {
             None
         }
     }
-
 
     /// Size and character checks, and whether the token has the shape of a JWT, in
     /// one pass over its bytes (this runs on every request).
@@ -285,9 +285,7 @@ fn fast_cookie_value(rest: &[u8]) -> Option<FastValue<'_>> {
     let after = &tail[run.len..];
     let spaces = after.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     match after.get(spaces) {
-        None | Some(b';') => {
-            Some(FastValue { value: &tail[..run.len], run, end: leading + run.len + spaces })
-        }
+        None | Some(b';') => Some(FastValue { value: &tail[..run.len], run, end: leading + run.len + spaces }),
         Some(_) => None,
     }
 }
@@ -742,7 +740,10 @@ mod tests {
     #[test]
     fn attacker_cookies() {
         let config = CredentialConfig::default();
-        let find = |values: &[&[u8]]| cookie_outcome(&config, &cookie_headers(values)).map(|found| found.map(|f| (f.0.map(str::to_owned), f.1.map(str::to_owned))));
+        let find = |values: &[&[u8]]| {
+            cookie_outcome(&config, &cookie_headers(values))
+                .map(|found| found.map(|f| (f.0.map(str::to_owned), f.1.map(str::to_owned))))
+        };
         let jwt = Some(JWT.to_owned());
         // Two cookies of the same name: the last one wins, in one header or across two.
         assert_eq!(find(&[b"stytch_session=first; stytch_session=second"]), Ok(Some((None, Some("second".into())))));
