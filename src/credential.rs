@@ -670,7 +670,7 @@ mod tests {
             "caf\u{e9}=cr\u{e8}me".into(),
             "=x".into(),
             "a".into(),
-            "".into(),
+            String::new(),
             " ".into(),
             "a=b=c".into(),
             "STYTCH_SESSION=upper".into(),
@@ -719,7 +719,7 @@ mod tests {
             let mut values = Vec::new();
             for _ in 0..header_count {
                 let mut value = Vec::new();
-                for piece in 0..1 + next(5) {
+                for piece in 0..=next(5) {
                     if piece > 0 {
                         value.extend_from_slice(separators[next(separators.len())]);
                     }
