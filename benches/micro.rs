@@ -43,7 +43,10 @@ impl Fixture {
             .with_issuer(self.issuer.stytch_issuer())
             .with_audience(self.issuer.project_id())
             // Stytch session JWTs: read as before the generic builder stopped defaulting to Stytch.
-            .with_profile(StytchProfile::new());
+            .with_profile(StytchProfile::new())
+            // Read the Stytch session cookies too, as `SessionLayer::stytch` does.
+            .with_jwt_cookie(Some(tower_stepup::DEFAULT_JWT_COOKIE))
+            .with_token_cookie(Some(tower_stepup::DEFAULT_TOKEN_COOKIE));
         if let Some(bytes) = cache_bytes {
             builder = builder.with_session_cache_bytes(bytes);
         }
@@ -105,6 +108,19 @@ fn bearer_request(token: &str) -> Request<()> {
     Request::builder().uri("/").header(header::AUTHORIZATION, format!("Bearer {token}")).body(()).unwrap()
 }
 
+fn cookie_request(token: &str) -> Request<()> {
+    Request::builder()
+        .uri("/")
+        .header(
+            header::COOKIE,
+            format!(
+                "_ga=GA1.1.123456789.1700000000; theme=dark; stytch_session=mZAYn5aLEqKUlZ_Ad9U_fWr38GaAQ1oFAhT8ds245v7Q; stytch_session_jwt={token}; csrf=abcdef0123456789"
+            ),
+        )
+        .body(())
+        .unwrap()
+}
+
 /// One request through the service, as axum drives it (clone, ready, call). The
 /// future of a cache hit is ready at once, so no executor is needed.
 fn oneshot<S>(service: &S, request: Request<()>) -> Response<()>
@@ -158,12 +174,89 @@ fn hot(c: &mut Criterion, fixture: &Fixture) {
     group.bench_function("service_oneshot_cache_hit", |b| {
         b.iter_batched(|| bearer_request(&token), |request| oneshot(&service, request), BatchSize::SmallInput);
     });
+    // The cookie hot path through the service: a browser's whole Cookie header.
+    assert_eq!(oneshot(&service, cookie_request(&token)).status(), StatusCode::OK);
+    group.bench_function("service_oneshot_cookie_cache_hit", |b| {
+        b.iter_batched(|| cookie_request(&token), |request| oneshot(&service, request), BatchSize::SmallInput);
+    });
+    // The same with requests made 64 at a time, so that their headers are in the CPU
+    // cache as those hyper just parsed are (`SmallInput` batches are megabytes: each
+    // read of the 1.3 KB token then misses the cache).
+    let warm = BatchSize::NumIterations(64);
+    group.bench_function("baseline_inner_only_warm", |b| {
+        b.iter_batched(|| bearer_request(&token), |request| oneshot(&Inner, request), warm);
+    });
+    group.bench_function("service_oneshot_cache_hit_warm", |b| {
+        b.iter_batched(|| bearer_request(&token), |request| oneshot(&service, request), warm);
+    });
+    group.bench_function("service_oneshot_cookie_cache_hit_warm", |b| {
+        b.iter_batched(|| cookie_request(&token), |request| oneshot(&service, request), warm);
+    });
     assert!(matches!(internals::resolve_cached_bearer(&layer, &headers), Some(AuthState::Authenticated(_))));
     // Validate-then-look-up (the path for cookies) vs look-up-on-raw-bytes (bearer).
     group.bench_function("resolve_cache_hit", |b| b.iter(|| internals::resolve(&layer, black_box(&headers))));
     group.bench_function("resolve_cached_bearer_raw", |b| {
         b.iter(|| internals::resolve_cached_bearer(&layer, black_box(&headers)));
     });
+    let cookies = cookie_request(&token).headers().clone();
+    assert!(matches!(internals::resolve(&layer, &cookies), Some(AuthState::Authenticated(_))));
+    group.bench_function("resolve_cookie_cache_hit", |b| b.iter(|| internals::resolve(&layer, black_box(&cookies))));
+    group.finish();
+}
+
+/// A request as hyper hands it to axum, with a bearer token or the session cookies.
+fn axum_request(token: &str, cookie: bool) -> Request<axum::body::Body> {
+    let request = if cookie { cookie_request(token) } else { bearer_request(token) };
+    request.map(|()| axum::body::Body::empty())
+}
+
+/// One request through an axum `Router`, as `axum::serve` drives it. Every handler
+/// here answers without waiting, so no executor is needed.
+fn route(router: &axum::Router, request: Request<axum::body::Body>) -> StatusCode {
+    let response = router.clone().oneshot(request).now_or_never().expect("completes without waiting").unwrap();
+    response.status()
+}
+
+/// `GET /hot` of the example resource server (the `Session` extractor, the subject
+/// as plain text) behind the layer, against the same route without the layer
+/// answering a constant: the layer's whole cost as an app sees it, in one run.
+fn axum_hot(c: &mut Criterion, fixture: &Fixture) {
+    use axum::routing::get;
+    let layer = fixture.layer(None);
+    let token = fixture.token(DevAlg::RS256);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let Some(AuthState::Authenticated(session)) = internals::resolve(&layer, &headers) else {
+        panic!("the fixture token must verify")
+    };
+    // The same answer, and the same allocation of it, without the layer.
+    let subject = session.subject().to_owned();
+    let bare: axum::Router = axum::Router::new().route(
+        "/",
+        get(move || {
+            let subject = subject.clone();
+            async move { subject }
+        }),
+    );
+    let with_layer: axum::Router = axum::Router::new()
+        .route("/", get(|session: Session| async move { session.subject().to_owned() }))
+        .layer(layer);
+    for cookie in [false, true] {
+        assert_eq!(route(&bare, axum_request(&token, cookie)), StatusCode::OK);
+        assert_eq!(route(&with_layer, axum_request(&token, cookie)), StatusCode::OK);
+    }
+    // Requests made 64 at a time: their 1.4 KB headers stay in the CPU cache, as
+    // those hyper just parsed do (`SmallInput` batches are megabytes).
+    let batch = BatchSize::NumIterations(64);
+    let mut group = c.benchmark_group("axum_hot");
+    for (name, cookie) in [("bearer", false), ("cookie", true)] {
+        group.bench_function(format!("{name}/bare"), |b| {
+            b.iter_batched(|| axum_request(&token, cookie), |request| route(&bare, request), batch);
+        });
+        group.bench_function(format!("{name}/session_extractor"), |b| {
+            b.iter_batched(|| axum_request(&token, cookie), |request| route(&with_layer, request), batch);
+        });
+    }
     group.finish();
 }
 
@@ -326,6 +419,7 @@ fn all(c: &mut Criterion) {
     let fixture = Fixture::start();
     extraction(c, &fixture);
     hot(c, &fixture);
+    axum_hot(c, &fixture);
     cold(c, &fixture);
     guards(c, &fixture);
     challenges(c, &fixture);

@@ -124,38 +124,101 @@ impl CredentialConfig {
         if self.jwt_cookie.is_none() && self.token_cookie.is_none() {
             return Ok(None);
         }
-        let mut jwt: Option<Checked<'a>> = None;
-        let mut opaque: Option<Checked<'a>> = None;
+        let mut found = Found::default();
         for value in headers.get_all(COOKIE) {
+            let before = found;
             // A Cookie header that is not UTF-8 cannot hold our tokens; other cookies
-            // in it are not our business.
-            let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
-                continue;
-            };
-            for cookie in cookie::Cookie::split_parse(text).flatten() {
-                let name = cookie.name();
-                let slot = if self.jwt_cookie.as_deref() == Some(name) {
-                    &mut jwt
-                } else if self.token_cookie.as_deref() == Some(name) {
-                    &mut opaque
-                } else {
-                    continue;
-                };
-                // `split_parse` borrows from `text`, so `value_raw` is a slice of the
-                // header; fall back to an error rather than copying if it is not.
-                let Some(raw) = cookie.value_raw() else { continue };
-                if raw.is_empty() {
-                    // An emptied cookie (logout) counts as absent.
-                    continue;
-                }
-                *slot = Some(self.check_token(raw.as_bytes())?);
+            // in it are not our business: it counts as absent.
+            if !self.cookie_header(value.as_bytes(), &mut found)? {
+                found = before;
             }
         }
+        let Found { jwt, opaque } = found;
         if jwt.is_some_and(|token| !token.jwt) {
             return Err(AuthError::with_detail(AuthErrorKind::Malformed, "session JWT cookie is not a JWT"));
         }
         let (jwt, opaque) = (jwt.map(|t| t.text), opaque.map(|t| t.text));
         Ok((jwt.is_some() || opaque.is_some()).then_some(Credential { source: CredentialSource::Cookie, jwt, opaque }))
+    }
+
+    /// Reads our two cookies from one `Cookie` header into `found`, in order (a later
+    /// cookie of the same name wins, an emptied one counts as absent, the first bad
+    /// one is the error). `Ok(false)`: the header is not UTF-8, so it is ignored.
+    ///
+    /// The same answers as parsing every cookie with the `cookie` crate
+    /// (`Cookie::split_parse`, then `value_raw`: pieces split at `;`, the name and
+    /// the value trimmed of Unicode whitespace, quotes kept), without its work on
+    /// the cookies that are not ours: our values are found and validated in one pass
+    /// over their bytes (a validated token is ASCII, so UTF-8), and only the other
+    /// cookies go through `from_utf8`.
+    fn cookie_header<'a>(&self, header: &'a [u8], found: &mut Found<'a>) -> Result<bool, AuthError> {
+        let mut start = 0;
+        while start < header.len() {
+            let rest = &header[start..];
+            let split = rest.iter().position(|&b| b == b'=' || b == b';').unwrap_or(rest.len());
+            if rest.get(split) == Some(&b'=') {
+                let name = rest[..split].trim_ascii();
+                // Ends that are visible ASCII: trimming ASCII whitespace is then all
+                // that Unicode trimming would have done.
+                let plain =
+                    name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
+                if let Some(slot) = self.slot_of(name, found).filter(|_| plain) {
+                    let value_start = split + 1;
+                    match fast_cookie_value(&rest[value_start..]) {
+                        Some(FastValue { value, run, end }) => {
+                            if !value.is_empty() {
+                                match self.checked_run(value, &run) {
+                                    Ok(checked) => *slot = Some(checked),
+                                    Err(error) => return unless_not_utf8(error, &rest[value_start + end..]),
+                                }
+                            }
+                            start += value_start + end + 1;
+                            continue;
+                        }
+                        None => {
+                            // Whitespace inside, quotes, `+`/`/`/`=`, non-ASCII: the
+                            // general path below.
+                        }
+                    }
+                }
+            }
+            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+            let Ok(piece) = std::str::from_utf8(&rest[..end]) else {
+                return Ok(false);
+            };
+            if let Err(error) = self.cookie_piece(piece, found) {
+                return unless_not_utf8(error, &rest[end..]);
+            }
+            start += end + 1;
+        }
+        Ok(true)
+    }
+
+    /// One `name=value` piece of a `Cookie` header, as the `cookie` crate reads it.
+    fn cookie_piece<'a>(&self, piece: &'a str, found: &mut Found<'a>) -> Result<(), AuthError> {
+        let piece = piece.trim();
+        let Some((name, value)) = piece.split_once('=') else { return Ok(()) };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
+            return Ok(());
+        }
+        let Some(slot) = self.slot_of(name.as_bytes(), found) else { return Ok(()) };
+        if !value.is_empty() {
+            *slot = Some(self.check_token(value.as_bytes())?);
+        }
+        Ok(())
+    }
+
+    /// The slot of the cookie named `name` (already trimmed), if it is ours.
+    fn slot_of<'s, 'a>(&self, name: &[u8], found: &'s mut Found<'a>) -> Option<&'s mut Option<Checked<'a>>> {
+        let is = |ours: &Option<String>| ours.as_deref().is_some_and(|ours| ours.as_bytes() == name);
+        if is(&self.jwt_cookie) {
+            Some(&mut found.jwt)
+        } else if is(&self.token_cookie) {
+            Some(&mut found.opaque)
+        } else {
+            None
+        }
     }
 
     /// Size and character checks, and whether the token has the shape of a JWT, in
@@ -164,13 +227,140 @@ impl CredentialConfig {
         if token.len() > self.max_token_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
-        let (token68, jwt_charset) = scan(token);
-        if !token68 {
+        let run = Run::of(token);
+        if run.len == token.len() {
+            return self.checked_run(token, &run);
+        }
+        // Not base64url and dots only: a `b64token` still (an opaque token with `+`,
+        // `/`, `~` or padding), never a JWT.
+        if !is_b64token(token) {
             return Err(AuthErrorKind::InvalidCharacters.into());
         }
         let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
-        Ok(Checked { text, jwt: jwt_charset && jwt_segments(text) })
+        Ok(Checked { text, jwt: false })
     }
+
+    /// A non-empty `token` that is one [`Run`] of base64url characters and dots
+    /// (so a `b64token`), checked for size.
+    fn checked_run<'a>(&self, token: &'a [u8], run: &Run) -> Result<Checked<'a>, AuthError> {
+        if token.len() > self.max_token_len {
+            return Err(AuthErrorKind::TokenTooLarge.into());
+        }
+        if token.is_empty() {
+            return Err(AuthErrorKind::InvalidCharacters.into());
+        }
+        // ASCII only, so this cannot fail (and is the one extra pass on the hot path:
+        // `unsafe` is forbidden in this crate, and no safe conversion skips the check).
+        let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
+        Ok(Checked { text, jwt: run.is_jwt(token.len()) })
+    }
+}
+
+/// An error found in a `Cookie` header, unless the header (`rest`: the part not yet
+/// read as UTF-8) is not UTF-8, in which case the whole header is ignored.
+fn unless_not_utf8(error: AuthError, rest: &[u8]) -> Result<bool, AuthError> {
+    match std::str::from_utf8(rest) {
+        Ok(_) => Err(error),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Our cookie's value found by [`fast_cookie_value`].
+struct FastValue<'a> {
+    /// The value, trimmed; possibly empty.
+    value: &'a [u8],
+    /// What the scan of the value found.
+    run: Run,
+    /// Where the piece ends: the index of its `;`, or the end of the header.
+    end: usize,
+}
+
+/// The value of a cookie whose `=` was just read (`rest`: what follows it), when it
+/// is nothing but base64url characters and dots, with only spaces and tabs around
+/// it before the next `;`. `None` for anything else (the general path decides).
+fn fast_cookie_value(rest: &[u8]) -> Option<FastValue<'_>> {
+    let leading = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let tail = &rest[leading..];
+    let run = Run::of(tail);
+    let after = &tail[run.len..];
+    let spaces = after.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match after.get(spaces) {
+        None | Some(b';') => Some(FastValue { value: &tail[..run.len], run, end: leading + run.len + spaces }),
+        Some(_) => None,
+    }
+}
+
+/// The found tokens of a request's cookies.
+#[derive(Clone, Copy, Default)]
+struct Found<'a> {
+    jwt: Option<Checked<'a>>,
+    opaque: Option<Checked<'a>>,
+}
+
+/// One pass over bytes: how many of them, from the start, are base64url characters
+/// and dots, and where the first two dots of that run are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Run {
+    /// Length of the leading run of base64url characters and dots.
+    len: usize,
+    /// Dots in the run.
+    dots: usize,
+    /// Positions of the first two dots (meaningful up to `dots`).
+    at: [usize; 2],
+}
+
+impl Run {
+    /// Bytes per step: two SSE2 registers, the baseline of x86-64.
+    const CHUNK: usize = 32;
+
+    fn of(bytes: &[u8]) -> Self {
+        let mut run = Self::default();
+        let (chunks, tail) = bytes.as_chunks::<{ Self::CHUNK }>();
+        for (index, chunk) in chunks.iter().enumerate() {
+            // Branch-free over the chunk so that it compiles to a few SIMD compares;
+            // the rare chunk holding a dot or the end of the run is read again byte
+            // by byte.
+            if chunk_is_plain(chunk) {
+                continue;
+            }
+            if !run.bytes(chunk, index * Self::CHUNK) {
+                return run;
+            }
+        }
+        let offset = chunks.len() * Self::CHUNK;
+        run.bytes(tail, offset);
+        run
+    }
+
+    /// Reads `chunk` (at `offset`) byte by byte; `false` where the run ends.
+    fn bytes(&mut self, chunk: &[u8], offset: usize) -> bool {
+        for (i, &b) in chunk.iter().enumerate() {
+            if b == b'.' {
+                if let Some(at) = self.at.get_mut(self.dots) {
+                    *at = offset + i;
+                }
+                self.dots += 1;
+            } else if !is_base64url(b) {
+                self.len = offset + i;
+                return false;
+            }
+        }
+        self.len = offset + chunk.len();
+        true
+    }
+
+    /// Three non-empty segments: exactly two dots, neither at an end, not adjacent.
+    fn is_jwt(&self, len: usize) -> bool {
+        let [first, second] = self.at;
+        self.dots == 2 && first > 0 && second > first + 1 && second + 1 < len
+    }
+}
+
+/// Whether a chunk is base64url characters only (no dot, nothing else): one
+/// OR-reduction of "not plain" flags without early exit, which becomes SIMD.
+#[inline]
+fn chunk_is_plain(chunk: &[u8; Run::CHUNK]) -> bool {
+    chunk.iter().fold(0u8, |odd, &b| odd | u8::from(!is_base64url(b))) == 0
 }
 
 /// A token that passed [`CredentialConfig::check_token`].
@@ -181,48 +371,12 @@ struct Checked<'a> {
     jwt: bool,
 }
 
-/// One pass over a token: (`b64token` of RFC 6750, only base64url characters and dots).
-// `&`/`|` on booleans on purpose: no branch per byte, so the loop vectorizes.
-#[allow(clippy::needless_bitwise_bool)]
-fn scan(token: &[u8]) -> (bool, bool) {
-    // The common case first: a JWT, base64url and dots only, is also a `b64token`
-    // (the dot is one of its characters), so one narrower check answers both.
-    if token.last() != Some(&b'=') && is_base64url_or_dots(token) {
-        return (!token.is_empty(), true);
-    }
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// Byte by byte: only for tokens that are not base64url and dots only (never a
+/// JWT), which [`Run`] answers on the hot path.
+fn is_b64token(token: &[u8]) -> bool {
     let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    let (mut url, mut token68) = (true, true);
-    for chunk in token[..body_end].chunks(64) {
-        // Folded without early exit so that it compiles to SIMD.
-        let (chunk_url, chunk_token68) = chunk.iter().fold((true, true), |(url, token68), &b| {
-            let b_url = is_base64url(b) | (b == b'.');
-            (url & b_url, token68 & (b_url | (b == b'~') | (b == b'+') | (b == b'/')))
-        });
-        url &= chunk_url;
-        token68 &= chunk_token68;
-        if !token68 {
-            break;
-        }
-    }
-    // Padding `=` is not part of a JWT.
-    (body_end > 0 && token68, body_end == token.len() && url)
-}
-
-/// Whether every byte is a base64url character or a dot: one OR-reduction of
-/// "bad byte" flags without early exit, which the compiler turns into SIMD.
-// `|` on booleans on purpose: no branch per byte.
-#[allow(clippy::needless_bitwise_bool)]
-fn is_base64url_or_dots(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |bad, &b| bad | u8::from(!(is_base64url(b) | (b == b'.')))) == 0
-}
-
-/// Three non-empty segments, given a text of base64url characters and dots. The
-/// searches use memchr.
-fn jwt_segments(text: &str) -> bool {
-    let (Some(first), Some(last)) = (text.find('.'), text.rfind('.')) else {
-        return false;
-    };
-    first > 0 && last > first + 1 && last + 1 < text.len() && !text[first + 1..last].contains('.')
+    body_end > 0 && token[..body_end].iter().all(|&b| is_base64url(b) || matches!(b, b'.' | b'~' | b'+' | b'/'))
 }
 
 /// The token of a `Bearer` header value; `Ok(None)` for another scheme.
@@ -247,19 +401,6 @@ fn bearer_bytes(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
     Ok(Some(token))
 }
 
-/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-#[cfg(test)]
-fn is_token68(token: &[u8]) -> bool {
-    scan(token).0
-}
-
-/// Three non-empty base64url segments (the signature may not be empty either).
-#[cfg(test)]
-fn looks_like_jwt(token: &str) -> bool {
-    let (_, url) = scan(token.as_bytes());
-    url && jwt_segments(token)
-}
-
 /// `ALPHA / DIGIT / "-" / "_"`, without branches.
 #[inline]
 #[allow(clippy::needless_bitwise_bool)]
@@ -282,6 +423,23 @@ mod tests {
     }
 
     const JWT: &str = "aGVhZGVy.cGF5bG9hZA.c2ln";
+
+    /// RFC 6750 `b64token`, as the whole check answers it.
+    fn is_token68(token: &[u8]) -> bool {
+        CredentialConfig::default().check_token(token).is_ok()
+    }
+
+    /// Three non-empty base64url segments, as the whole check answers it.
+    fn looks_like_jwt(token: &str) -> bool {
+        CredentialConfig::default().check_token(token.as_bytes()).is_ok_and(|checked| checked.jwt)
+    }
+
+    /// The JWT shape of a text of base64url characters and dots.
+    fn jwt_segments(text: &str) -> bool {
+        let run = Run::of(text.as_bytes());
+        assert_eq!(run.len, text.len(), "base64url and dots only");
+        run.is_jwt(text.len())
+    }
 
     #[test]
     fn segments_are_found_in_long_tokens() {
@@ -419,5 +577,201 @@ mod tests {
                 assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
             }
         }
+    }
+
+    /// The cookie reading before issue 13 (every cookie parsed by the `cookie`
+    /// crate), with the reference checks: the contract the scan must keep.
+    fn reference_cookies<'a>(config: &CredentialConfig, headers: &'a HeaderMap) -> Outcome<'a> {
+        let check = |raw: &'a str| -> Result<(&'a str, bool), AuthErrorKind> {
+            if raw.len() > config.max_token_len {
+                return Err(AuthErrorKind::TokenTooLarge);
+            }
+            if !reference_token68(raw.as_bytes()) {
+                return Err(AuthErrorKind::InvalidCharacters);
+            }
+            Ok((raw, reference_jwt(raw)))
+        };
+        let (mut jwt, mut opaque) = (None, None);
+        for value in headers.get_all(COOKIE) {
+            let Ok(text) = std::str::from_utf8(value.as_bytes()) else { continue };
+            for cookie in cookie::Cookie::split_parse(text).flatten() {
+                let name = cookie.name();
+                let slot = if config.jwt_cookie.as_deref() == Some(name) {
+                    &mut jwt
+                } else if config.token_cookie.as_deref() == Some(name) {
+                    &mut opaque
+                } else {
+                    continue;
+                };
+                let raw = cookie.value_raw().unwrap();
+                if raw.is_empty() {
+                    continue;
+                }
+                *slot = Some(check(raw)?);
+            }
+        }
+        if jwt.is_some_and(|(_, is_jwt)| !is_jwt) {
+            return Err(AuthErrorKind::Malformed);
+        }
+        let (jwt, opaque) = (jwt.map(|t| t.0), opaque.map(|t| t.0));
+        Ok((jwt.is_some() || opaque.is_some()).then_some((jwt, opaque)))
+    }
+
+    type Outcome<'a> = Result<Option<(Option<&'a str>, Option<&'a str>)>, AuthErrorKind>;
+
+    fn cookie_outcome<'a>(config: &CredentialConfig, headers: &'a HeaderMap) -> Outcome<'a> {
+        match config.find(headers) {
+            Ok(Some(found)) => {
+                assert_eq!(found.source, CredentialSource::Cookie);
+                Ok(Some((found.jwt, found.opaque)))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => Err(error.kind()),
+        }
+    }
+
+    fn cookie_headers(values: &[&[u8]]) -> HeaderMap {
+        let pairs: Vec<(&http::HeaderName, &[u8])> = values.iter().map(|value| (&COOKIE, *value)).collect();
+        headers(&pairs)
+    }
+
+    /// Pieces an attacker (or a messy browser) can put in a `Cookie` header.
+    fn cookie_fragments() -> Vec<Vec<u8>> {
+        let long_jwt = format!("{}.{}.{}", "h".repeat(40), "p".repeat(1200), "s".repeat(342));
+        let garbage: String = (0..4096u32).map(|i| char::from(b'!' + (i * 7919 % 94) as u8)).collect();
+        let fragments: Vec<String> = vec![
+            format!("stytch_session_jwt={JWT}"),
+            format!("stytch_session_jwt={long_jwt}"),
+            "stytch_session=tok_123".into(),
+            "stytch_session=other-token".into(),
+            "stytch_session_jwt=".into(),
+            "stytch_session=".into(),
+            "stytch_session= ".into(),
+            format!(" stytch_session_jwt = {JWT} "),
+            format!("\tstytch_session_jwt=\t{JWT}\t"),
+            format!("xstytch_session_jwt={JWT}"),
+            "stytch_session_jwtx=abc".into(),
+            "xstytch_session=abc".into(),
+            format!("stytch_session_jwt=\"{JWT}\""),
+            "stytch_session=\"tok\"".into(),
+            "stytch_session_jwt=a.b".into(),
+            format!("stytch_session_jwt={JWT}.x"),
+            format!("stytch_session_jwt={JWT}="),
+            "stytch_session_jwt=a..b".into(),
+            "stytch_session=a+b/c~d==".into(),
+            "stytch_session=a b".into(),
+            "stytch_session==x".into(),
+            "stytch_session=x=".into(),
+            "\u{a0}stytch_session=nbsp-name".into(),
+            "stytch_session=\u{a0}nbsp-value\u{a0}".into(),
+            format!("stytch_session_jwt={JWT}\u{3000}"),
+            format!("stytch_session_jwt=\u{2028}{JWT}"),
+            "stytch_session=t\u{f6}k".into(),
+            "caf\u{e9}=cr\u{e8}me".into(),
+            "=x".into(),
+            "a".into(),
+            String::new(),
+            " ".into(),
+            "a=b=c".into(),
+            "STYTCH_SESSION=upper".into(),
+            format!("stytch_session_jwt={garbage}"),
+            format!("stytch_session={}", "a".repeat(DEFAULT_MAX_TOKEN_LEN + 1)),
+            format!("stytch_session_jwt={}", "a".repeat(4096)),
+            "_ga=GA1.1.123456789.1700000000".into(),
+        ];
+        let mut bytes: Vec<Vec<u8>> = fragments.into_iter().map(String::into_bytes).collect();
+        // Not UTF-8 (obs-text is allowed in header values).
+        bytes.push(b"stytch_session=\xfftok".to_vec());
+        bytes.push(b"other=\xc3".to_vec());
+        bytes.push(b"\xe2\x80stytch_session=tok".to_vec());
+        bytes
+    }
+
+    #[test]
+    fn cookie_scan_matches_the_cookie_crate() {
+        let fragments = cookie_fragments();
+        let separators: [&[u8]; 5] = [b";", b"; ", b" ;", b";;", b" ; "];
+        let configs = [
+            CredentialConfig::default(),
+            CredentialConfig { jwt_cookie: None, ..CredentialConfig::default() },
+            CredentialConfig { token_cookie: Some(DEFAULT_JWT_COOKIE.into()), ..CredentialConfig::default() },
+            CredentialConfig { max_token_len: 30, ..CredentialConfig::default() },
+            CredentialConfig { jwt_cookie: Some("a".into()), token_cookie: Some("caf\u{e9}".into()), max_token_len: 8 },
+        ];
+        let mut cases: Vec<Vec<Vec<u8>>> = Vec::new();
+        // Every fragment alone and every ordered pair, in one header and in two.
+        for first in &fragments {
+            cases.push(vec![first.clone()]);
+            for second in &fragments {
+                let joined = [first.as_slice(), b"; ", second.as_slice()].concat();
+                cases.push(vec![joined]);
+                cases.push(vec![first.clone(), second.clone()]);
+            }
+        }
+        // Longer mixes, with every separator, from a fixed pseudo-random sequence.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % bound
+        };
+        for _ in 0..3000 {
+            let header_count = 1 + next(2);
+            let mut values = Vec::new();
+            for _ in 0..header_count {
+                let mut value = Vec::new();
+                for piece in 0..=next(5) {
+                    if piece > 0 {
+                        value.extend_from_slice(separators[next(separators.len())]);
+                    }
+                    value.extend_from_slice(&fragments[next(fragments.len())]);
+                }
+                values.push(value);
+            }
+            cases.push(values);
+        }
+        for values in &cases {
+            let map = cookie_headers(&values.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            for config in &configs {
+                assert_eq!(cookie_outcome(config, &map), reference_cookies(config, &map), "{values:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn attacker_cookies() {
+        let config = CredentialConfig::default();
+        let find = |values: &[&[u8]]| {
+            cookie_outcome(&config, &cookie_headers(values))
+                .map(|found| found.map(|f| (f.0.map(str::to_owned), f.1.map(str::to_owned))))
+        };
+        let jwt = Some(JWT.to_owned());
+        // Two cookies of the same name: the last one wins, in one header or across two.
+        assert_eq!(find(&[b"stytch_session=first; stytch_session=second"]), Ok(Some((None, Some("second".into())))));
+        assert_eq!(find(&[b"stytch_session=first", b"stytch_session=second"]), Ok(Some((None, Some("second".into())))));
+        // ... but a bad one is refused even when a good one follows.
+        assert_eq!(find(&[b"stytch_session=b a d; stytch_session=good"]), Err(AuthErrorKind::InvalidCharacters));
+        // Names that end or begin like ours are other cookies.
+        let suffix = format!("xstytch_session_jwt={JWT}; stytch_sessionx=tok");
+        assert_eq!(find(&[suffix.as_bytes()]), Ok(None));
+        // Whitespace around names and values is not part of them; quotes are.
+        let spaced = format!(" stytch_session_jwt =\t{JWT} ;stytch_session= tok ");
+        assert_eq!(find(&[spaced.as_bytes()]), Ok(Some((jwt.clone(), Some("tok".into())))));
+        let quoted = format!("stytch_session_jwt=\"{JWT}\"");
+        assert_eq!(find(&[quoted.as_bytes()]), Err(AuthErrorKind::InvalidCharacters));
+        // A header that is not UTF-8 is ignored whole, errors included; another is read.
+        let with_jwt = format!("stytch_session_jwt={JWT}");
+        assert_eq!(find(&[b"stytch_session=b a d; x=\xff", with_jwt.as_bytes()]), Ok(Some((jwt.clone(), None))));
+        assert_eq!(find(&[with_jwt.as_bytes(), b"stytch_session_jwt=\xff"]), Ok(Some((jwt.clone(), None))));
+        assert_eq!(find(&[format!("{with_jwt}; other=\u{e9}t\u{e9}").as_bytes()]), Ok(Some((jwt.clone(), None))));
+        // Non-ASCII in our own value.
+        assert_eq!(find(&["stytch_session=t\u{f6}k".as_bytes()]), Err(AuthErrorKind::InvalidCharacters));
+        // Garbage and oversized values.
+        let garbage = format!("stytch_session_jwt={}", "A".repeat(4096));
+        assert_eq!(find(&[garbage.as_bytes()]), Err(AuthErrorKind::Malformed));
+        let huge = format!("stytch_session={}", "a".repeat(DEFAULT_MAX_TOKEN_LEN + 1));
+        assert_eq!(find(&[huge.as_bytes()]), Err(AuthErrorKind::TokenTooLarge));
+        // Emptied cookies (logout) count as absent, and do not erase an earlier value.
+        assert_eq!(find(&[b"stytch_session_jwt=; stytch_session= "]), Ok(None));
+        assert_eq!(find(&[b"stytch_session=tok; stytch_session="]), Ok(Some((None, Some("tok".into())))));
     }
 }

@@ -11,6 +11,7 @@ use crate::error::AuthError;
 use crate::guard::{check, Requirement};
 use crate::rejection::Rejection;
 use crate::session::{AuthState, Session};
+use crate::state::LayerHandle;
 
 /// Why a [`Session`] could not be extracted: the same challenge response a
 /// [`Guard::authenticated`](crate::Guard::authenticated) would send (`401` with an
@@ -70,6 +71,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // The hot path: a verified session behind the layer. `Requirement::authenticated`
+        // is met by every session, so the guard's work (the request context, the
+        // clock) is for the other states only.
+        if let Some(AuthState::Authenticated(session)) = parts.extensions.get::<AuthState>() {
+            if parts.extensions.get::<LayerHandle>().is_some() {
+                return Ok(session.clone());
+            }
+        }
         check(authenticated(), &parts.extensions, &parts.headers, &parts.uri)
             .map_err(|response| SessionRejection { response })
     }
