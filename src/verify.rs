@@ -393,7 +393,7 @@ impl Verifier {
             jwt_id: registered.jwt_id,
             other: claims,
         };
-        let session = rules.profile.session(verified)?;
+        let session = selected.share_names(rules.profile.session(verified)?);
         // After the profile, so custom profiles are held to the same rules.
         match self.time.check_session(&session, now) {
             // The session's own end passed: the issuer may have extended it since.
