@@ -827,6 +827,8 @@ impl Factor {
                 if let Some(unnamed) = &mut self.unnamed {
                     unnamed.delivery_method = None;
                 }
+                // Equal factors compare equal however they were built.
+                self.unnamed = self.unnamed.take().filter(|unnamed| unnamed.kind.is_some());
             }
             None => {
                 self.delivery_method = Self::UNNAMED;
