@@ -722,15 +722,40 @@ impl Organization {
 #[derive(Clone, PartialEq)]
 pub struct Factor {
     last_authenticated_at: Millis,
-    /// The factor object less the members kept structurally, as JSON text; `None`
-    /// when nothing else was sent.
-    details: Option<Box<str>>,
+    /// The factor object less the members kept structurally; `None` when nothing
+    /// else was sent.
+    details: Option<Box<Details>>,
     /// A kind or delivery method this crate does not name: kept as sent.
     unnamed: Option<Box<Unnamed>>,
     /// Index into [`FactorKind::KNOWN`], or [`Factor::UNNAMED`].
     kind: u8,
     /// Index into [`DELIVERY_METHODS`] plus one (`0`: none), or [`Factor::UNNAMED`].
     delivery_method: u8,
+}
+
+/// A factor object's members beyond kind, delivery method and time: its
+/// `created_at` and `updated_at` (Stytch's) as integers when they read back to the
+/// very text sent, the rest as JSON text.
+#[derive(Clone, PartialEq)]
+struct Details {
+    created_at: Millis,
+    updated_at: Millis,
+    rest: Option<Box<str>>,
+}
+
+/// Stytch's factor timestamps, kept as integers (see [`Details`]).
+const TIMESTAMPS: [&str; 2] = ["created_at", "updated_at"];
+
+/// `text` as a time that renders back to exactly `text` (RFC 3339), else `None`.
+fn lossless_time(text: &str) -> Option<Millis> {
+    let at = crate::profile::parse_rfc3339(text).ok()?;
+    let millis = Millis::new(Some(at));
+    (rfc3339(millis).as_deref() == Some(text)).then_some(millis)
+}
+
+/// The RFC 3339 text of a kept time.
+fn rfc3339(at: Millis) -> Option<String> {
+    time::OffsetDateTime::from(at.get()?).format(&time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The parts of a factor outside the known names.
@@ -850,16 +875,26 @@ impl Factor {
     /// JSON text.
     #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = match details {
-            Value::Null => None,
+        let text = |value: &Value| serde_json::to_string(value).ok().map(String::into_boxed_str);
+        let mut kept = Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: None };
+        match details {
+            Value::Null => {}
             Value::Object(mut object) => {
                 object.retain(|name, _| !STRUCTURAL.contains(&name.as_str()));
-                (!object.is_empty())
-                    .then(|| serde_json::to_string(&object).ok().map(String::into_boxed_str))
-                    .flatten()
+                for (name, slot) in TIMESTAMPS.into_iter().zip([&mut kept.created_at, &mut kept.updated_at]) {
+                    if let Some(at) = object.get(name).and_then(Value::as_str).and_then(lossless_time) {
+                        *slot = at;
+                        object.remove(name);
+                    }
+                }
+                if !object.is_empty() {
+                    kept.rest = text(&Value::Object(object));
+                }
             }
-            other => serde_json::to_string(&other).ok().map(String::into_boxed_str),
-        };
+            other => kept.rest = text(&other),
+        }
+        let empty = kept.rest.is_none() && kept.created_at == Millis::NONE && kept.updated_at == Millis::NONE;
+        self.details = (!empty).then(|| Box::new(kept));
         self
     }
 
@@ -888,13 +923,28 @@ impl Factor {
     /// parsed from the kept JSON text on every call: `Value::Null` when there is
     /// none.
     pub fn details(&self) -> Value {
+        let Some(details) = self.details.as_deref() else { return Value::Null };
         // The text was written by `serde_json` from a `Value`: it parses back.
-        self.details.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null))
+        let rest = details.rest.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null));
+        let times = TIMESTAMPS.into_iter().zip([details.created_at, details.updated_at]);
+        let times: Vec<(&str, String)> = times.filter_map(|(name, at)| Some((name, rfc3339(at)?))).collect();
+        if times.is_empty() {
+            return rest;
+        }
+        let mut object = match rest {
+            Value::Object(object) => object,
+            _ => serde_json::Map::new(),
+        };
+        for (name, at) in times {
+            object.insert(name.to_owned(), Value::String(at));
+        }
+        Value::Object(object)
     }
 
     /// The heap this factor holds, beyond its own size.
     fn heap_size(&self) -> usize {
-        let details = self.details.as_ref().map_or(0, |d| d.len());
+        let details =
+            self.details.as_ref().map_or(0, |d| std::mem::size_of::<Details>() + d.rest.as_ref().map_or(0, |r| r.len()));
         let unnamed = self.unnamed.as_ref().map_or(0, |u| {
             std::mem::size_of::<Unnamed>()
                 + u.kind.as_ref().filter(|k| !k.is_known()).map_or(0, |k| k.as_str().len())
@@ -910,7 +960,7 @@ impl fmt::Debug for Factor {
             .field("kind", self.kind())
             .field("delivery_method", &self.delivery_method())
             .field("last_authenticated_at", &self.last_authenticated_at())
-            .field("details", &self.details.as_deref())
+            .field("details", &self.details.as_ref().and_then(|d| d.rest.as_deref()))
             .finish()
     }
 }
