@@ -232,8 +232,12 @@ impl SessionCache {
         // Deny lists know some sessions by their tokens: computed here, on the cold
         // path, and only for those sessions.
         let token_hash = self.token_hashes.keeps(&session).then(|| Box::new(token_bytes_hash(token)));
-        let cached =
-            CachedSession { session, times: Times::new(&verified.times), fingerprint: Fingerprint::of(token), token_hash };
+        let cached = CachedSession {
+            session,
+            times: Times::new(&verified.times),
+            fingerprint: Fingerprint::of(token),
+            token_hash,
+        };
         self.entries.insert(self.keys.key(token), cached);
     }
 

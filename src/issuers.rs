@@ -249,8 +249,7 @@ impl IssuerConfig {
         if let Some(error) = self.invalid {
             return Err(error);
         }
-        let mut names: Vec<IssuerName> =
-            self.names.into_iter().map(|issuer| IssuerName::new(issuer, None)).collect();
+        let mut names: Vec<IssuerName> = self.names.into_iter().map(|issuer| IssuerName::new(issuer, None)).collect();
         if let Some(template) = self.template {
             if template.tenants.is_empty() {
                 return Err(ConfigError::invalid("tenants", "a tenant template needs an allow-list of tenants"));

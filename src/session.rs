@@ -114,9 +114,10 @@ impl Millis {
         match at {
             None => Self::NONE,
             // Before the epoch: no issuer sends such times; the epoch is as old.
-            Some(at) => Self(at.duration_since(UNIX_EPOCH).map_or(0, |d| {
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(Self::LATEST)
-            })),
+            Some(at) => Self(
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(Self::LATEST)),
+            ),
         }
     }
 
@@ -359,7 +360,7 @@ impl Session {
         use std::mem::size_of;
         let data = &*self.inner;
         let strings = |list: &[String]| list.iter().map(String::capacity).sum::<usize>();
-        let string_list = |list: &[String]| list.len() * size_of::<String>() + strings(list);
+        let string_list = |list: &[String]| std::mem::size_of_val(list) + strings(list);
         let shared = |count: usize, size: usize| if count > 1 { 0 } else { size };
         let mut size = 2 * size_of::<usize>() + size_of::<SessionData>() + data.subject.len();
         size += shared(Arc::strong_count(&data.issuer), 2 * size_of::<usize>() + data.issuer.len());
@@ -378,7 +379,10 @@ impl Session {
             if let Some(org) = &extra.organization {
                 size += org.id.capacity() + org.slug.as_ref().map_or(0, String::capacity);
             }
-            size += extra.roles_from.as_ref().map_or(0, |from| shared(Arc::strong_count(from), 2 * size_of::<usize>() + from.len()));
+            size += extra
+                .roles_from
+                .as_ref()
+                .map_or(0, |from| shared(Arc::strong_count(from), 2 * size_of::<usize>() + from.len()));
         }
         size
     }
@@ -621,7 +625,6 @@ impl SessionBuilder {
         }
     }
 }
-
 
 /// Where a session began, as its issuer recorded it: Stytch's session
 /// `attributes` (`ip_address`, `user_agent`).
@@ -925,7 +928,8 @@ impl Factor {
     pub fn details(&self) -> Value {
         let Some(details) = self.details.as_deref() else { return Value::Null };
         // The text was written by `serde_json` from a `Value`: it parses back.
-        let rest = details.rest.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null));
+        let rest =
+            details.rest.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null));
         let times = TIMESTAMPS.into_iter().zip([details.created_at, details.updated_at]);
         let times: Vec<(&str, String)> = times.filter_map(|(name, at)| Some((name, rfc3339(at)?))).collect();
         if times.is_empty() {
@@ -943,8 +947,10 @@ impl Factor {
 
     /// The heap this factor holds, beyond its own size.
     fn heap_size(&self) -> usize {
-        let details =
-            self.details.as_ref().map_or(0, |d| std::mem::size_of::<Details>() + d.rest.as_ref().map_or(0, |r| r.len()));
+        let details = self
+            .details
+            .as_ref()
+            .map_or(0, |d| std::mem::size_of::<Details>() + d.rest.as_ref().map_or(0, |r| r.len()));
         let unnamed = self.unnamed.as_ref().map_or(0, |u| {
             std::mem::size_of::<Unnamed>()
                 + u.kind.as_ref().filter(|k| !k.is_known()).map_or(0, |k| k.as_str().len())
@@ -961,7 +967,9 @@ impl fmt::Debug for Factor {
             .field("delivery_method", &self.delivery_method())
             .field("last_authenticated_at", &self.last_authenticated_at())
             .field("details", &self.details.as_ref().and_then(|d| d.rest.as_deref()))
-            .finish()
+            .field("created_at", &self.details.as_ref().and_then(|d| d.created_at.get()))
+            .field("updated_at", &self.details.as_ref().and_then(|d| d.updated_at.get()))
+            .finish_non_exhaustive()
     }
 }
 
