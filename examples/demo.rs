@@ -334,9 +334,9 @@ async fn dashboard(control: SessionControl, Query(notice): Query<Notice>) -> Htm
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(factor.kind.as_str()),
-            esc(factor.delivery_method.as_deref().unwrap_or("")),
-            factor.last_authenticated_at.map_or_else(|| "?".to_owned(), |at| ago(at, now)),
+            esc(factor.kind().as_str()),
+            esc(factor.delivery_method().unwrap_or("")),
+            factor.last_authenticated_at().map_or_else(|| "?".to_owned(), |at| ago(at, now)),
         );
     }
     let _ = write!(
@@ -356,7 +356,7 @@ async fn dashboard(control: SessionControl, Query(notice): Query<Notice>) -> Htm
             body.push_str(r#"<table id="sessions"><tr><th>Session</th><th>Started</th><th>Factors</th></tr>"#);
             for other in &sessions {
                 let this = other.session_id() == session.session_id();
-                let factors: Vec<&str> = other.factors().iter().map(|f| f.kind.as_str()).collect();
+                let factors: Vec<&str> = other.factors().iter().map(|f| f.kind().as_str()).collect();
                 let _ = write!(
                     body,
                     "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",

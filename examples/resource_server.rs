@@ -226,10 +226,10 @@ async fn me(session: Session) -> Json<serde_json::Value> {
         .iter()
         .map(|factor| {
             serde_json::json!({
-                "type": factor.kind.as_str(),
-                "delivery_method": factor.delivery_method,
+                "type": factor.kind().as_str(),
+                "delivery_method": factor.delivery_method(),
                 "last_authenticated_at": factor
-                    .last_authenticated_at
+                    .last_authenticated_at()
                     .and_then(|at| time::OffsetDateTime::from(at).format(&Rfc3339).ok()),
             })
         })

@@ -6,12 +6,20 @@
 //!
 //! # Why this is safe
 //!
-//! - The key is the whole token, compared byte for byte on every hit: a hit means
-//!   the exact token was verified before. The table hashes it with foldhash, a fast
-//!   hash seeded at random per process; a collision only puts two tokens in one
-//!   bucket, it can never admit one for the other. So no hit needs a SHA-256 of a
-//!   kilobyte (half the cost of a hit before), and a token that differs in one byte
-//!   of its signature never hits.
+//! - An entry is found by a 64-bit hash of the token (foldhash, seeded at random
+//!   per process and per cache, so nobody outside can predict which tokens share a
+//!   hash), and a hit is only a hit when the presented token also has the cached
+//!   token's **length and its last 32 bytes**. Only verified JWTs are ever cached,
+//!   and the last 32 bytes of a JWS are the end of its signature (about 190 bits of
+//!   it for every algorithm accepted: the shortest, HS256 or ES256, has 43 or 86
+//!   signature characters). Nobody can present them without having seen that very
+//!   token: so even a 64-bit collision, found by chance or by effort, can never
+//!   admit another person's token, or a forged one. A token that collides *and*
+//!   ends with the same 32 bytes was made by someone holding the cached token, who
+//!   could present that token itself: it admits nothing they did not have. A
+//!   collision can only cost a re-verification (one token's entry replaces the
+//!   other's). So no hit needs a SHA-256 of a kilobyte, and the cache does not keep
+//!   the kilobyte either.
 //! - A hit still checks `exp`, `nbf`, the maximum token age and the session's own
 //!   times (its end, Stytch `expires_at`) against the current clock with the same
 //!   [`TimeRules`] as a fresh verification, and an entry is evicted no later than
@@ -22,16 +30,32 @@
 //!   verified. A key removed from the set does not evict tokens already verified
 //!   with it; they live at most until their `exp` (5 minutes for Stytch).
 //! - Sessions the issuer reports revoked are evicted (see `SessionLayer` revocation).
+//!
+//! # Memory
+//!
+//! An entry holds the compact [`Session`] (one `Arc`), the token's times, length
+//! and last 32 bytes, and, only for a session whose revocation would be remembered
+//! by token (no session id, or an RFC 7662 authority), the token's SHA-256. It weighs its real heap:
+//! the session's ([`Session::heap_size`]) plus [`ENTRY_OVERHEAD`], moka's own cost
+//! per entry, measured.
 
-use std::sync::Arc;
+use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::verify::{now_secs, TimeRules, Verified};
+use crate::session::Session;
+use crate::verify::{now_secs, TimeRules, TokenTimes, Verified};
 
-/// Default weight budget: about 48 MiB of estimated session size.
-pub(crate) const DEFAULT_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+/// Default weight budget: 64 MiB of heap, which holds more than 100 000 typical
+/// sessions (a 1.3 KB Stytch session JWT with two factors and two roles weighs
+/// about 600 bytes).
+pub(crate) const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What moka itself spends per entry beyond our value's inline size (its entry,
+/// node and bucket, timer wheel node for the per-entry expiry, frequency sketch),
+/// measured with a counting allocator on moka 0.12 (`stepup-bench-memory`).
+pub(crate) const ENTRY_OVERHEAD: usize = 272;
 
 /// The SHA-256 of a token: how deny lists remember tokens (not the cache key).
 pub(crate) type TokenHash = [u8; 32];
@@ -44,63 +68,177 @@ pub(crate) fn token_bytes_hash(token: &[u8]) -> TokenHash {
     Sha256::digest(token).into()
 }
 
-/// The cache key: the token itself.
-type TokenKey = Box<[u8]>;
+/// How many bytes of the token's end a hit must match.
+const TAIL: usize = 32;
 
-/// Seeded at random once per process (and per cache), so that nobody outside can
-/// predict which tokens share a bucket.
-type KeyHasher = foldhash::quality::RandomState;
+/// What a hit must match beside the 64-bit key: the token's length and its last
+/// [`TAIL`] bytes (the whole token, zero-padded, when shorter).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    tail: [u8; TAIL],
+    len: u32,
+}
+
+impl Fingerprint {
+    fn of(token: &[u8]) -> Self {
+        let mut tail = [0; TAIL];
+        let end = &token[token.len().saturating_sub(TAIL)..];
+        tail[..end.len()].copy_from_slice(end);
+        Self { tail, len: u32::try_from(token.len()).unwrap_or(u32::MAX) }
+    }
+
+    fn matches(&self, token: &[u8]) -> bool {
+        // The length first: cheap, and it makes the tail comparison exact.
+        u32::try_from(token.len()).is_ok_and(|len| len == self.len) && *self == Self::of(token)
+    }
+}
+
+/// The token's times in 24 bytes (`TokenTimes` takes 40): `u64::MAX` is "absent"
+/// (never a valid NumericDate).
+#[derive(Clone, Copy)]
+struct Times {
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+}
+
+impl Times {
+    const ABSENT: u64 = u64::MAX;
+
+    fn new(times: &TokenTimes) -> Self {
+        Self { exp: times.exp, nbf: times.nbf.unwrap_or(Self::ABSENT), iat: times.iat.unwrap_or(Self::ABSENT) }
+    }
+
+    fn get(self) -> TokenTimes {
+        let present = |t: u64| (t != Self::ABSENT).then_some(t);
+        TokenTimes { exp: self.exp, nbf: present(self.nbf), iat: present(self.iat) }
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct CachedSession {
-    pub(crate) verified: Arc<Verified>,
-    weight: u32,
+    pub(crate) session: Session,
+    times: Times,
+    fingerprint: Fingerprint,
+    /// The token's SHA-256, for sessions without a session id only (`tokens_of`).
+    token_hash: Option<Box<TokenHash>>,
+}
+
+impl CachedSession {
+    /// The entry's heap, in bytes (see the module's "Memory").
+    fn weight(&self) -> u32 {
+        let hash = self.token_hash.as_ref().map_or(0, |_| std::mem::size_of::<TokenHash>());
+        let bytes = ENTRY_OVERHEAD + std::mem::size_of::<Self>() + self.session.heap_size() + hash;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// How a token becomes its 64-bit key: seeded at random once per cache.
+enum KeyHasher {
+    Seeded(foldhash::quality::RandomState),
+    /// Every token the same key: collisions on demand, for tests.
+    #[cfg(test)]
+    Degenerate,
+}
+
+impl KeyHasher {
+    #[inline]
+    fn key(&self, token: &[u8]) -> u64 {
+        match self {
+            Self::Seeded(state) => state.hash_one(token),
+            #[cfg(test)]
+            Self::Degenerate => 7,
+        }
+    }
+}
+
+/// moka's own hasher of the (already hashed) keys.
+type TableHasher = foldhash::fast::RandomState;
+
+/// Which entries keep their token's SHA-256: those whose revocation the layer
+/// remembers by token (see `LayerState::forget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenHashes {
+    /// No authority: a logout is remembered from the request's own token.
+    Never,
+    /// An authority that answers about whole sessions (Stytch): sessions with an
+    /// id are remembered by it, the others by their tokens.
+    WithoutSessionId,
+    /// An authority that answers about one token (RFC 7662): every session is
+    /// remembered by its tokens.
+    Always,
+}
+
+impl TokenHashes {
+    fn keeps(self, session: &Session) -> bool {
+        match self {
+            Self::Never => false,
+            Self::WithoutSessionId => session.session_id().is_none(),
+            Self::Always => true,
+        }
+    }
 }
 
 pub(crate) struct SessionCache {
-    entries: moka::sync::Cache<TokenKey, CachedSession, KeyHasher>,
+    keys: KeyHasher,
+    token_hashes: TokenHashes,
+    entries: moka::sync::Cache<u64, CachedSession, TableHasher>,
 }
 
 struct UntilExpiry {
     leeway: u64,
 }
 
-impl moka::Expiry<TokenKey, CachedSession> for UntilExpiry {
-    fn expire_after_create(&self, _key: &TokenKey, value: &CachedSession, _created_at: Instant) -> Option<Duration> {
-        let session_end =
-            value.verified.session.session_expires_at().and_then(|end| end.duration_since(UNIX_EPOCH).ok());
-        let end = session_end.map_or(value.verified.times.exp, |end| end.as_secs().min(value.verified.times.exp));
+impl moka::Expiry<u64, CachedSession> for UntilExpiry {
+    fn expire_after_create(&self, _key: &u64, value: &CachedSession, _created_at: Instant) -> Option<Duration> {
+        let exp = value.times.exp;
+        let session_end = value.session.session_expires_at().and_then(|end| end.duration_since(UNIX_EPOCH).ok());
+        let end = session_end.map_or(exp, |end| end.as_secs().min(exp));
         let until = end.saturating_add(self.leeway).saturating_sub(now_secs());
         Some(Duration::from_secs(until))
     }
 }
 
 impl SessionCache {
-    pub(crate) fn new(max_bytes: u64, leeway: u64) -> Self {
+    pub(crate) fn new(max_bytes: u64, leeway: u64, token_hashes: TokenHashes) -> Self {
+        Self::with_keys(max_bytes, leeway, token_hashes, KeyHasher::Seeded(foldhash::quality::RandomState::default()))
+    }
+
+    fn with_keys(max_bytes: u64, leeway: u64, token_hashes: TokenHashes, keys: KeyHasher) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_key: &TokenKey, value: &CachedSession| value.weight)
+            .weigher(|_key: &u64, value: &CachedSession| value.weight())
             .expire_after(UntilExpiry { leeway })
-            .build_with_hasher(KeyHasher::default());
-        Self { entries }
+            .build_with_hasher(TableHasher::default());
+        Self { keys, token_hashes, entries }
     }
 
     /// A cached verification of exactly `token` that still passes the time rules.
-    pub(crate) fn get(&self, token: &[u8], rules: &TimeRules) -> Option<Arc<Verified>> {
-        let cached = self.entries.get(token)?;
+    pub(crate) fn get(&self, token: &[u8], rules: &TimeRules) -> Option<Session> {
+        let cached = self.entries.get(&self.keys.key(token))?;
+        if !cached.fingerprint.matches(token) {
+            return None;
+        }
         let now = now_secs();
-        rules.check(&cached.verified.times, now).ok()?;
+        rules.check(&cached.times.get(), now).ok()?;
         // The session may end before its token does (Stytch `expires_at`).
-        rules.check_session(&cached.verified.session, now).ok()?;
-        Some(cached.verified)
+        rules.check_session(&cached.session, now).ok()?;
+        Some(cached.session)
     }
 
-    /// Remembers a verification of `token`. The weight estimates the entry's heap:
-    /// the token itself (the key) plus the decoded claims, which take roughly three
-    /// times the token's length once parsed.
-    pub(crate) fn insert(&self, token: &[u8], verified: Arc<Verified>) {
-        let weight = u32::try_from(token.len().saturating_mul(4).saturating_add(256)).unwrap_or(u32::MAX);
-        self.entries.insert(Box::from(token), CachedSession { verified, weight });
+    /// Remembers a verification of `token`.
+    pub(crate) fn insert(&self, token: &[u8], verified: &Verified) {
+        let session = verified.session.clone();
+        // Deny lists know some sessions by their tokens: computed here, on the cold
+        // path, and only for those sessions.
+        let token_hash = self.token_hashes.keeps(&session).then(|| Box::new(token_bytes_hash(token)));
+        let cached = CachedSession {
+            session,
+            times: Times::new(&verified.times),
+            fingerprint: Fingerprint::of(token),
+            token_hash,
+        };
+        self.entries.insert(self.keys.key(token), cached);
     }
 
     /// `(entries, weighted size)`, after pending maintenance (benchmarks only).
@@ -113,11 +251,11 @@ impl SessionCache {
     /// The tokens whose cached verification produced this very `Session` (a
     /// session without an id is known by its tokens only). A scan, like
     /// `evict_session`: only on revocations.
-    pub(crate) fn tokens_of(&self, session: &crate::session::Session) -> Vec<TokenHash> {
+    pub(crate) fn tokens_of(&self, session: &Session) -> Vec<TokenHash> {
         let mut hashes = Vec::new();
-        for (key, value) in &self.entries {
-            if value.verified.session.ptr_eq(session) {
-                hashes.push(token_bytes_hash(&key));
+        for (_, value) in &self.entries {
+            if value.session.ptr_eq(session) {
+                hashes.extend(value.token_hash.as_deref().copied());
             }
         }
         hashes
@@ -125,11 +263,10 @@ impl SessionCache {
 
     /// Forgets every cached verification of one session (it was revoked).
     pub(crate) fn evict_session(&self, session_id: &str) {
-        let session_id = session_id.to_owned();
         // Revocations are rare; a scan is acceptable and keeps the hot path free of
         // a second index.
         for (key, value) in &self.entries {
-            if value.verified.session.session_id() == Some(session_id.as_str()) {
+            if value.session.session_id() == Some(session_id) {
                 self.entries.invalidate(&*key);
             }
         }
@@ -144,31 +281,32 @@ mod tests {
     use crate::session::Session;
     use crate::verify::TokenTimes;
 
+    fn verified(session: Session) -> Verified {
+        let now = now_secs();
+        Verified { session, times: TokenTimes { exp: now + 300, nbf: None, iat: Some(now) } }
+    }
+
+    const STRICT: TimeRules = TimeRules { leeway: 0, max_age: None };
+
     #[test]
     fn a_hit_rechecks_the_sessions_own_end() {
         // A generous eviction leeway keeps the entry in the cache: only `get` can refuse it.
-        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 3600);
-        let now = now_secs();
+        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 3600, TokenHashes::Never);
         let ended = Session::builder("u", "i").session_expires_at(SystemTime::now() - Duration::from_secs(10)).build();
-        let times = TokenTimes { exp: now + 300, nbf: None, iat: Some(now) };
-        cache.insert(b"a.b.c", Arc::new(Verified { session: ended, times }));
+        cache.insert(b"a.b.c", &verified(ended));
         let lenient = TimeRules { leeway: 60, max_age: None };
-        let strict = TimeRules { leeway: 0, max_age: None };
         assert!(cache.get(b"a.b.c", &lenient).is_some());
-        assert!(cache.get(b"a.b.c", &strict).is_none());
+        assert!(cache.get(b"a.b.c", &STRICT).is_none());
     }
 
     /// Only the very token hits: not a prefix, an extension, one flipped byte, or
     /// another token in the same bucket.
     #[test]
     fn only_the_exact_token_hits() {
-        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 0);
-        let now = now_secs();
-        let times = TokenTimes { exp: now + 300, nbf: None, iat: Some(now) };
+        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 0, TokenHashes::Never);
         let token = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
-        let session = Session::builder("u", "i").build();
-        cache.insert(token, Arc::new(Verified { session, times }));
-        let rules = TimeRules { leeway: 0, max_age: None };
+        cache.insert(token, &verified(Session::builder("u", "i").build()));
+        let rules = STRICT;
         assert!(cache.get(token, &rules).is_some());
         assert!(cache.get(&token[..token.len() - 1], &rules).is_none());
         assert!(cache.get(&[&token[..], b"A"].concat(), &rules).is_none());
@@ -178,5 +316,86 @@ mod tests {
             assert!(cache.get(&flipped, &rules).is_none(), "byte {at} flipped");
         }
         assert!(cache.get(b"", &rules).is_none());
+    }
+
+    /// An ES256-sized token: 86 signature characters, the last 32 of which a hit
+    /// must match.
+    fn jwt(body: &str, signature_tail: &str) -> Vec<u8> {
+        let signature = format!("{}{signature_tail}", "S".repeat(86 - signature_tail.len()));
+        format!("eyJhbGciOiJFUzI1NiJ9.{body}.{signature}").into_bytes()
+    }
+
+    /// A token of the same length with the same last 32 bytes (the end of the
+    /// signature) but another body is another token: a miss, under the real hasher.
+    #[test]
+    fn same_length_and_tail_with_another_body_misses() {
+        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 0, TokenHashes::Never);
+        let tail = "0123456789abcdefghijklmnopqrstuv";
+        let cached = jwt("eyJzdWIiOiJhbGljZSJ9", tail);
+        let other = jwt("eyJzdWIiOiJtYWxsZSJ9", tail);
+        assert_eq!(cached.len(), other.len());
+        assert_eq!(cached[cached.len() - TAIL..], other[other.len() - TAIL..]);
+        cache.insert(&cached, &verified(Session::builder("alice", "i").build()));
+        assert_eq!(cache.get(&cached, &STRICT).map(|s| s.subject().to_owned()).as_deref(), Some("alice"));
+        assert!(cache.get(&other, &STRICT).is_none());
+    }
+
+    /// Every token under one 64-bit key (a degenerate hasher): a token that is not
+    /// the cached one never hits, however it collides, and the two can replace each
+    /// other's entry (a re-verification) but never be taken for each other.
+    #[test]
+    fn colliding_keys_never_admit_another_token() {
+        let cache = SessionCache::with_keys(DEFAULT_CACHE_BYTES, 0, TokenHashes::Never, KeyHasher::Degenerate);
+        let alice = jwt("eyJzdWIiOiJhbGljZSJ9", "aliceALICEaliceALICEaliceALICE01");
+        let mallory = jwt("eyJzdWIiOiJtYWxsZSJ9", "malloryMALLORYmalloryMALLORYmall");
+        assert_eq!(cache.keys.key(&alice), cache.keys.key(&mallory));
+        cache.insert(&alice, &verified(Session::builder("alice", "i").build()));
+        assert!(cache.get(&mallory, &STRICT).is_none(), "same key, another signature");
+        // Other lengths, the same tail, a prefix of the same tail: all misses.
+        let mut longer = alice.clone();
+        longer.insert(30, b'x');
+        assert!(cache.get(&longer, &STRICT).is_none());
+        assert!(cache.get(&alice[alice.len() - TAIL..], &STRICT).is_none(), "the tail alone");
+        assert_eq!(cache.get(&alice, &STRICT).map(|s| s.subject().to_owned()).as_deref(), Some("alice"));
+        // Mallory's own verified token takes the key: Alice's becomes a miss (she is
+        // verified again), and neither is ever the other.
+        cache.insert(&mallory, &verified(Session::builder("mallory", "i").build()));
+        assert!(cache.get(&alice, &STRICT).is_none());
+        assert_eq!(cache.get(&mallory, &STRICT).map(|s| s.subject().to_owned()).as_deref(), Some("mallory"));
+    }
+
+    /// The SHA-256 is kept only for sessions remembered by token.
+    #[test]
+    fn token_hashes_only_where_revocations_need_them() {
+        let with_id = Session::builder("u", "i").session_id("s-1").build();
+        let without_id = Session::builder("u", "i").build();
+        for (policy, keeps_with_id, keeps_without_id) in [
+            (TokenHashes::Never, false, false),
+            (TokenHashes::WithoutSessionId, false, true),
+            (TokenHashes::Always, true, true),
+        ] {
+            let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 0, policy);
+            cache.insert(b"t.with.id", &verified(with_id.clone()));
+            cache.insert(b"t.without.id", &verified(without_id.clone()));
+            let expect = |keeps: bool, token: &[u8]| if keeps { vec![token_bytes_hash(token)] } else { vec![] };
+            assert_eq!(cache.tokens_of(&with_id), expect(keeps_with_id, b"t.with.id"), "{policy:?}");
+            assert_eq!(cache.tokens_of(&without_id), expect(keeps_without_id, b"t.without.id"), "{policy:?}");
+        }
+    }
+
+    /// The weight is the entry's heap: moka's share, the entry, and the session.
+    #[test]
+    fn the_weight_follows_the_session() {
+        let small = CachedSession {
+            session: Session::builder("u", "i").build(),
+            times: Times::new(&verified(Session::builder("u", "i").build()).times),
+            fingerprint: Fingerprint::of(b"t"),
+            token_hash: None,
+        };
+        let bigger = CachedSession { session: Session::builder("u".repeat(1000), "i").build(), ..small.clone() };
+        assert!(small.weight() as usize > ENTRY_OVERHEAD);
+        assert_eq!(bigger.weight() - small.weight(), 999);
+        let hashed = CachedSession { token_hash: Some(Box::new([0; 32])), ..small.clone() };
+        assert_eq!(hashed.weight() - small.weight(), 32);
     }
 }

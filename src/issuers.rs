@@ -249,8 +249,7 @@ impl IssuerConfig {
         if let Some(error) = self.invalid {
             return Err(error);
         }
-        let mut names: Vec<IssuerName> =
-            self.names.into_iter().map(|issuer| IssuerName { issuer, tenant: None }).collect();
+        let mut names: Vec<IssuerName> = self.names.into_iter().map(|issuer| IssuerName::new(issuer, None)).collect();
         if let Some(template) = self.template {
             if template.tenants.is_empty() {
                 return Err(ConfigError::invalid("tenants", "a tenant template needs an allow-list of tenants"));
@@ -263,7 +262,7 @@ impl IssuerConfig {
                     return Err(ConfigError::invalid("tenants", "a tenant is ASCII letters, digits, '-', '_' or '.'"));
                 }
                 let issuer = format!("{}{tenant}{}", template.prefix, template.suffix);
-                names.push(IssuerName { issuer, tenant: Some(Tenant { claim: template.claim.clone(), id: tenant }) });
+                names.push(IssuerName::new(issuer, Some(Tenant { claim: template.claim.clone(), id: tenant })));
             }
         }
         if names.iter().any(|name| name.issuer.is_empty()) {
@@ -276,6 +275,7 @@ impl IssuerConfig {
         Ok(IssuerRules {
             names,
             remote: Vec::new(),
+            shared_audience: Arc::from(audiences.clone()),
             audiences,
             typ: self.typ.unwrap_or(defaults.typ),
             profile: self.profile.unwrap_or_else(|| Arc::clone(defaults.profile)),
@@ -299,6 +299,8 @@ pub(crate) struct IssuerRules {
     /// locally: their tokens are confirmed with the authority (a lapse).
     pub(crate) remote: Vec<String>,
     pub(crate) audiences: Vec<String>,
+    /// The audiences, shared with every session whose `aud` is exactly them.
+    pub(crate) shared_audience: Arc<[String]>,
     pub(crate) typ: TypPolicy,
     pub(crate) profile: Arc<dyn ClaimProfile>,
     pub(crate) keys: Arc<KeyStore>,
@@ -308,6 +310,15 @@ pub(crate) struct IssuerRules {
 pub(crate) struct IssuerName {
     pub(crate) issuer: String,
     pub(crate) tenant: Option<Tenant>,
+    /// The name once more, shared with every session of this issuer (cached
+    /// sessions do not each hold a copy).
+    shared: Arc<str>,
+}
+
+impl IssuerName {
+    fn new(issuer: String, tenant: Option<Tenant>) -> Self {
+        Self { shared: Arc::from(issuer.as_str()), issuer, tenant }
+    }
 }
 
 /// The tenant a templated `iss` names, and the claim that must agree.
@@ -397,6 +408,11 @@ impl Selected<'_> {
         std::ptr::eq(self.rules, rules)
     }
 
+    /// `session` (fresh from the profile) sharing this issuer's name and audience.
+    pub(crate) fn share_names(&self, session: Session) -> Session {
+        session.share_names(self.name.map(|name| &name.shared), &self.rules.shared_audience)
+    }
+
     /// At least one audience of the token is one of this issuer's.
     pub(crate) fn check_audience(&self, audience: &[String]) -> Result<(), AuthError> {
         if audience.iter().any(|a| self.rules.audiences.contains(a)) {
@@ -428,7 +444,8 @@ impl Selected<'_> {
     /// The issuer's rules for an answer of the authority about `session`: its
     /// audiences (an empty audience is the caller's to judge) and its tenant.
     pub(crate) fn check_session(&self, session: &Session) -> Result<(), AuthError> {
-        self.check_tenant(|claim| session.claim(claim))?;
+        let claims = session.raw_claims();
+        self.check_tenant(|claim| claims.get(claim))?;
         if session.audience().is_empty() {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use crate::authority::state::{AuthoritySettings, AuthorityState};
 use crate::authority::{Authority, IssuerBudget, StytchAuthority};
-use crate::cache::{SessionCache, DEFAULT_CACHE_BYTES};
+use crate::cache::{SessionCache, TokenHashes, DEFAULT_CACHE_BYTES};
 use crate::cookies::CookieAttributes;
 use crate::credential::{CredentialConfig, DEFAULT_JWT_COOKIE, DEFAULT_TOKEN_COOKIE};
 use crate::error::ConfigError;
@@ -499,8 +499,16 @@ impl SessionLayerBuilder {
         self.eager = false;
         self
     }
-    /// Budget of the verified-session cache in estimated bytes (default 48 MiB);
+    /// Budget of the verified-session cache, in bytes of heap (default 64 MiB);
     /// `0` disables the cache.
+    ///
+    /// Each cached session weighs what it really holds: the compact session, its
+    /// token's times and fingerprint, and the cache's own bookkeeping. A typical
+    /// Stytch session (a 1.3 KB session JWT with two factors and two roles) weighs
+    /// about 600 bytes, so the default holds more than 100 000 of them; sessions
+    /// with large custom claims or factor objects weigh more. The least recently
+    /// and least frequently used sessions are evicted first (an evicted session is
+    /// only verified again).
     pub fn with_session_cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self
@@ -727,6 +735,12 @@ impl SessionLayerBuilder {
             audience_optional: self.authority_audience_optional,
             leeway: self.leeway,
         };
+        // Which cached sessions a revocation remembers by token (`LayerState::forget`).
+        let token_hashes = match &self.authority {
+            None => TokenHashes::Never,
+            Some(authority) if authority.confirms_whole_session() => TokenHashes::WithoutSessionId,
+            Some(_) => TokenHashes::Always,
+        };
         let authority = self.authority.map(|authority| AuthorityState::new(authority, settings));
         let opaque_shape = self.opaque_shape.unwrap_or(|_| true);
         for rules in issuers.entries() {
@@ -741,7 +755,7 @@ impl SessionLayerBuilder {
         let resource_metadata = self.resource_metadata.map(|metadata| metadata.completed(issuers.issuer_names()));
         let time = TimeRules { leeway: self.leeway.as_secs(), max_age: self.max_token_age };
         let verifier = Verifier { issuers, algorithms: self.jwks.algorithms, time };
-        let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway));
+        let cache = (self.cache_bytes > 0).then(|| SessionCache::new(self.cache_bytes, time.leeway, token_hashes));
         let state = LayerState {
             credentials: self.credentials,
             verifier,

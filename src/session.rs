@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -64,7 +64,13 @@ pub enum TokenKind {
 /// A verified session: who the user is, how and when they authenticated, and what
 /// they may do.
 ///
-/// A cheap handle (one `Arc`): cloning it does not copy the claims.
+/// A cheap handle (one `Arc`): cloning it does not copy the claims. Kept compact,
+/// because the layer caches one per live token: times are held as integers
+/// (milliseconds since the epoch, so sub-millisecond parts are dropped), the issuer
+/// and audience are shared by the sessions of one issuer, and custom claims are kept
+/// as their JSON text, parsed when read ([`claims`](Self::claims),
+/// [`claim`](Self::claim), [`raw_claims`](Self::raw_claims)). Reading them never
+/// grows the session.
 ///
 /// # Example
 ///
@@ -81,7 +87,8 @@ pub enum TokenKind {
 ///
 /// assert_eq!(session.subject(), "user-123");
 /// assert!(session.has_role("admin"));
-/// assert!(session.factors().iter().any(|f| f.kind == FactorKind::TOTP));
+/// assert!(session.factors().iter().any(|f| f.kind() == &FactorKind::TOTP));
+/// assert_eq!(session.claim("plan"), Some(serde_json::json!("pro")));
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Plan { plan: String }
@@ -92,38 +99,85 @@ pub struct Session {
     inner: Arc<SessionData>,
 }
 
+/// A point in time as the session keeps it: milliseconds since the epoch in 8 bytes
+/// (`Option<SystemTime>` takes 16). [`Millis::NONE`] is "not set".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Millis(u64);
+
+impl Millis {
+    const NONE: Self = Self(u64::MAX);
+    /// The latest time kept (9999-12-31T23:59:59Z, the latest NumericDate accepted):
+    /// anything later is as good as never, and converts back on every platform.
+    const LATEST: u64 = crate::verify::MAX_NUMERIC_DATE * 1000;
+
+    fn new(at: Option<SystemTime>) -> Self {
+        match at {
+            None => Self::NONE,
+            // Before the epoch: no issuer sends such times; the epoch is as old.
+            Some(at) => Self(
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(Self::LATEST)),
+            ),
+        }
+    }
+
+    fn get(self) -> Option<SystemTime> {
+        (self != Self::NONE).then(|| UNIX_EPOCH + Duration::from_millis(self.0))
+    }
+}
+
+/// What a session holds, compact: the layer caches one per live token.
 #[derive(Debug, Clone, PartialEq)]
 struct SessionData {
-    subject: String,
-    issuer: String,
-    session_id: Option<String>,
-    audience: Vec<String>,
-    issued_at: Option<SystemTime>,
-    expires_at: Option<SystemTime>,
-    session_expires_at: Option<SystemTime>,
-    started_at: Option<SystemTime>,
-    last_accessed_at: Option<SystemTime>,
-    factors: Vec<Factor>,
-    acr: Option<String>,
-    amr: Vec<String>,
-    auth_time: Option<SystemTime>,
-    roles: Vec<String>,
-    scopes: Vec<String>,
-    organization: Option<Organization>,
-    client_id: Option<String>,
-    claims: Value,
+    subject: Box<str>,
+    /// Shared by every session of one issuer (see [`Session::share_names`]).
+    issuer: Arc<str>,
+    session_id: Option<Box<str>>,
+    /// Shared by the sessions whose audience is the configured one.
+    audience: Arc<[String]>,
+    issued_at: Millis,
+    expires_at: Millis,
+    session_expires_at: Millis,
+    started_at: Millis,
+    last_accessed_at: Millis,
+    auth_time: Millis,
+    factors: Box<[Factor]>,
+    roles: Box<[String]>,
+    /// The custom claims as JSON text; `None` for `{}`.
+    claims: Option<Box<str>>,
+    /// `None` when nothing was recorded (the common case costs 8 bytes).
+    attributes: Option<Box<SessionAttributes>>,
+    /// What Stytch sessions do not carry (OIDC claims, B2B organization): 8 bytes
+    /// when absent.
+    extra: Option<Box<Extra>>,
     token_kind: TokenKind,
-    attributes: SessionAttributes,
+}
+
+/// The less common parts of a session, boxed.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Extra {
+    acr: Option<Box<str>>,
+    amr: Box<[String]>,
+    scopes: Box<[String]>,
+    organization: Option<Organization>,
+    client_id: Option<Box<str>>,
     /// Where the claim profile looked for roles (dotted claim paths), for
     /// diagnostics of a missing role.
     roles_from: Option<Arc<str>>,
+}
+
+/// Nothing recorded, for sessions that hold no attributes.
+static NO_ATTRIBUTES: SessionAttributes = SessionAttributes { ip_address: None, user_agent: None };
+
+fn boxed_strings(strings: Vec<String>) -> Box<[String]> {
+    strings.into_iter().map(|s| String::from(s.into_boxed_str())).collect()
 }
 
 impl Session {
     /// Starts building a session, for claim profiles and authorities (and tests).
     pub fn builder(subject: impl Into<String>, issuer: impl Into<String>) -> SessionBuilder {
         SessionBuilder {
-            data: SessionData {
+            data: BuilderData {
                 subject: subject.into(),
                 issuer: issuer.into(),
                 session_id: None,
@@ -149,6 +203,10 @@ impl Session {
         }
     }
 
+    fn extra(&self) -> Option<&Extra> {
+        self.inner.extra.as_deref()
+    }
+
     /// The user (`sub`): a Stytch user id, a B2B member id, or the OIDC subject.
     pub fn subject(&self) -> &str {
         &self.inner.subject
@@ -167,24 +225,24 @@ impl Session {
     }
     /// When the token was issued (`iat`).
     pub fn issued_at(&self) -> Option<SystemTime> {
-        self.inner.issued_at
+        self.inner.issued_at.get()
     }
     /// When the credential stops being valid (`exp`).
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.inner.expires_at
+        self.inner.expires_at.get()
     }
     /// When the whole session ends (Stytch `expires_at`; falls back to `exp`). The
     /// layer refuses a session past it (beyond its leeway), cached or not.
     pub fn session_expires_at(&self) -> Option<SystemTime> {
-        self.inner.session_expires_at.or(self.inner.expires_at)
+        self.inner.session_expires_at.get().or_else(|| self.expires_at())
     }
     /// When the session started (Stytch `started_at`).
     pub fn started_at(&self) -> Option<SystemTime> {
-        self.inner.started_at
+        self.inner.started_at.get()
     }
     /// When the session was last used at the issuer (Stytch `last_accessed_at`).
     pub fn last_accessed_at(&self) -> Option<SystemTime> {
-        self.inner.last_accessed_at
+        self.inner.last_accessed_at.get()
     }
     /// The authentication factors used in this session.
     pub fn factors(&self) -> &[Factor] {
@@ -192,15 +250,15 @@ impl Session {
     }
     /// The authentication context class (`acr`), when known.
     pub fn acr(&self) -> Option<&str> {
-        self.inner.acr.as_deref()
+        self.extra().and_then(|extra| extra.acr.as_deref())
     }
     /// The authentication methods (`amr`, RFC 8176), as sent.
     pub fn amr(&self) -> &[String] {
-        &self.inner.amr
+        self.extra().map_or(&[], |extra| &extra.amr)
     }
     /// When the user last actively authenticated (`auth_time`).
     pub fn auth_time(&self) -> Option<SystemTime> {
-        self.inner.auth_time
+        self.inner.auth_time.get()
     }
     /// The roles granted to the session.
     pub fn roles(&self) -> &[String] {
@@ -212,31 +270,44 @@ impl Session {
     }
     /// The OAuth scopes granted (`scope`, space separated on the wire).
     pub fn scopes(&self) -> &[String] {
-        &self.inner.scopes
+        self.extra().map_or(&[], |extra| &extra.scopes)
     }
     /// Whether the session has this scope.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.inner.scopes.iter().any(|s| s == scope)
+        self.scopes().iter().any(|s| s == scope)
     }
     /// The organization (Stytch B2B).
     pub fn organization(&self) -> Option<&Organization> {
-        self.inner.organization.as_ref()
+        self.extra().and_then(|extra| extra.organization.as_ref())
     }
     /// The OAuth client the token was issued to (`client_id`).
     pub fn client_id(&self) -> Option<&str> {
-        self.inner.client_id.as_deref()
+        self.extra().and_then(|extra| extra.client_id.as_deref())
     }
-    /// The custom claims as a JSON object (registered and profile claims removed).
-    pub fn raw_claims(&self) -> &Value {
-        &self.inner.claims
+    /// The custom claims as a JSON value (registered and profile claims removed): an
+    /// object, empty when there are none. Parsed from the kept JSON text on every
+    /// call; prefer [`claims`](Self::claims) into your own type.
+    pub fn raw_claims(&self) -> Value {
+        match self.claims_json() {
+            // The text was written by `serde_json` from a `Value`: it parses back.
+            Some(json) => serde_json::from_str(json).unwrap_or(Value::Null),
+            None => Value::Object(serde_json::Map::new()),
+        }
     }
-    /// One custom claim.
-    pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.inner.claims.get(name)
+    /// The custom claims as JSON text, as kept (`None` when there are none).
+    pub fn claims_json(&self) -> Option<&str> {
+        self.inner.claims.as_deref()
+    }
+    /// One custom claim, parsed on demand (an owned value).
+    pub fn claim(&self, name: &str) -> Option<Value> {
+        match self.raw_claims() {
+            Value::Object(mut claims) => claims.remove(name),
+            _ => None,
+        }
     }
     /// The custom claims, deserialized into your own type.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.inner.claims)
+        serde_json::from_str(self.claims_json().unwrap_or("{}"))
     }
     /// Where the session began, as the issuer recorded it (Stytch `attributes`;
     /// for OIDC the claims named with
@@ -245,11 +316,11 @@ impl Session {
     /// Empty when the issuer recorded nothing. See
     /// [`Requirement::same_context`](crate::Requirement::same_context).
     pub fn attributes(&self) -> &SessionAttributes {
-        &self.inner.attributes
+        self.inner.attributes.as_deref().unwrap_or(&NO_ATTRIBUTES)
     }
     /// Where the claim profile looked for roles, when it said (diagnostics).
     pub(crate) fn roles_from(&self) -> Option<&str> {
-        self.inner.roles_from.as_deref()
+        self.extra().and_then(|extra| extra.roles_from.as_deref())
     }
     /// Whether the session came from a JWT or an opaque token.
     pub fn token_kind(&self) -> TokenKind {
@@ -257,13 +328,63 @@ impl Session {
     }
     /// The most recent authentication time of a factor of this kind, if any.
     pub fn factor_authenticated_at(&self, kind: &FactorKind) -> Option<SystemTime> {
-        self.inner.factors.iter().filter(|f| &f.kind == kind).filter_map(|f| f.last_authenticated_at).max()
+        self.inner.factors.iter().filter(|f| f.kind() == kind).filter_map(Factor::last_authenticated_at).max()
     }
     /// The same session, marked as coming from another kind of credential.
     pub(crate) fn with_token_kind(self, kind: TokenKind) -> Session {
         let mut data = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
         data.token_kind = kind;
         Session { inner: Arc::new(data) }
+    }
+
+    /// Shares the issuer's name and audience with the other sessions of the same
+    /// issuer: a verified `iss` equals a configured issuer name, and the audience
+    /// is most often exactly the configured one. Only a session nobody else holds
+    /// yet (fresh from a profile) is changed; equal values only, so nothing a
+    /// handler sees changes.
+    pub(crate) fn share_names(mut self, issuer: Option<&Arc<str>>, audience: &Arc<[String]>) -> Session {
+        if let Some(data) = Arc::get_mut(&mut self.inner) {
+            if let Some(issuer) = issuer.filter(|issuer| ***issuer == *data.issuer) {
+                data.issuer = Arc::clone(issuer);
+            }
+            if **audience == *data.audience {
+                data.audience = Arc::clone(audience);
+            }
+        }
+        self
+    }
+
+    /// The heap this session holds, in bytes: what the cache weighs. Parts shared
+    /// with other sessions (issuer, audience) are not counted.
+    pub(crate) fn heap_size(&self) -> usize {
+        use std::mem::size_of;
+        let data = &*self.inner;
+        let strings = |list: &[String]| list.iter().map(String::capacity).sum::<usize>();
+        let string_list = |list: &[String]| std::mem::size_of_val(list) + strings(list);
+        let shared = |count: usize, size: usize| if count > 1 { 0 } else { size };
+        let mut size = 2 * size_of::<usize>() + size_of::<SessionData>() + data.subject.len();
+        size += shared(Arc::strong_count(&data.issuer), 2 * size_of::<usize>() + data.issuer.len());
+        size += shared(Arc::strong_count(&data.audience), 2 * size_of::<usize>() + string_list(&data.audience));
+        size += data.session_id.as_ref().map_or(0, |id| id.len());
+        size += data.factors.iter().map(|f| size_of::<Factor>() + f.heap_size()).sum::<usize>();
+        size += string_list(&data.roles);
+        size += data.claims.as_ref().map_or(0, |c| c.len());
+        if let Some(attributes) = &data.attributes {
+            size += size_of::<SessionAttributes>() + attributes.user_agent.as_ref().map_or(0, String::capacity);
+        }
+        if let Some(extra) = &data.extra {
+            size += size_of::<Extra>() + extra.acr.as_ref().map_or(0, |s| s.len());
+            size += string_list(&extra.amr) + string_list(&extra.scopes);
+            size += extra.client_id.as_ref().map_or(0, |s| s.len());
+            if let Some(org) = &extra.organization {
+                size += org.id.capacity() + org.slug.as_ref().map_or(0, String::capacity);
+            }
+            size += extra
+                .roles_from
+                .as_ref()
+                .map_or(0, |from| shared(Arc::strong_count(from), 2 * size_of::<usize>() + from.len()));
+        }
+        size
     }
 
     /// Checks the times the session itself carries against `now`, allowing `leeway`
@@ -283,18 +404,18 @@ impl Session {
         let horizon = now.checked_add(leeway);
         let in_future = |at: SystemTime| horizon.is_some_and(|horizon| at > horizon);
         // One detail for both: Stytch's `auth_time` is derived from its factor times.
-        let mut times = data.auth_time.into_iter().chain(data.factors.iter().filter_map(|f| f.last_authenticated_at));
+        let mut times =
+            data.auth_time.get().into_iter().chain(data.factors.iter().filter_map(Factor::last_authenticated_at));
         if times.any(in_future) {
             return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "authentication time in the future"));
         }
         // An end too far out to add the leeway to never arrives.
-        if data.session_expires_at.and_then(|end| end.checked_add(leeway)).is_some_and(|end| now >= end) {
+        if data.session_expires_at.get().and_then(|end| end.checked_add(leeway)).is_some_and(|end| now >= end) {
             return Err(AuthError::with_detail(AuthErrorKind::Expired, "session expires_at"));
         }
         Ok(())
     }
 
-    /// Whether both handles point to the same verified session data.
     /// Whether `other` (an issuer's answer) is about this session: same subject, and
     /// the same session id where this session has one. A session without an id is
     /// confirmed by its own token only.
@@ -302,6 +423,7 @@ impl Session {
         self.subject() == other.subject() && self.session_id().is_none_or(|id| other.session_id() == Some(id))
     }
 
+    /// Whether both handles point to the same verified session data.
     pub(crate) fn ptr_eq(&self, other: &Session) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
@@ -311,13 +433,13 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Claims are the user's data, not credentials; still keep the output short.
         f.debug_struct("Session")
-            .field("subject", &self.inner.subject)
-            .field("issuer", &self.inner.issuer)
-            .field("session_id", &self.inner.session_id)
-            .field("factors", &self.inner.factors)
-            .field("acr", &self.inner.acr)
-            .field("roles", &self.inner.roles)
-            .field("token_kind", &self.inner.token_kind)
+            .field("subject", &self.subject())
+            .field("issuer", &self.issuer())
+            .field("session_id", &self.session_id())
+            .field("factors", &self.factors())
+            .field("acr", &self.acr())
+            .field("roles", &self.roles())
+            .field("token_kind", &self.token_kind())
             .finish_non_exhaustive()
     }
 }
@@ -330,11 +452,38 @@ impl PartialEq for Session {
 
 /// Builds a [`Session`]; used by claim profiles and authorities.
 ///
-/// See [`Session::builder`].
+/// See [`Session::builder`]. The builder holds plain values; [`build`](Self::build)
+/// turns them into the session's compact form (custom claims into JSON text).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct SessionBuilder {
-    data: SessionData,
+    data: BuilderData,
+}
+
+/// A session in the making, in the shapes the builder's methods take.
+#[derive(Debug, Clone)]
+struct BuilderData {
+    subject: String,
+    issuer: String,
+    session_id: Option<String>,
+    audience: Vec<String>,
+    issued_at: Option<SystemTime>,
+    expires_at: Option<SystemTime>,
+    session_expires_at: Option<SystemTime>,
+    started_at: Option<SystemTime>,
+    last_accessed_at: Option<SystemTime>,
+    factors: Vec<Factor>,
+    acr: Option<String>,
+    amr: Vec<String>,
+    auth_time: Option<SystemTime>,
+    roles: Vec<String>,
+    scopes: Vec<String>,
+    organization: Option<Organization>,
+    client_id: Option<String>,
+    claims: Value,
+    token_kind: TokenKind,
+    attributes: SessionAttributes,
+    roles_from: Option<Arc<str>>,
 }
 
 macro_rules! setter {
@@ -434,9 +583,46 @@ impl SessionBuilder {
         self.data.roles_from = Some(Arc::from(paths));
         self
     }
-    /// Finishes the session.
+    /// Finishes the session, in its compact form.
     pub fn build(self) -> Session {
-        Session { inner: Arc::new(self.data) }
+        let data = self.data;
+        let claims = match &data.claims {
+            Value::Object(map) if map.is_empty() => None,
+            // Serializing a `Value` cannot fail (its keys are strings).
+            claims => serde_json::to_string(claims).ok().map(String::into_boxed_str),
+        };
+        let attributes = (data.attributes != SessionAttributes::default()).then(|| Box::new(data.attributes));
+        let extra = Extra {
+            acr: data.acr.map(String::into_boxed_str),
+            amr: boxed_strings(data.amr),
+            scopes: boxed_strings(data.scopes),
+            organization: data.organization,
+            client_id: data.client_id.map(String::into_boxed_str),
+            roles_from: data.roles_from,
+        };
+        let extra = (extra != Extra::default()).then(|| Box::new(extra));
+        let mut factors = data.factors;
+        factors.shrink_to_fit();
+        Session {
+            inner: Arc::new(SessionData {
+                subject: data.subject.into_boxed_str(),
+                issuer: Arc::from(data.issuer),
+                session_id: data.session_id.map(String::into_boxed_str),
+                audience: Arc::from(boxed_strings(data.audience).into_vec()),
+                issued_at: Millis::new(data.issued_at),
+                expires_at: Millis::new(data.expires_at),
+                session_expires_at: Millis::new(data.session_expires_at),
+                started_at: Millis::new(data.started_at),
+                last_accessed_at: Millis::new(data.last_accessed_at),
+                auth_time: Millis::new(data.auth_time),
+                factors: factors.into_boxed_slice(),
+                roles: boxed_strings(data.roles),
+                claims,
+                attributes,
+                extra,
+                token_kind: data.token_kind,
+            }),
+        }
     }
 }
 
@@ -519,51 +705,271 @@ impl Organization {
 
 /// One authentication factor of a session.
 ///
+/// Compact, as sessions are cached: a kind and a delivery method Stytch documents
+/// are a byte each, the time is 8 bytes, and the rest of the issuer's factor object
+/// is kept as JSON text, parsed by [`details`](Self::details).
+///
 /// # Example
 ///
 /// ```
 /// use tower_stepup::{Factor, FactorKind};
 ///
-/// let factor = Factor::new(FactorKind::OTP).with_delivery_method("sms");
-/// assert_eq!(factor.kind.as_str(), "otp");
-/// assert_eq!(factor.delivery_method.as_deref(), Some("sms"));
+/// let factor = Factor::new(FactorKind::OTP)
+///     .with_delivery_method("sms")
+///     .with_details(serde_json::json!({ "type": "otp", "phone_number_factor": { "phone_id": "p-1" } }));
+/// assert_eq!(factor.kind().as_str(), "otp");
+/// assert_eq!(factor.delivery_method(), Some("sms"));
+/// assert_eq!(factor.details()["phone_number_factor"]["phone_id"], "p-1");
+/// assert!(factor.details().get("type").is_none(), "kept structurally, not twice");
 /// ```
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Factor {
-    /// What kind of factor (Stytch `type`, or mapped from `amr`).
-    pub kind: FactorKind,
-    /// How it was delivered (Stytch `delivery_method`: `email`, `sms`,
-    /// `authenticator_app`, …), kept as sent: the set is open.
-    pub delivery_method: Option<String>,
-    /// When the user last authenticated with it.
-    pub last_authenticated_at: Option<SystemTime>,
-    /// The raw factor object as sent by the issuer (`Value::Null` when there is none).
-    pub details: Value,
+    last_authenticated_at: Millis,
+    /// The factor object less the members kept structurally; `None` when nothing
+    /// else was sent.
+    details: Option<Box<Details>>,
+    /// A kind or delivery method this crate does not name: kept as sent.
+    unnamed: Option<Box<Unnamed>>,
+    /// Index into [`FactorKind::KNOWN`], or [`Factor::UNNAMED`].
+    kind: u8,
+    /// Index into [`DELIVERY_METHODS`] plus one (`0`: none), or [`Factor::UNNAMED`].
+    delivery_method: u8,
 }
 
+/// A factor object's members beyond kind, delivery method and time: its
+/// `created_at` and `updated_at` (Stytch's) as integers when they read back to the
+/// very text sent, the rest as JSON text.
+#[derive(Clone, PartialEq)]
+struct Details {
+    created_at: Millis,
+    updated_at: Millis,
+    rest: Option<Box<str>>,
+}
+
+/// Stytch's factor timestamps, kept as integers (see [`Details`]).
+const TIMESTAMPS: [&str; 2] = ["created_at", "updated_at"];
+
+/// `text` as a time that renders back to exactly `text` (RFC 3339), else `None`.
+fn lossless_time(text: &str) -> Option<Millis> {
+    let at = crate::profile::parse_rfc3339(text).ok()?;
+    let millis = Millis::new(Some(at));
+    (rfc3339(millis).as_deref() == Some(text)).then_some(millis)
+}
+
+/// The RFC 3339 text of a kept time.
+fn rfc3339(at: Millis) -> Option<String> {
+    time::OffsetDateTime::from(at.get()?).format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The parts of a factor outside the known names.
+#[derive(Clone, PartialEq)]
+struct Unnamed {
+    kind: Option<FactorKind>,
+    delivery_method: Option<Box<str>>,
+}
+
+/// The delivery methods Stytch documents (its session object's
+/// `AuthenticationFactorDeliveryMethod`, <https://stytch.com/docs/api-reference/consumer/api/sessions/authenticate>):
+/// held as one byte; any other value is kept as sent.
+const DELIVERY_METHODS: [&str; 44] = [
+    "email",
+    "sms",
+    "whatsapp",
+    "embedded",
+    "oauth_google",
+    "oauth_microsoft",
+    "oauth_apple",
+    "webauthn_registration",
+    "authenticator_app",
+    "oauth_github",
+    "recovery_code",
+    "oauth_facebook",
+    "crypto_wallet",
+    "oauth_amazon",
+    "oauth_bitbucket",
+    "oauth_coinbase",
+    "oauth_discord",
+    "oauth_figma",
+    "oauth_gitlab",
+    "oauth_instagram",
+    "oauth_linkedin",
+    "oauth_shopify",
+    "oauth_slack",
+    "oauth_snapchat",
+    "oauth_spotify",
+    "oauth_steam",
+    "oauth_tiktok",
+    "oauth_twitch",
+    "oauth_twitter",
+    "knowledge",
+    "biometric",
+    "sso_saml",
+    "sso_oidc",
+    "oauth_salesforce",
+    "oauth_yahoo",
+    "oauth_hubspot",
+    "imported_auth0",
+    "oauth_exchange_slack",
+    "oauth_exchange_hubspot",
+    "oauth_exchange_github",
+    "oauth_exchange_google",
+    "impersonation",
+    "oauth_access_token_exchange",
+    "trusted_token_exchange",
+];
+
+/// The known kinds, addressable by reference (`FactorKind::KNOWN` is a constant).
+static KNOWN_KINDS: [FactorKind; 14] = FactorKind::KNOWN;
+
+/// The members of a factor object kept structurally, left out of its details.
+const STRUCTURAL: [&str; 3] = ["type", "delivery_method", "last_authenticated_at"];
+
 impl Factor {
+    const UNNAMED: u8 = u8::MAX;
+
     /// A factor of this kind, without delivery method or time.
     pub fn new(kind: FactorKind) -> Self {
-        Self { kind, delivery_method: None, last_authenticated_at: None, details: Value::Null }
+        let mut factor =
+            Self { last_authenticated_at: Millis::NONE, details: None, unnamed: None, kind: 0, delivery_method: 0 };
+        match KNOWN_KINDS.iter().position(|known| *known == kind).and_then(|i| u8::try_from(i).ok()) {
+            Some(index) => factor.kind = index,
+            None => {
+                factor.kind = Self::UNNAMED;
+                factor.unnamed_mut().kind = Some(kind);
+            }
+        }
+        factor
     }
+
+    fn unnamed_mut(&mut self) -> &mut Unnamed {
+        self.unnamed.get_or_insert_with(|| Box::new(Unnamed { kind: None, delivery_method: None }))
+    }
+
     /// Sets the delivery method.
     #[must_use]
     pub fn with_delivery_method(mut self, method: impl Into<String>) -> Self {
-        self.delivery_method = Some(method.into());
+        let method = method.into();
+        match DELIVERY_METHODS.iter().position(|known| *known == method).and_then(|i| u8::try_from(i + 1).ok()) {
+            Some(index) => {
+                self.delivery_method = index;
+                if let Some(unnamed) = &mut self.unnamed {
+                    unnamed.delivery_method = None;
+                }
+                // Equal factors compare equal however they were built.
+                self.unnamed = self.unnamed.take().filter(|unnamed| unnamed.kind.is_some());
+            }
+            None => {
+                self.delivery_method = Self::UNNAMED;
+                self.unnamed_mut().delivery_method = Some(method.into_boxed_str());
+            }
+        }
         self
     }
-    /// Sets when the user last authenticated with it.
+    /// Sets when the user last authenticated with it (kept to the millisecond).
     #[must_use]
     pub fn with_last_authenticated_at(mut self, at: SystemTime) -> Self {
-        self.last_authenticated_at = Some(at);
+        self.last_authenticated_at = Millis::new(Some(at));
         self
     }
-    /// Sets the raw details.
+    /// Sets the issuer's factor object. Its `type`, `delivery_method` and
+    /// `last_authenticated_at` members are not kept twice: they are the factor's
+    /// [`kind`](Self::kind), [`delivery_method`](Self::delivery_method) and
+    /// [`last_authenticated_at`](Self::last_authenticated_at). The rest is kept as
+    /// JSON text.
     #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        let text = |value: &Value| serde_json::to_string(value).ok().map(String::into_boxed_str);
+        let mut kept = Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: None };
+        match details {
+            Value::Null => {}
+            Value::Object(mut object) => {
+                object.retain(|name, _| !STRUCTURAL.contains(&name.as_str()));
+                for (name, slot) in TIMESTAMPS.into_iter().zip([&mut kept.created_at, &mut kept.updated_at]) {
+                    if let Some(at) = object.get(name).and_then(Value::as_str).and_then(lossless_time) {
+                        *slot = at;
+                        object.remove(name);
+                    }
+                }
+                if !object.is_empty() {
+                    kept.rest = text(&Value::Object(object));
+                }
+            }
+            other => kept.rest = text(&other),
+        }
+        let empty = kept.rest.is_none() && kept.created_at == Millis::NONE && kept.updated_at == Millis::NONE;
+        self.details = (!empty).then(|| Box::new(kept));
         self
+    }
+
+    /// What kind of factor (Stytch `type`, or mapped from `amr`).
+    pub fn kind(&self) -> &FactorKind {
+        match KNOWN_KINDS.get(usize::from(self.kind)) {
+            Some(kind) => kind,
+            // `new` sets one or the other.
+            None => self.unnamed.as_ref().and_then(|u| u.kind.as_ref()).unwrap_or(&KNOWN_KINDS[0]),
+        }
+    }
+    /// How it was delivered (Stytch `delivery_method`: `email`, `sms`,
+    /// `authenticator_app`, …), kept as sent: the set is open.
+    pub fn delivery_method(&self) -> Option<&str> {
+        match self.delivery_method {
+            0 => None,
+            Self::UNNAMED => self.unnamed.as_ref().and_then(|u| u.delivery_method.as_deref()),
+            index => DELIVERY_METHODS.get(usize::from(index - 1)).copied(),
+        }
+    }
+    /// When the user last authenticated with it.
+    pub fn last_authenticated_at(&self) -> Option<SystemTime> {
+        self.last_authenticated_at.get()
+    }
+    /// The rest of the issuer's factor object (e.g. Stytch's `phone_number_factor`),
+    /// parsed from the kept JSON text on every call: `Value::Null` when there is
+    /// none.
+    pub fn details(&self) -> Value {
+        let Some(details) = self.details.as_deref() else { return Value::Null };
+        // The text was written by `serde_json` from a `Value`: it parses back.
+        let rest =
+            details.rest.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null));
+        let times = TIMESTAMPS.into_iter().zip([details.created_at, details.updated_at]);
+        let times: Vec<(&str, String)> = times.filter_map(|(name, at)| Some((name, rfc3339(at)?))).collect();
+        if times.is_empty() {
+            return rest;
+        }
+        let mut object = match rest {
+            Value::Object(object) => object,
+            _ => serde_json::Map::new(),
+        };
+        for (name, at) in times {
+            object.insert(name.to_owned(), Value::String(at));
+        }
+        Value::Object(object)
+    }
+
+    /// The heap this factor holds, beyond its own size.
+    fn heap_size(&self) -> usize {
+        let details = self
+            .details
+            .as_ref()
+            .map_or(0, |d| std::mem::size_of::<Details>() + d.rest.as_ref().map_or(0, |r| r.len()));
+        let unnamed = self.unnamed.as_ref().map_or(0, |u| {
+            std::mem::size_of::<Unnamed>()
+                + u.kind.as_ref().filter(|k| !k.is_known()).map_or(0, |k| k.as_str().len())
+                + u.delivery_method.as_ref().map_or(0, |m| m.len())
+        });
+        details + unnamed
+    }
+}
+
+impl fmt::Debug for Factor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Factor")
+            .field("kind", self.kind())
+            .field("delivery_method", &self.delivery_method())
+            .field("last_authenticated_at", &self.last_authenticated_at())
+            .field("details", &self.details.as_ref().and_then(|d| d.rest.as_deref()))
+            .field("created_at", &self.details.as_ref().and_then(|d| d.created_at.get()))
+            .field("updated_at", &self.details.as_ref().and_then(|d| d.updated_at.get()))
+            .finish_non_exhaustive()
     }
 }
 

@@ -150,8 +150,8 @@ impl LayerState {
             };
         };
         if let Some(cache) = &self.cache {
-            if let Some(verified) = cache.get(jwt.as_bytes(), &self.verifier.time) {
-                return Resolution::Done(self.admit(&verified.session, jwt.as_bytes()));
+            if let Some(session) = cache.get(jwt.as_bytes(), &self.verifier.time) {
+                return Resolution::Done(self.admit(&session, jwt.as_bytes()));
             }
         }
         let token = credential.opaque.filter(|_| credential.source == CredentialSource::Cookie);
@@ -222,8 +222,8 @@ impl LayerState {
     pub(crate) fn cached_bearer(&self, headers: &http::HeaderMap) -> Option<AuthState> {
         let cache = self.cache.as_ref()?;
         let token = self.credentials.unvalidated_bearer(headers)?;
-        let verified = cache.get(token, &self.verifier.time)?;
-        Some(self.admit(&verified.session, token))
+        let session = cache.get(token, &self.verifier.time)?;
+        Some(self.admit(&session, token))
     }
 
     /// Where the request's credential is, and what the synchronous part of
@@ -451,16 +451,15 @@ impl LayerState {
     }
 
     fn remember(&self, verified: Verified, jwt: &[u8]) -> Session {
-        let session = verified.session.clone();
         if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
             // How long a revocation must be remembered depends on how long this
             // layer's JWTs live.
             authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
         }
         if let Some(cache) = &self.cache {
-            cache.insert(jwt, Arc::new(verified));
+            cache.insert(jwt, &verified);
         }
-        session
+        verified.session
     }
 }
 

@@ -376,6 +376,7 @@ impl Verifier {
                 rules.profile.session(verified(subject, others))?
             }
         };
+        let session = selected.share_names(session);
         // After the profile, so custom profiles are held to the same rules.
         match self.time.check_session(&session, now) {
             // The session's own end passed: the issuer may have extended it since.

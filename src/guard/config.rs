@@ -283,9 +283,9 @@ impl GuardConfig {
         }
         let factors = session.factors();
         let first = factors.first()?;
-        let distinct = factors.iter().any(|factor| factor.kind != first.kind);
+        let distinct = factors.iter().any(|factor| factor.kind() != first.kind());
         let mut level = if distinct { Self::MULTI_FACTOR_ACR } else { Self::SINGLE_FACTOR_ACR };
-        for mapped in factors.iter().filter_map(|factor| self.factor_acr(&factor.kind)) {
+        for mapped in factors.iter().filter_map(|factor| self.factor_acr(factor.kind())) {
             // `None` (not a configured level) ranks below every configured one.
             if self.acr_rank(mapped) > self.acr_rank(level) {
                 level = mapped;

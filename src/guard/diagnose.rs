@@ -53,11 +53,11 @@ pub(super) fn reason(node: &Node, session: &Session, config: &GuardConfig, now: 
                 .factors()
                 .iter()
                 .map(|factor| {
-                    let mut text = factor.kind.to_string();
-                    if let Some(method) = &factor.delivery_method {
+                    let mut text = factor.kind().to_string();
+                    if let Some(method) = factor.delivery_method() {
                         let _ = write!(text, " by {method}");
                     }
-                    match factor.last_authenticated_at {
+                    match factor.last_authenticated_at() {
                         Some(at) => {
                             let _ = write!(text, ", {}", age(at, now));
                         }
@@ -110,7 +110,7 @@ pub(super) fn reason(node: &Node, session: &Session, config: &GuardConfig, now: 
         Node::SecureSession => format!(
             "requires a secure session (factors from two categories, one within {}s); the session's factors: {}",
             Duration::from_secs(3600).as_secs(),
-            listed(&session.factors().iter().map(|f| f.kind.to_string()).collect::<Vec<_>>())
+            listed(&session.factors().iter().map(|f| f.kind().to_string()).collect::<Vec<_>>())
         ),
         Node::SameContext => "requires the request to come from where the session began".to_owned(),
         Node::Predicate { description, .. } => format!("the check `{description}` refused the session"),

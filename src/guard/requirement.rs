@@ -515,9 +515,9 @@ impl Node {
         match self {
             Self::Authenticated => true,
             Self::Factor(rule) => session.factors().iter().any(|factor| {
-                factor.kind == rule.kind
-                    && rule.delivery_method.as_ref().is_none_or(|m| factor.delivery_method.as_ref() == Some(m))
-                    && within(factor.last_authenticated_at, rule.within, now)
+                *factor.kind() == rule.kind
+                    && rule.delivery_method.as_ref().is_none_or(|m| factor.delivery_method() == Some(m.as_str()))
+                    && within(factor.last_authenticated_at(), rule.within, now)
             }),
             Self::AcrAtLeast(level) => {
                 let required = config.acr_rank(level);
@@ -665,8 +665,8 @@ pub(super) const PAPE_MULTI_FACTOR: [&str; 2] = [
 pub(super) fn distinct_factor_kinds(session: &Session) -> Vec<&FactorKind> {
     let mut kinds: Vec<&FactorKind> = Vec::new();
     for factor in session.factors() {
-        if !CONTEXT_SIGNALS.contains(&factor.kind.as_str()) && !kinds.contains(&&factor.kind) {
-            kinds.push(&factor.kind);
+        if !CONTEXT_SIGNALS.contains(&factor.kind().as_str()) && !kinds.contains(&factor.kind()) {
+            kinds.push(factor.kind());
         }
     }
     kinds
@@ -704,10 +704,10 @@ fn secure_session(session: &Session, now: SystemTime) -> bool {
     let mut categories = 0u8;
     let mut recent = false;
     for factor in session.factors() {
-        let bit = category(&factor.kind, factor.delivery_method.as_deref());
+        let bit = category(factor.kind(), factor.delivery_method());
         if bit != 0 {
             categories |= bit;
-            recent |= within(factor.last_authenticated_at, Some(SECURE_SESSION_RECENCY), now);
+            recent |= within(factor.last_authenticated_at(), Some(SECURE_SESSION_RECENCY), now);
         }
     }
     categories.count_ones() >= 2 && recent

@@ -83,7 +83,7 @@ impl StytchSessionObject {
         let factors = self.authentication_factors.into_iter().map(stytch_factor).collect::<Result<Vec<_>, _>>()?;
         // Stytch sends no `auth_time`: the user last authenticated when their most
         // recent factor did, which is what `max_age` requirements mean.
-        if let Some(at) = factors.iter().filter_map(|f| f.last_authenticated_at).max() {
+        if let Some(at) = factors.iter().filter_map(Factor::last_authenticated_at).max() {
             builder = builder.auth_time(at);
         }
         builder =
@@ -202,7 +202,14 @@ pub(crate) fn stytch_factor(raw: Value) -> Result<Factor, AuthError> {
         Some(Value::String(at)) => Some(parse_rfc3339(at)?),
         Some(_) => return Err(invalid()),
     };
-    Ok(Factor { kind, delivery_method, last_authenticated_at, details: raw })
+    let mut factor = Factor::new(kind);
+    if let Some(method) = delivery_method {
+        factor = factor.with_delivery_method(method);
+    }
+    if let Some(at) = last_authenticated_at {
+        factor = factor.with_last_authenticated_at(at);
+    }
+    Ok(factor.with_details(raw))
 }
 
 #[cfg(test)]
@@ -238,7 +245,7 @@ mod tests {
         };
         let session = StytchProfile::new().session(claims).unwrap();
         assert_eq!(session.auth_time(), Some(parse_rfc3339("2026-01-01T10:05:00Z").unwrap()));
-        assert_eq!(session.factors()[2].kind, FactorKind::parse("brand_new_factor"));
+        assert_eq!(*session.factors()[2].kind(), FactorKind::parse("brand_new_factor"));
         assert_eq!(session.attributes().ip_address, "203.0.113.7".parse().ok());
         assert_eq!(session.attributes().user_agent, None, "an empty user agent is not recorded");
         assert_eq!(session.session_expires_at(), Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));

@@ -84,7 +84,7 @@ pub(crate) async fn info(session: Session) -> Json<Value> {
         "scopes": session.scopes(),
         "acr": session.acr(),
         "amr": session.amr(),
-        "factors": session.factors().iter().map(|f| f.kind.as_str().to_owned()).collect::<Vec<_>>(),
+        "factors": session.factors().iter().map(|f| f.kind().as_str().to_owned()).collect::<Vec<_>>(),
         "opaque": session.token_kind() == TokenKind::Opaque,
     }))
 }

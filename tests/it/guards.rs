@@ -416,7 +416,7 @@ async fn acr_levels_and_max_age() {
 async fn roles_scopes_and_predicates() {
     let issuer = DevIssuer::start().await.unwrap();
     let verified =
-        Requirement::predicate("verified email", |s: &Session| s.claim("email_verified") == Some(&json!(true)));
+        Requirement::predicate("verified email", |s: &Session| s.claim("email_verified") == Some(json!(true)));
     let routes = || {
         Router::new()
             .merge(guarded("/role", Requirement::role("admin")))

@@ -211,9 +211,9 @@ fn library_view(session: &Session, b2b: bool) -> Value {
         .iter()
         .map(|f| {
             json!({
-                "type": f.kind.as_str(),
-                "delivery_method": f.delivery_method,
-                "last_authenticated_at": unix(f.last_authenticated_at),
+                "type": f.kind().as_str(),
+                "delivery_method": f.delivery_method(),
+                "last_authenticated_at": unix(f.last_authenticated_at()),
             })
         })
         .collect();
@@ -555,8 +555,8 @@ async fn stytch_sdk_custom_claims_merge_as_stytch_documents() -> TestResult {
     let local = driver.call("consumer", "authenticateJwtLocal", json!({ "session_jwt": jwt })).await;
     assert_eq!(ok(&local)["custom_claims"], expected);
     let ours = library_reads(&project(&issuer), &jwt).await.expect("our library reads the JWT");
-    assert_eq!(ours.raw_claims(), &expected);
-    assert_eq!(ours.claim("e"), Some(&json!({ "nested2": "val2", "nested3": "val3" })));
+    assert_eq!(ours.raw_claims(), expected);
+    assert_eq!(ours.claim("e"), Some(json!({ "nested2": "val2", "nested3": "val3" })));
 
     // Refused: a reserved claim, Stytch's namespace, more than four kilobytes. Nothing
     // changes.
@@ -609,7 +609,7 @@ async fn stytch_sdk_custom_claims_merge_as_stytch_documents() -> TestResult {
     let local = driver.call("b2b", "authenticateJwtLocal", json!({ "session_jwt": jwt })).await;
     assert_eq!(ok(&local)["custom_claims"], json!({ "t": { "y": 2 } }));
     let ours = library_reads(&b2b_project(&issuer), &jwt).await.expect("our library reads the member JWT");
-    assert_eq!(ours.raw_claims(), &json!({ "t": { "y": 2 } }));
+    assert_eq!(ours.raw_claims(), json!({ "t": { "y": 2 } }));
     Ok(())
 }
 

@@ -39,7 +39,7 @@ async fn session_json(session: Session) -> Json<Value> {
         "scopes": session.scopes(),
         "acr": session.acr(),
         "amr": session.amr(),
-        "factors": session.factors().iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+        "factors": session.factors().iter().map(|f| f.kind().as_str()).collect::<Vec<_>>(),
         "auth_time": session.auth_time().is_some(),
     }))
 }

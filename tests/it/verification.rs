@@ -65,11 +65,11 @@ async fn session_json(session: Session) -> Json<Value> {
         .iter()
         .map(|f| {
             json!({
-                "kind": f.kind.as_str(),
-                "type": f.kind.as_str(),
-                "delivery_method": f.delivery_method,
-                "last_authenticated_at": secs(f.last_authenticated_at),
-                "details": f.details,
+                "kind": f.kind().as_str(),
+                "type": f.kind().as_str(),
+                "delivery_method": f.delivery_method(),
+                "last_authenticated_at": secs(f.last_authenticated_at()),
+                "details": f.details(),
             })
         })
         .collect();
