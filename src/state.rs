@@ -349,6 +349,7 @@ impl LayerState {
                     (AuthState::Authenticated(_), _) => confirmation.renewed.clone(),
                     _ => None,
                 };
+                self.cache_renewed(confirmation, renewed.as_ref());
                 (state, renewed.map(CookieUpdate::Renew))
             }
             Err(error) => {
@@ -451,15 +452,28 @@ impl LayerState {
     }
 
     fn remember(&self, verified: Verified, jwt: &[u8]) -> Session {
-        if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
-            // How long a revocation must be remembered depends on how long this
-            // layer's JWTs live.
-            authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
-        }
+        self.observe(&verified);
         if let Some(cache) = &self.cache {
             cache.insert(jwt, &verified);
         }
         verified.session
+    }
+
+    /// How long a revocation must be remembered depends on how long this layer's
+    /// JWTs live.
+    fn observe(&self, verified: &Verified) {
+        if let (Some(authority), Some(iat)) = (&self.authority, verified.times.iat) {
+            authority.observe_jwt_lifetime(verified.times.exp.saturating_sub(iat));
+        }
+    }
+
+    /// Caches the issuer's renewed session JWT once it is handed to a cookie
+    /// client: its next request then is a cache hit.
+    fn cache_renewed(&self, confirmation: &Confirmation, renewed: Option<&RenewedTokens>) {
+        let (Some(cache), Some(verified)) = (&self.cache, &confirmation.renewed_verified) else { return };
+        if let Some(jwt) = renewed.and_then(RenewedTokens::session_jwt) {
+            cache.insert(jwt.as_bytes(), verified);
+        }
     }
 }
 
@@ -500,7 +514,8 @@ impl LayerState {
         let Some(jwt) = confirmation.renewed.as_ref().and_then(RenewedTokens::session_jwt) else {
             return Ok(confirmation);
         };
-        let session = self.verify_renewed(jwt).await?;
+        let (verified, cacheable) = self.verify_renewed(jwt).await?;
+        let session = verified.session.clone();
         // The JWT's session as the profile reads it (its id, where the profile keeps
         // one) must be the one the issuer described.
         if !session.is_same_session(&confirmation.session) {
@@ -510,6 +525,8 @@ impl LayerState {
             ));
         }
         confirmation.session = session.with_token_kind(kind);
+        // Only a verification that passed every rule, age included, may be cached.
+        confirmation.renewed_verified = cacheable.then_some(verified);
         Ok(confirmation)
     }
 
@@ -518,7 +535,8 @@ impl LayerState {
     /// moment ago, so only its age does not count (a maximum token age of zero
     /// makes every JWT "too old"); an expired one, or one for another audience, is
     /// refused like any other.
-    async fn verify_renewed(&self, jwt: &str) -> Result<Session, AuthError> {
+    /// `true` with it: it passed every rule (its age too), so it may be cached.
+    async fn verify_renewed(&self, jwt: &str) -> Result<(Verified, bool), AuthError> {
         let mut verified = self.verifier.verify_lapsed(jwt);
         if verified.as_ref().is_err_and(|error| error.kind() == AuthErrorKind::UnknownKey) {
             let keys = self.verifier.keys_for(jwt)?;
@@ -528,8 +546,11 @@ impl LayerState {
             }
         }
         match verified? {
-            (verified, None) => Ok(self.remember(verified, jwt.as_bytes())),
-            (verified, Some(lapse)) if lapse.kind() != AuthErrorKind::Expired => Ok(verified.session),
+            (verified, None) => {
+                self.observe(&verified);
+                Ok((verified, true))
+            }
+            (verified, Some(lapse)) if lapse.kind() != AuthErrorKind::Expired => Ok((verified, false)),
             (_, Some(lapse)) => Err(lapse),
         }
     }
@@ -591,10 +612,11 @@ impl LayerState {
                 let error = AuthError::with_detail(AuthErrorKind::InvalidClaim, "the issuer confirmed another session");
                 Err(Unconfirmed::Refused(Rejection::InvalidCredential(error)))
             }
-            Ok(confirmation) => Ok(Confirmed {
-                session: confirmation.session.clone(),
-                renewed: confirmation.renewed.clone().filter(|_| from_cookie),
-            }),
+            Ok(confirmation) => {
+                let renewed = confirmation.renewed.clone().filter(|_| from_cookie);
+                self.cache_renewed(confirmation, renewed.as_ref());
+                Ok(Confirmed { session: confirmation.session.clone(), renewed })
+            }
             Err(error) if error.kind() == AuthErrorKind::SessionRevoked => {
                 // The credential asked about is the one that produced `local` (and a
                 // shared answer came from a token of the same session id): the

@@ -180,6 +180,7 @@ pub(crate) struct Verifier {
 }
 
 /// A token that verified, with the times a cache needs to recheck it.
+#[derive(Debug, Clone)]
 pub(crate) struct Verified {
     pub(crate) session: Session,
     pub(crate) times: TokenTimes,

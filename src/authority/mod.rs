@@ -81,12 +81,17 @@ pub struct Confirmation {
     /// The claims the issuer answered, for the layer's claim profile to shape the
     /// session from (see [`ClaimProfile::introspected`](crate::ClaimProfile::introspected)).
     pub(crate) claims: Option<crate::profile::VerifiedClaims>,
+    /// The layer's verification of the renewed session JWT: cached only when the
+    /// JWT is handed to a client that will send it (cookie clients), so that
+    /// confirmations for bearer clients do not fill the cache with tokens nobody
+    /// presents.
+    pub(crate) renewed_verified: Option<crate::verify::Verified>,
 }
 
 impl Confirmation {
     /// A confirmation without new tokens.
     pub fn new(session: Session) -> Self {
-        Self { session, renewed: None, verdict: None, claims: None }
+        Self { session, renewed: None, verdict: None, claims: None, renewed_verified: None }
     }
     /// Adds the verdict on an authorization check.
     #[must_use]

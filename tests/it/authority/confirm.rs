@@ -365,3 +365,43 @@ async fn introspection_responses_on_fresh_routes() -> TestResult {
     }
     Ok(())
 }
+
+/// A confirmation's renewed session JWT is cached only for a client that receives
+/// it: a bearer client never sends it, so caching it would only push out sessions
+/// that are in use. A cookie client gets it as a cookie, and its next request with
+/// it is a cache hit.
+#[cfg(feature = "__bench")]
+#[tokio::test]
+async fn renewed_jwts_are_cached_only_for_clients_that_receive_them() -> TestResult {
+    let issuer = DevIssuer::start().await?;
+    let layer = SessionLayer::stytch(&project_with_secret(&issuer)).build().await?;
+    let base = serve(routes(layer.clone())).await;
+    let http = reqwest::Client::new();
+    let entries = || tower_stepup::__bench::cache_stats(&layer).map(|(entries, _)| entries);
+
+    let api = issuer.create_session("user-bearer", vec![DevFactor::password()]);
+    // The dev issuer's JWTs are deterministic to the second: renewals one second
+    // later are other tokens (not a wait for an outcome).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        assert_eq!(bearer(&http, format!("{base}/transfer"), &api.session_jwt).await.status(), 200);
+    }
+    assert_eq!(issuer.request_count(Endpoint::SessionsAuthenticate), 3);
+    assert_eq!(entries(), Some(1), "only the JWT the bearer client sends is cached");
+
+    let browser = issuer.create_session("user-browser", vec![DevFactor::password()]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let transfer = with_cookies(&http, format!("{base}/transfer"), &crate::common::cookies(&browser)).await;
+    assert_eq!(transfer.status(), 200);
+    let renewed = set_cookies(transfer.headers())
+        .into_iter()
+        .find(|cookie| cookie.name() == JWT_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .ok_or("no renewed JWT cookie")?;
+    assert!(renewed != browser.session_jwt, "the issuer renewed the JWT");
+    assert_eq!(entries(), Some(3), "the browser's JWT and its renewed one");
+    let me = with_cookies(&http, format!("{base}/me"), &format!("{JWT_COOKIE}={renewed}")).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(entries(), Some(3), "the renewed JWT was a cache hit");
+    Ok(())
+}
