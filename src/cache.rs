@@ -11,8 +11,8 @@
 //!   hash), and a hit is only a hit when the presented token also has the cached
 //!   token's **length and its last 32 bytes**. Only verified JWTs are ever cached,
 //!   and the last 32 bytes of a JWS are the end of its signature (about 190 bits of
-//!   it for every algorithm accepted: the shortest, HS256 or ES256, has 43 or 86
-//!   signature characters). Nobody can present them without having seen that very
+//!   it for every algorithm accepted: the shortest signatures, ES256 and EdDSA, have
+//!   86 characters). Nobody can present them without having seen that very
 //!   token: so even a 64-bit collision, found by chance or by effort, can never
 //!   admit another person's token, or a forged one. A token that collides *and*
 //!   ends with the same 32 bytes was made by someone holding the cached token, who
@@ -47,9 +47,9 @@ use sha2::{Digest, Sha256};
 use crate::session::Session;
 use crate::verify::{now_secs, TimeRules, TokenTimes, Verified};
 
-/// Default weight budget: 64 MiB of heap, which holds more than 100 000 typical
-/// sessions (a 1.3 KB Stytch session JWT with two factors and two roles weighs
-/// about 600 bytes).
+/// Default weight budget: 64 MiB of heap. A typical session (a Stytch session JWT
+/// with two factors and two roles) weighs about 1.1 KB, so the default holds about
+/// 60 000 of them (measured in BENCHMARKS.md).
 pub(crate) const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What moka itself spends per entry beyond our value's inline size (its entry,

@@ -504,8 +504,8 @@ impl SessionLayerBuilder {
     ///
     /// Each cached session weighs what it really holds: the compact session, its
     /// token's times and fingerprint, and the cache's own bookkeeping. A typical
-    /// Stytch session (a 1.3 KB session JWT with two factors and two roles) weighs
-    /// about 600 bytes, so the default holds more than 100 000 of them; sessions
+    /// Stytch session (a session JWT with two factors and two roles) weighs about
+    /// 1.1 KB, so the default holds about 60 000 of them; sessions
     /// with large custom claims or factor objects weigh more. The least recently
     /// and least frequently used sessions are evicted first (an evicted session is
     /// only verified again).

@@ -103,8 +103,10 @@ async fn issuer_with(dir: &Path, count: usize, fresh: usize) {
     write(dir.join("jwks_url"), &issuer.stytch_jwks_url());
     write(dir.join("iss"), &issuer.stytch_issuer());
     write(dir.join("aud"), issuer.project_id());
-    write(dir.join("rs256.token"), &issuer.stytch_session().alg(DevAlg::RS256).mint());
-    write(dir.join("es256.token"), &issuer.stytch_session().alg(DevAlg::ES256).mint());
+    // Typical sessions as issue 13 defines them: two factors (email OTP + TOTP), two roles.
+    let typical = || issuer.stytch_session().factor(DevFactor::email_otp()).factor(DevFactor::totp()).roles(["stytch_member", "editor"]);
+    write(dir.join("rs256.token"), &typical().alg(DevAlg::RS256).mint());
+    write(dir.join("es256.token"), &typical().alg(DevAlg::ES256).mint());
 
     let started = Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
@@ -112,13 +114,12 @@ async fn issuer_with(dir: &Path, count: usize, fresh: usize) {
     let parts: Vec<Vec<String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let issuer = &issuer;
+                let typical = &typical;
                 scope.spawn(move || {
                     let range = (t * per_thread)..((t + 1) * per_thread).min(count);
                     range
                         .map(|i| {
-                            issuer
-                                .stytch_session()
+                            typical()
                                 .alg(DevAlg::ES256)
                                 .subject(format!("user-test-{i:08}-0000-4000-8000-000000000000"))
                                 .mint()
