@@ -3,18 +3,16 @@
 //! and a session. Built-in Stytch profile (the fast path) and a custom profile (the
 //! generic path) must agree on what passes.
 
-use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower_stepup::{
     AuthError, AuthErrorKind, ClaimProfile, FactorKind, Guard, KeySource, Session, SessionLayer, StytchProfile,
     VerifiedClaims,
 };
 
-use crate::common::{error_kind, oneshot, TestResult};
+use crate::common::{status_kind_body, TestResult};
 
 /// The RFC 8410 example Ed25519 key (§10.3), as in `issuers.rs`: it signs payloads
 /// written as bytes (duplicate names, invalid UTF-8), which no JSON value can hold.
@@ -69,14 +67,6 @@ async fn app(profile: impl ClaimProfile) -> Router {
     Router::new().route("/me", get(me).route_layer(Guard::authenticated())).layer(layer)
 }
 
-async fn call(app: &Router, token: &str) -> (StatusCode, Option<AuthErrorKind>, Value) {
-    let response: http::Response<Body> = oneshot(app.clone(), "/me", token).await;
-    let status = response.status();
-    let kind = error_kind(&response);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, kind, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -111,7 +101,7 @@ async fn a_well_formed_payload_passes_on_both_paths() -> TestResult {
     let stytch = app(StytchProfile::new()).await;
     let token =
         sign(stytch_payload(&registered(), SESSION, r#","plan":"pro","n\u0061me":{"k":[1,2.5,null]}"#).as_bytes());
-    let (status, kind, body) = call(&stytch, &token).await;
+    let (status, kind, body) = status_kind_body(&stytch, &token).await;
     assert_eq!((status, kind), (StatusCode::OK, None), "{body}");
     assert_eq!(body["sid"], "session-1");
     assert_eq!(body["roles"], json!(["editor"]));
@@ -120,7 +110,7 @@ async fn a_well_formed_payload_passes_on_both_paths() -> TestResult {
 
     let groups = app(Groups).await;
     let token = sign(format!(r#"{{{},"groups":["a","b"],"plan":"pro"}}"#, registered()).as_bytes());
-    let (status, kind, body) = call(&groups, &token).await;
+    let (status, kind, body) = status_kind_body(&groups, &token).await;
     assert_eq!((status, kind), (StatusCode::OK, None), "{body}");
     assert_eq!(body["roles"], json!(["a", "b"]));
     assert_eq!(body["claims"], json!({"plan": "pro"}));
@@ -130,10 +120,10 @@ async fn a_well_formed_payload_passes_on_both_paths() -> TestResult {
         format!(r#"{{"iss":"{ISSUER}","sub":"u","aud":["other","api"],"exp":{}.75,"https://stytch.com/session":{{{SESSION}}}}}"#, now + 300)
             .as_bytes(),
     );
-    assert_eq!(call(&stytch, &token).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&stytch, &token).await.0, StatusCode::OK);
     // Control: a payload larger than the decoder's stack buffer passes too.
     let padded = stytch_payload(&registered(), SESSION, &format!(r#","pad":"{}""#, "x".repeat(4_000)));
-    let (status, _, body) = call(&stytch, &sign(padded.as_bytes())).await;
+    let (status, _, body) = status_kind_body(&stytch, &sign(padded.as_bytes())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["claims"]["pad"].as_str().map(str::len), Some(4_000));
     Ok(())
@@ -158,12 +148,12 @@ async fn duplicate_top_level_names_are_malformed() -> TestResult {
     ];
     for payload in &cases {
         let token = sign(payload.as_bytes());
-        assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::Malformed), "{payload}");
-        assert_eq!(call(&groups, &token).await.1, Some(AuthErrorKind::Malformed), "{payload}");
+        assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::Malformed), "{payload}");
+        assert_eq!(status_kind_body(&groups, &token).await.1, Some(AuthErrorKind::Malformed), "{payload}");
     }
     // Control: 40 distinct names pass.
     let many = stytch_payload(&r, SESSION, &distinct_names(40));
-    assert_eq!(call(&stytch, &sign(many.as_bytes())).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&stytch, &sign(many.as_bytes())).await.0, StatusCode::OK);
     Ok(())
 }
 
@@ -180,7 +170,7 @@ async fn duplicate_members_of_the_session_claim_are_refused() -> TestResult {
         format!(r#"{SESSION},"started_at":"2026-01-01T09:00:00Z""#),
     ] {
         let token = sign(stytch_payload(&r, &session, "").as_bytes());
-        let (status, kind, _) = call(&stytch, &token).await;
+        let (status, kind, _) = status_kind_body(&stytch, &token).await;
         assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::InvalidClaim)), "{session}");
     }
     Ok(())
@@ -230,11 +220,11 @@ async fn wrong_types_are_invalid_claims() -> TestResult {
     ];
     for (name, value, expected) in cases {
         let token = with(name, value);
-        assert_eq!(call(&stytch, &token).await.1, Some(*expected), "{name}: {value}");
-        assert_eq!(call(&groups, &token).await.1, Some(*expected), "{name}: {value}");
+        assert_eq!(status_kind_body(&stytch, &token).await.1, Some(*expected), "{name}: {value}");
+        assert_eq!(status_kind_body(&groups, &token).await.1, Some(*expected), "{name}: {value}");
     }
     // Control: a fractional `exp` in range passes.
-    assert_eq!(call(&stytch, &with("exp", &format!("{}.5", now + 300))).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&stytch, &with("exp", &format!("{}.5", now + 300))).await.0, StatusCode::OK);
 
     // The session claim's own members.
     let r = registered();
@@ -249,16 +239,16 @@ async fn wrong_types_are_invalid_claims() -> TestResult {
         r#""id":"s","started_at":"yesterday""#.to_owned(),
     ] {
         let token = sign(stytch_payload(&r, &session, "").as_bytes());
-        assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim), "{session}");
+        assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim), "{session}");
     }
     for claim in [r#""https://stytch.com/session":"session-1""#, r#""https://stytch.com/session":null"#] {
         let token = sign(format!("{{{r},{claim}}}").as_bytes());
-        assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim), "{claim}");
+        assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim), "{claim}");
     }
     let token = sign(format!("{{{r}}}").as_bytes());
-    assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::MissingClaim));
+    assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::MissingClaim));
     let token = sign(stytch_payload(&r, SESSION, r#","https://stytch.com/organization":{"slug":"x"}"#).as_bytes());
-    assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim));
+    assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::InvalidClaim));
     Ok(())
 }
 
@@ -294,16 +284,16 @@ async fn garbage_payloads_are_malformed() -> TestResult {
     }
     for (what, payload) in &cases {
         let token = sign(payload);
-        assert_eq!(call(&stytch, &token).await.1, Some(AuthErrorKind::Malformed), "{what}");
-        assert_eq!(call(&groups, &token).await.1, Some(AuthErrorKind::Malformed), "{what}");
+        assert_eq!(status_kind_body(&stytch, &token).await.1, Some(AuthErrorKind::Malformed), "{what}");
+        assert_eq!(status_kind_body(&groups, &token).await.1, Some(AuthErrorKind::Malformed), "{what}");
     }
     // Inside the session claim, too deep a member is that claim's error.
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let token = sign(stytch_payload(&registered(), &format!(r#"{SESSION},"attributes":{deep}"#), "").as_bytes());
-    assert!(call(&stytch, &token).await.1.is_some(), "too deep is never a session");
+    assert!(status_kind_body(&stytch, &token).await.1.is_some(), "too deep is never a session");
     // Control: a nesting serde_json accepts passes.
     let shallow = format!("{}{}", "[".repeat(20), "]".repeat(20));
     let token = sign(stytch_payload(&registered(), SESSION, &format!(r#","deep":{shallow}"#)).as_bytes());
-    assert_eq!(call(&stytch, &token).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&stytch, &token).await.0, StatusCode::OK);
     Ok(())
 }

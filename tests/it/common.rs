@@ -171,6 +171,17 @@ pub(crate) fn error_kind(response: &http::Response<Body>) -> Option<AuthErrorKin
     response.extensions().get::<AuthError>().map(AuthError::kind)
 }
 
+/// `GET /me` with a bearer token, in process: the status, the refusal's error kind,
+/// and the JSON body (`null` when not JSON).
+pub(crate) async fn status_kind_body(app: &Router, token: &str) -> (http::StatusCode, Option<AuthErrorKind>, Value) {
+    use http_body_util::BodyExt as _;
+    let response = oneshot(app.clone(), "/me", token).await;
+    let status = response.status();
+    let kind = error_kind(&response);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, kind, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 /// A short text for an [`AuthState`], for assertions.
 pub(crate) fn state_text(state: &AuthState) -> String {
     match state {

@@ -3,11 +3,9 @@
 //! unknown issuers are refused without a fetch; tenant-templated issuers (Entra ID
 //! multi-tenant apps) check `tid`. Dev issuers on loopback stand in for realms.
 
-use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower_stepup::{
     AuthErrorKind, ConfigError, Guard, IntrospectionAuthority, IssuerConfig, KeySource, OidcProfile, Session,
@@ -15,7 +13,7 @@ use tower_stepup::{
 };
 use tower_stepup_dev_issuer::{DevAlg, DevIssuer, Endpoint, OpaqueTokenSpec};
 
-use crate::common::{error_kind, oneshot, quick_issuer, TestResult};
+use crate::common::{quick_issuer, status_kind_body, TestResult};
 
 const ENTRA_TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
 const TENANT_A: &str = "4a1e3c52-0d55-4c3b-a5a5-6c1a0f7d9b21";
@@ -32,15 +30,6 @@ fn app(layer: SessionLayer) -> Router {
         Json(json!({"iss": session.issuer(), "sub": session.subject(), "roles": session.roles()}))
     }
     Router::new().route("/me", get(me).route_layer(Guard::authenticated())).layer(layer)
-}
-
-/// Status, the refusal's error kind, and the JSON body (`null` when not JSON).
-async fn call(app: &Router, token: &str) -> (StatusCode, Option<AuthErrorKind>, Value) {
-    let response: http::Response<Body> = oneshot(app.clone(), "/me", token).await;
-    let status = response.status();
-    let kind = error_kind(&response);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, kind, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// Every fetch an issuer served (key sets and discovery).
@@ -79,18 +68,18 @@ async fn each_realm_verifies_with_its_own_rules() -> TestResult {
         .custom_claim("groups", json!(["b-group"]))
         .mint();
     for _ in 0..2 {
-        let (status, _, body) = call(&app, &from_a).await;
+        let (status, _, body) = status_kind_body(&app, &from_a).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({"iss": a.issuer(), "sub": "alice", "roles": ["a-role"]}));
-        let (status, _, body) = call(&app, &from_b).await;
+        let (status, _, body) = status_kind_body(&app, &from_b).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({"iss": b.issuer(), "sub": "bob", "roles": ["b-group"]}), "B's profile reads groups");
     }
     // Each realm's `typ` policy is its own.
     let jwt_from_a = a.access_token().typ(Some("JWT")).mint();
-    assert_eq!(call(&app, &jwt_from_a).await.1, Some(AuthErrorKind::InvalidType));
+    assert_eq!(status_kind_body(&app, &jwt_from_a).await.1, Some(AuthErrorKind::InvalidType));
     let at_from_b = b.access_token().mint();
-    assert_eq!(call(&app, &at_from_b).await.1, Some(AuthErrorKind::InvalidType));
+    assert_eq!(status_kind_body(&app, &at_from_b).await.1, Some(AuthErrorKind::InvalidType));
     Ok(())
 }
 
@@ -102,19 +91,19 @@ async fn one_issuers_key_never_verifies_anothers_token() -> TestResult {
     let app = app(two_realms(&a, &b).await);
     let b_kid = b.current_kid(DevAlg::EdDSA);
     // Control: A's own token passes, so only the claimed issuer differs below.
-    assert_eq!(call(&app, &a.access_token().mint()).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&app, &a.access_token().mint()).await.0, StatusCode::OK);
 
     let as_b_by_kid_of_a = a.access_token().issuer(b.issuer()).typ(Some("JWT")).mint();
-    let (status, kind, _) = call(&app, &as_b_by_kid_of_a).await;
+    let (status, kind, _) = status_kind_body(&app, &as_b_by_kid_of_a).await;
     assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::UnknownKey)));
 
     let as_b_naming_kid_of_b = a.access_token().issuer(b.issuer()).typ(Some("JWT")).kid(&b_kid).mint();
-    let (status, kind, _) = call(&app, &as_b_naming_kid_of_b).await;
+    let (status, kind, _) = status_kind_body(&app, &as_b_naming_kid_of_b).await;
     assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::InvalidSignature)));
 
     // A kid known only to the other issuer: A's token naming B's kid.
     let a_with_b_kid = a.access_token().kid(&b_kid).mint();
-    let (status, kind, _) = call(&app, &a_with_b_kid).await;
+    let (status, kind, _) = status_kind_body(&app, &a_with_b_kid).await;
     assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::UnknownKey)));
     Ok(())
 }
@@ -143,12 +132,12 @@ async fn unknown_issuers_cause_no_fetch() -> TestResult {
         a.access_token().issuer(format!("{}/", a.issuer())).mint(),
     ];
     for token in &tokens {
-        let (status, kind, _) = call(&app, token).await;
+        let (status, kind, _) = status_kind_body(&app, token).await;
         assert_eq!((status, kind), (StatusCode::UNAUTHORIZED, Some(AuthErrorKind::WrongIssuer)));
     }
     assert_eq!((fetches(&a), fetches(&b), fetches(&stranger)), (0, 0, 0), "no key set was fetched");
     // Control: the lazy layer does fetch for a configured issuer.
-    assert_eq!(call(&app, &b.access_token().mint()).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&app, &b.access_token().mint()).await.0, StatusCode::OK);
     assert!(fetches(&b) > 0);
     assert_eq!(fetches(&a), 0);
     Ok(())
@@ -161,14 +150,14 @@ async fn the_single_issuer_builder_refuses_strangers_without_a_fetch() -> TestRe
     let issuer = quick_issuer().await;
     let layer = SessionLayer::oidc(issuer.issuer(), tower_stepup_dev_issuer::DEFAULT_AUDIENCE).build().await?;
     let app = app(layer);
-    assert_eq!(call(&app, &issuer.access_token().mint()).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&app, &issuer.access_token().mint()).await.0, StatusCode::OK);
     issuer.reset_counts();
     let stranger = issuer.access_token().issuer("https://elsewhere.example").kid("made-up").mint();
-    assert_eq!(call(&app, &stranger).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(status_kind_body(&app, &stranger).await.1, Some(AuthErrorKind::WrongIssuer));
     assert_eq!(fetches(&issuer), 0);
     // A made-up kid of the configured issuer still looks for the key, as before.
     let unknown = issuer.access_token().kid("made-up").mint();
-    assert_eq!(call(&app, &unknown).await.1, Some(AuthErrorKind::UnknownKey));
+    assert_eq!(status_kind_body(&app, &unknown).await.1, Some(AuthErrorKind::UnknownKey));
     assert_eq!(issuer.request_count(Endpoint::Jwks), 1);
     Ok(())
 }
@@ -192,18 +181,21 @@ async fn two_issuer_strings_share_one_key_set() -> TestResult {
     let audience = "https://orders.example.com";
     let canonical = tenant.access_token().audience(audience).typ(Some("JWT")).mint();
     let custom_domain = tenant.access_token().issuer(custom).audience(audience).typ(Some("JWT")).mint();
-    assert_eq!(call(&app, &canonical).await.2["iss"], json!(tenant.issuer()));
-    assert_eq!(call(&app, &custom_domain).await.2["iss"], json!(custom));
+    assert_eq!(status_kind_body(&app, &canonical).await.2["iss"], json!(tenant.issuer()));
+    assert_eq!(status_kind_body(&app, &custom_domain).await.2["iss"], json!(custom));
     let no_slash = tenant.access_token().issuer("https://login.example.com").audience(audience).mint();
-    assert_eq!(call(&app, &no_slash).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(status_kind_body(&app, &no_slash).await.1, Some(AuthErrorKind::WrongIssuer));
     // Audiences are per issuer: the realm's audience is not the tenant's, and back.
     let realm_audience = tenant.access_token().mint();
-    assert_eq!(call(&app, &realm_audience).await.1, Some(AuthErrorKind::WrongAudience));
+    assert_eq!(status_kind_body(&app, &realm_audience).await.1, Some(AuthErrorKind::WrongAudience));
     let tenant_audience = realm.access_token().audience(audience).mint();
-    assert_eq!(call(&app, &tenant_audience).await.1, Some(AuthErrorKind::WrongAudience));
+    assert_eq!(status_kind_body(&app, &tenant_audience).await.1, Some(AuthErrorKind::WrongAudience));
     // The builder's own issuer is still there, with its RFC 9068 rules.
-    assert_eq!(call(&app, &realm.access_token().mint()).await.0, StatusCode::OK);
-    assert_eq!(call(&app, &realm.access_token().typ(Some("JWT")).mint()).await.1, Some(AuthErrorKind::InvalidType));
+    assert_eq!(status_kind_body(&app, &realm.access_token().mint()).await.0, StatusCode::OK);
+    assert_eq!(
+        status_kind_body(&app, &realm.access_token().typ(Some("JWT")).mint()).await.1,
+        Some(AuthErrorKind::InvalidType)
+    );
     Ok(())
 }
 
@@ -231,20 +223,20 @@ async fn tenant_templates_check_the_allow_list_and_tid() -> TestResult {
         }
     };
     for tenant in [TENANT_A, TENANT_B] {
-        let (status, _, body) = call(&app, &token(&entra_issuer(tenant), Some(tenant))).await;
+        let (status, _, body) = status_kind_body(&app, &token(&entra_issuer(tenant), Some(tenant))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["iss"], json!(entra_issuer(tenant)));
     }
     entra.reset_counts();
     let outsider = token(&entra_issuer(TENANT_OTHER), Some(TENANT_OTHER));
-    assert_eq!(call(&app, &outsider).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(status_kind_body(&app, &outsider).await.1, Some(AuthErrorKind::WrongIssuer));
     let outsider_new_kid = entra.access_token().issuer(entra_issuer(TENANT_OTHER)).kid("rotated").mint();
-    assert_eq!(call(&app, &outsider_new_kid).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(status_kind_body(&app, &outsider_new_kid).await.1, Some(AuthErrorKind::WrongIssuer));
     assert_eq!(fetches(&entra), 0, "a tenant outside the list costs no fetch");
     let mismatch = token(&entra_issuer(TENANT_A), Some(TENANT_B));
-    assert_eq!(call(&app, &mismatch).await.1, Some(AuthErrorKind::InvalidClaim));
+    assert_eq!(status_kind_body(&app, &mismatch).await.1, Some(AuthErrorKind::InvalidClaim));
     let missing = token(&entra_issuer(TENANT_A), None);
-    assert_eq!(call(&app, &missing).await.1, Some(AuthErrorKind::MissingClaim));
+    assert_eq!(status_kind_body(&app, &missing).await.1, Some(AuthErrorKind::MissingClaim));
     let not_a_string = entra
         .access_token()
         .issuer(entra_issuer(TENANT_A))
@@ -252,9 +244,12 @@ async fn tenant_templates_check_the_allow_list_and_tid() -> TestResult {
         .typ(Some("JWT"))
         .custom_claim("tid", json!([TENANT_A]))
         .mint();
-    assert_eq!(call(&app, &not_a_string).await.1, Some(AuthErrorKind::InvalidClaim));
+    assert_eq!(status_kind_body(&app, &not_a_string).await.1, Some(AuthErrorKind::InvalidClaim));
     // The template in the issuer's own spelling is no tenant.
-    assert_eq!(call(&app, &token(ENTRA_TEMPLATE, Some("{tenantid}"))).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(
+        status_kind_body(&app, &token(ENTRA_TEMPLATE, Some("{tenantid}"))).await.1,
+        Some(AuthErrorKind::WrongIssuer)
+    );
     Ok(())
 }
 
@@ -281,8 +276,8 @@ async fn a_lone_tenant_template_checks_tid_too() -> TestResult {
             .custom_claim("tid", json!(tid))
             .mint()
     };
-    assert_eq!(call(&app, &token(TENANT_A)).await.0, StatusCode::OK);
-    assert_eq!(call(&app, &token(TENANT_B)).await.1, Some(AuthErrorKind::InvalidClaim));
+    assert_eq!(status_kind_body(&app, &token(TENANT_A)).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&app, &token(TENANT_B)).await.1, Some(AuthErrorKind::InvalidClaim));
     Ok(())
 }
 
@@ -302,23 +297,26 @@ async fn authority_answers_follow_their_issuers_rules() -> TestResult {
         .await?;
     let app = app(layer);
     let opaque = |audience: &str| a.issue_opaque_access_token(OpaqueTokenSpec::new().audience(audience));
-    let (status, _, body) = call(&app, &opaque("api-a")).await;
+    let (status, _, body) = status_kind_body(&app, &opaque("api-a")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["iss"], json!(a.issuer()));
-    assert_eq!(call(&app, &opaque("api-b")).await.1, Some(AuthErrorKind::WrongAudience));
+    assert_eq!(status_kind_body(&app, &opaque("api-b")).await.1, Some(AuthErrorKind::WrongAudience));
     // JWTs: B's audience on A's token is refused the same way.
-    assert_eq!(call(&app, &a.access_token().audience("api-b").mint()).await.1, Some(AuthErrorKind::WrongAudience));
-    assert_eq!(call(&app, &b.access_token().audience("api-b").mint()).await.0, StatusCode::OK);
+    assert_eq!(
+        status_kind_body(&app, &a.access_token().audience("api-b").mint()).await.1,
+        Some(AuthErrorKind::WrongAudience)
+    );
+    assert_eq!(status_kind_body(&app, &b.access_token().audience("api-b").mint()).await.0, StatusCode::OK);
     // An answer naming B is held to B's audiences; one naming a stranger is refused.
     let naming = |iss: String, audience: &str| {
         let mut spec = OpaqueTokenSpec::new().audience(audience);
         spec.extra.insert("iss".into(), json!(iss));
         a.issue_opaque_access_token(spec)
     };
-    assert_eq!(call(&app, &naming(b.issuer(), "api-b")).await.2["iss"], json!(b.issuer()));
-    assert_eq!(call(&app, &naming(b.issuer(), "api-a")).await.1, Some(AuthErrorKind::WrongAudience));
+    assert_eq!(status_kind_body(&app, &naming(b.issuer(), "api-b")).await.2["iss"], json!(b.issuer()));
+    assert_eq!(status_kind_body(&app, &naming(b.issuer(), "api-a")).await.1, Some(AuthErrorKind::WrongAudience));
     let stranger = naming("https://elsewhere.example".to_owned(), "api-a");
-    assert_eq!(call(&app, &stranger).await.1, Some(AuthErrorKind::WrongIssuer));
+    assert_eq!(status_kind_body(&app, &stranger).await.1, Some(AuthErrorKind::WrongIssuer));
     Ok(())
 }
 
@@ -363,11 +361,11 @@ async fn a_token_with_two_issuers_is_refused() -> TestResult {
     // Control: the same key and shape with one `iss` passes (A takes the layer's
     // audience, B has its own).
     let good_a = sign_payload(&payload(r#""iss":"https://a.example""#));
-    assert_eq!(call(&multi, &good_a).await.0, StatusCode::OK);
-    assert_eq!(call(&single, &good).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&multi, &good_a).await.0, StatusCode::OK);
+    assert_eq!(status_kind_body(&single, &good).await.0, StatusCode::OK);
     for app in [&multi, &single] {
         for token in [&twice, &twice_reversed] {
-            assert_eq!(call(app, token).await.1, Some(AuthErrorKind::Malformed));
+            assert_eq!(status_kind_body(app, token).await.1, Some(AuthErrorKind::Malformed));
         }
     }
     Ok(())
