@@ -40,6 +40,7 @@
 //! per entry, measured.
 
 use std::hash::BuildHasher as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -121,13 +122,15 @@ pub(crate) struct CachedSession {
     times: Times,
     fingerprint: Fingerprint,
     /// The token's SHA-256, for sessions without a session id only (`tokens_of`).
-    token_hash: Option<Box<TokenHash>>,
+    /// Shared, so that the clone moka hands out on every hit allocates nothing.
+    token_hash: Option<Arc<TokenHash>>,
 }
 
 impl CachedSession {
     /// The entry's heap, in bytes (see the module's "Memory").
     fn weight(&self) -> u32 {
-        let hash = self.token_hash.as_ref().map_or(0, |_| std::mem::size_of::<TokenHash>());
+        // The hash and its `Arc` counts.
+        let hash = self.token_hash.as_ref().map_or(0, |_| std::mem::size_of::<TokenHash>() + 16);
         let bytes = ENTRY_OVERHEAD + std::mem::size_of::<Self>() + self.session.heap_size() + hash;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
@@ -231,7 +234,7 @@ impl SessionCache {
         let session = verified.session.clone();
         // Deny lists know some sessions by their tokens: computed here, on the cold
         // path, and only for those sessions.
-        let token_hash = self.token_hashes.keeps(&session).then(|| Box::new(token_bytes_hash(token)));
+        let token_hash = self.token_hashes.keeps(&session).then(|| Arc::new(token_bytes_hash(token)));
         let cached = CachedSession {
             session,
             times: Times::new(&verified.times),
@@ -395,7 +398,7 @@ mod tests {
         let bigger = CachedSession { session: Session::builder("u".repeat(1000), "i").build(), ..small.clone() };
         assert!(small.weight() as usize > ENTRY_OVERHEAD);
         assert_eq!(bigger.weight() - small.weight(), 999);
-        let hashed = CachedSession { token_hash: Some(Box::new([0; 32])), ..small.clone() };
-        assert_eq!(hashed.weight() - small.weight(), 32);
+        let hashed = CachedSession { token_hash: Some(Arc::new([0; 32])), ..small.clone() };
+        assert_eq!(hashed.weight() - small.weight(), 32 + 16, "the hash and its Arc");
     }
 }
