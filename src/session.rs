@@ -295,6 +295,14 @@ impl Session {
         }
     }
     /// The custom claims as JSON text, as kept (`None` when there are none).
+    ///
+    /// ```
+    /// use tower_stepup::Session;
+    ///
+    /// let session = Session::builder("user-1", "issuer").claims(serde_json::json!({ "plan": "pro" })).build();
+    /// assert_eq!(session.claims_json(), Some(r#"{"plan":"pro"}"#));
+    /// assert_eq!(Session::builder("user-1", "issuer").build().claims_json(), None);
+    /// ```
     pub fn claims_json(&self) -> Option<&str> {
         self.inner.claims.as_deref()
     }
