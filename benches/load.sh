@@ -15,6 +15,8 @@
 #   SERVER_CPUS=1    taskset CPU list of the server  WRK_CPUS=0   taskset CPU list of wrk
 #                    (set both empty to not pin)
 #   GROWTH="1 1000 100000 1000000"  distinct-session counts   GROWTH_FILL=$DURATION
+#                    (counts up to 100 000, and the A/B many-sessions run, warm up until
+#                    every session is cached instead: at most FILL_MAX=60 seconds)
 #   FRESH_SESSIONS=1000  live sessions of the freshness run   FRESH_WINDOW=30  fresh_within(s)
 #   FRESH_SECONDS=65     seconds on the fresh route (≥ 2 windows; the plain route gets DURATION)
 #   SKIP_AB=1 / SKIP_GROWTH=1 / SKIP_FRESH=1 / SKIP_MEMORY=1 / SKIP_FLOOD=1   skip a part
@@ -33,6 +35,7 @@ SERVER_CPUS=${SERVER_CPUS-1}
 WRK_CPUS=${WRK_CPUS-0}
 GROWTH=${GROWTH:-1 1000 100000 1000000}
 GROWTH_FILL=${GROWTH_FILL:-$DURATION}
+FILL_MAX=${FILL_MAX:-60}
 FRESH_SESSIONS=${FRESH_SESSIONS:-1000}
 FRESH_WINDOW=${FRESH_WINDOW:-30}
 FRESH_SECONDS=${FRESH_SECONDS:-65}
@@ -149,12 +152,27 @@ wrk_run() {
   env "$@" "${cmd[@]}" | awk -F'\t' '$1 == "WRK" {print $2, $3, $4, $5, $6, $7}'
 }
 
-# run SECTION ROUND CONFIG KIND FILL_SECONDS [env assignments for wrk…]: one server, one
-# measured run
+# run SECTION ROUND CONFIG KIND FILL [env assignments for wrk…]: one server, one measured
+# run. FILL: seconds of warm-up, or "cache:N": warm up until the server's cache holds N
+# sessions (at most FILL_MAX seconds; servers without a cache get WARMUP seconds), so
+# that a run over many sessions measures the steady state, not the first verifications.
 run() {
   local section=$1 round=$2 config=$3 kind=$4 fill=$5; shift 5
   start_server "$kind"
-  [ "$fill" -gt 0 ] && wrk_run "$fill" "$@" >/dev/null
+  case "$fill" in
+    cache:*)
+      wrk_run "$WARMUP" "$@" >/dev/null
+      local want=${fill#cache:} waited=0 entries
+      entries=$(cache_entries)
+      while [ -n "$entries" ] && [ "$entries" -lt "$want" ] && [ "$waited" -lt "$FILL_MAX" ]; do
+        wrk_run 5 "$@" >/dev/null
+        waited=$((waited + 5))
+        entries=$(cache_entries)
+      done
+      [ -n "$entries" ] && log "$config: $entries sessions cached after the fill"
+      ;;
+    *) [ "$fill" -gt 0 ] && wrk_run "$fill" "$@" >/dev/null ;;
+  esac
   measure "$section" "$round" "$config" "$DURATION" "" "$@"
   stop_server
 }
@@ -197,7 +215,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run ab "$round" peer-es256 peer "$WARMUP" TOKEN="$ES256"
   run ab "$round" stepup-cold-rs256 stepup-nocache "$WARMUP" TOKEN="$RS256"
   run ab "$round" stepup-cold-es256 stepup-nocache "$WARMUP" TOKEN="$ES256"
-  run ab "$round" stepup-many-100k stepup "$WARMUP" TOKENS_FILE="$SESSIONS" COUNT=100000
+  run ab "$round" stepup-many-100k stepup cache:100000 TOKENS_FILE="$SESSIONS" COUNT=100000
   run ab "$round" peer-many-100k peer "$WARMUP" TOKENS_FILE="$SESSIONS" COUNT=100000
 done
 
@@ -205,7 +223,10 @@ done
 if [ -z "${SKIP_GROWTH:-}" ]; then
   log "growth: ${GROWTH} distinct ES256 sessions, default cache budget (${GROWTH_FILL}s fill, then ${DURATION}s measured)"
   for n in $GROWTH; do
-    run growth 1 "sessions-$n" stepup "$GROWTH_FILL" TOKENS_FILE="$SESSIONS" COUNT="$n"
+    fill=$GROWTH_FILL
+    # Up to 100 000 sessions fit the default cache: fill it before measuring.
+    [ "$n" -le 100000 ] && fill=cache:$n
+    run growth 1 "sessions-$n" stepup "$fill" TOKENS_FILE="$SESSIONS" COUNT="$n"
   done
 fi
 

@@ -7,14 +7,15 @@
 //! must select the very same one. An `iss` no configuration names is refused
 //! without touching any key set, so no made-up issuer can cause a fetch.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::Value;
 
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jwks::{JwksConfig, KeySource, KeyStore};
 use crate::profile::ClaimProfile;
-use crate::session::Session;
+use crate::session::{Names, Session};
 use crate::verify::TypPolicy;
 
 /// The placeholder of a tenant-templated issuer (Microsoft's spelling, see
@@ -249,7 +250,9 @@ impl IssuerConfig {
         if let Some(error) = self.invalid {
             return Err(error);
         }
-        let mut names: Vec<IssuerName> = self.names.into_iter().map(|issuer| IssuerName::new(issuer, None)).collect();
+        let audiences = if self.audiences.is_empty() { defaults.audiences.to_vec() } else { self.audiences };
+        let mut names: Vec<IssuerName> =
+            self.names.into_iter().map(|issuer| IssuerName::new(issuer, None, &audiences)).collect();
         if let Some(template) = self.template {
             if template.tenants.is_empty() {
                 return Err(ConfigError::invalid("tenants", "a tenant template needs an allow-list of tenants"));
@@ -262,20 +265,20 @@ impl IssuerConfig {
                     return Err(ConfigError::invalid("tenants", "a tenant is ASCII letters, digits, '-', '_' or '.'"));
                 }
                 let issuer = format!("{}{tenant}{}", template.prefix, template.suffix);
-                names.push(IssuerName::new(issuer, Some(Tenant { claim: template.claim.clone(), id: tenant })));
+                let tenant = Some(Tenant { claim: template.claim.clone(), id: tenant });
+                names.push(IssuerName::new(issuer, tenant, &audiences));
             }
         }
         if names.iter().any(|name| name.issuer.is_empty()) {
             return Err(ConfigError::invalid("issuer", "empty"));
         }
-        let audiences = if self.audiences.is_empty() { defaults.audiences.to_vec() } else { self.audiences };
         if audiences.is_empty() {
             return Err(ConfigError::Missing("audience"));
         }
         Ok(IssuerRules {
             names,
             remote: Vec::new(),
-            shared_audience: Arc::from(audiences.clone()),
+            role_lists: RoleLists::default(),
             audiences,
             typ: self.typ.unwrap_or(defaults.typ),
             profile: self.profile.unwrap_or_else(|| Arc::clone(defaults.profile)),
@@ -299,25 +302,53 @@ pub(crate) struct IssuerRules {
     /// locally: their tokens are confirmed with the authority (a lapse).
     pub(crate) remote: Vec<String>,
     pub(crate) audiences: Vec<String>,
-    /// The audiences, shared with every session whose `aud` is exactly them.
-    pub(crate) shared_audience: Arc<[String]>,
+    /// Role lists shared between this issuer's sessions.
+    pub(crate) role_lists: RoleLists,
     pub(crate) typ: TypPolicy,
     pub(crate) profile: Arc<dyn ClaimProfile>,
     pub(crate) keys: Arc<KeyStore>,
+}
+
+/// Role lists shared between the sessions of one issuer: most users hold one of a
+/// few combinations of roles, and a shared list costs a cached session nothing.
+/// At most [`RoleLists::MAX`] lists are kept (a few kilobytes); past that, sessions
+/// keep their own.
+#[derive(Default)]
+pub(crate) struct RoleLists(RwLock<HashSet<Arc<[String]>>>);
+
+impl RoleLists {
+    const MAX: usize = 256;
+
+    /// The shared list equal to `roles`, now kept if there is room; `None` when full.
+    pub(crate) fn share(&self, roles: &Arc<[String]>) -> Option<Arc<[String]>> {
+        if let Some(shared) = self.0.read().unwrap_or_else(PoisonError::into_inner).get(&**roles) {
+            return Some(Arc::clone(shared));
+        }
+        let mut lists = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = lists.get(&**roles) {
+            return Some(Arc::clone(shared));
+        }
+        if lists.len() >= Self::MAX {
+            return None;
+        }
+        lists.insert(Arc::clone(roles));
+        Some(Arc::clone(roles))
+    }
 }
 
 /// An accepted `iss`, with the tenant it stands for under a tenant template.
 pub(crate) struct IssuerName {
     pub(crate) issuer: String,
     pub(crate) tenant: Option<Tenant>,
-    /// The name once more, shared with every session of this issuer (cached
-    /// sessions do not each hold a copy).
-    shared: Arc<str>,
+    /// The name and the configured audiences once more, shared with every session
+    /// of this issuer with exactly that audience (cached sessions do not each hold
+    /// a copy).
+    shared: Arc<Names>,
 }
 
 impl IssuerName {
-    fn new(issuer: String, tenant: Option<Tenant>) -> Self {
-        Self { shared: Arc::from(issuer.as_str()), issuer, tenant }
+    fn new(issuer: String, tenant: Option<Tenant>, audiences: &[String]) -> Self {
+        Self { shared: Names::new(&issuer, audiences.to_vec()), issuer, tenant }
     }
 }
 
@@ -408,9 +439,10 @@ impl Selected<'_> {
         std::ptr::eq(self.rules, rules)
     }
 
-    /// `session` (fresh from the profile) sharing this issuer's name and audience.
+    /// `session` (fresh from the profile) sharing this issuer's name, audience and
+    /// role lists.
     pub(crate) fn share_names(&self, session: Session) -> Session {
-        session.share_names(self.name.map(|name| &name.shared), &self.rules.shared_audience)
+        session.share_names(self.name.map(|name| &name.shared), |roles| self.rules.role_lists.share(roles))
     }
 
     /// At least one audience of the token is one of this issuer's.

@@ -503,12 +503,13 @@ impl SessionLayerBuilder {
     /// `0` disables the cache.
     ///
     /// Each cached session weighs what it really holds: the compact session, its
-    /// token's times and fingerprint, and the cache's own bookkeeping. A typical
-    /// Stytch session (a session JWT with two factors and two roles) weighs about
-    /// 1.1 KB, so the default holds about 60 000 of them; sessions
-    /// with large custom claims or factor objects weigh more. The least recently
-    /// and least frequently used sessions are evicted first (an evicted session is
-    /// only verified again).
+    /// token's times and fingerprint, and the cache's own bookkeeping (its slot
+    /// and index). A typical Stytch session (a session JWT with two factors and
+    /// two roles) weighs about 660 bytes, so the default holds about 100 000 of
+    /// them; sessions with large custom claims or factor objects weigh more. When
+    /// the budget is full, sessions not used since the eviction clock last passed
+    /// them go first (CLOCK, an approximation of least recently used), and ended
+    /// sessions before any other; an evicted session is only verified again.
     pub fn with_session_cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self

@@ -37,6 +37,7 @@ compile_error!("tower-stepup: enable one of the features `aws-lc-rs` (default) o
 mod authority;
 mod cache;
 mod challenge;
+mod compact_json;
 #[cfg(feature = "axum")]
 mod control;
 mod cookies;

@@ -129,20 +129,22 @@ impl Millis {
 /// What a session holds, compact: the layer caches one per live token.
 #[derive(Debug, Clone, PartialEq)]
 struct SessionData {
-    subject: Box<str>,
-    /// Shared by every session of one issuer (see [`Session::share_names`]).
-    issuer: Arc<str>,
-    session_id: Option<Box<str>>,
-    /// Shared by the sessions whose audience is the configured one.
-    audience: Arc<[String]>,
+    /// The subject, then the session id (from [`Self::session_id_at`]): one
+    /// allocation for both.
+    ids: Box<str>,
+    /// Where the session id starts in `ids`; [`Self::NO_SESSION_ID`] without one.
+    session_id_at: u32,
+    /// Issuer and audience, shared by the sessions of one configured issuer (see
+    /// [`Session::share_names`]).
+    names: Arc<Names>,
     issued_at: Millis,
     expires_at: Millis,
     session_expires_at: Millis,
     started_at: Millis,
     last_accessed_at: Millis,
-    auth_time: Millis,
     factors: Box<[Factor]>,
-    roles: Box<[String]>,
+    /// Shared by the sessions with the same roles (see [`Session::share_names`]).
+    roles: Arc<[String]>,
     /// The custom claims as JSON text; `None` for `{}`.
     claims: Option<Box<str>>,
     /// `None` when nothing was recorded (the common case costs 8 bytes).
@@ -151,6 +153,32 @@ struct SessionData {
     /// when absent.
     extra: Option<Box<Extra>>,
     token_kind: TokenKind,
+}
+
+impl SessionData {
+    const NO_SESSION_ID: u32 = u32::MAX;
+
+    fn subject_end(&self) -> usize {
+        if self.session_id_at == Self::NO_SESSION_ID {
+            self.ids.len()
+        } else {
+            usize::try_from(self.session_id_at).unwrap_or(self.ids.len())
+        }
+    }
+}
+
+/// A session's issuer and audience: one pointer in the session, shared by every
+/// session of a configured issuer whose audience is the configured one.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Names {
+    issuer: Box<str>,
+    audience: Box<[String]>,
+}
+
+impl Names {
+    pub(crate) fn new(issuer: &str, audience: Vec<String>) -> Arc<Self> {
+        Arc::new(Self { issuer: issuer.into(), audience: boxed_strings(audience) })
+    }
 }
 
 /// The less common parts of a session, boxed.
@@ -164,10 +192,24 @@ struct Extra {
     /// Where the claim profile looked for roles (dotted claim paths), for
     /// diagnostics of a missing role.
     roles_from: Option<Arc<str>>,
+    /// `auth_time` when it is not the latest factor time (as with Stytch, whose
+    /// sessions then hold no copy); `Some(Millis::NONE)` for "none" despite factor
+    /// times.
+    auth_time: Option<Millis>,
 }
 
 /// Nothing recorded, for sessions that hold no attributes.
 static NO_ATTRIBUTES: SessionAttributes = SessionAttributes { ip_address: None, user_agent: None };
+
+/// The latest `last_authenticated_at` of `factors`; [`Millis::NONE`] when none has one.
+fn latest_factor_time(factors: &[Factor]) -> Millis {
+    factors
+        .iter()
+        .map(|f| f.last_authenticated_at)
+        .filter(|&at| at != Millis::NONE)
+        .max_by_key(|at| at.0)
+        .unwrap_or(Millis::NONE)
+}
 
 fn boxed_strings(strings: Vec<String>) -> Box<[String]> {
     strings.into_iter().map(|s| String::from(s.into_boxed_str())).collect()
@@ -209,19 +251,23 @@ impl Session {
 
     /// The user (`sub`): a Stytch user id, a B2B member id, or the OIDC subject.
     pub fn subject(&self) -> &str {
-        &self.inner.subject
+        self.inner.ids.get(..self.inner.subject_end()).unwrap_or_default()
     }
     /// The issuer (`iss`) that vouched for this session.
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        &self.inner.names.issuer
     }
     /// The session id (Stytch `session.id`, OIDC `sid`), when the token carries one.
     pub fn session_id(&self) -> Option<&str> {
-        self.inner.session_id.as_deref()
+        let at = self.inner.session_id_at;
+        if at == SessionData::NO_SESSION_ID {
+            return None;
+        }
+        self.inner.ids.get(usize::try_from(at).ok()?..)
     }
     /// The audiences (`aud`) of the token.
     pub fn audience(&self) -> &[String] {
-        &self.inner.audience
+        &self.inner.names.audience
     }
     /// When the token was issued (`iat`).
     pub fn issued_at(&self) -> Option<SystemTime> {
@@ -258,7 +304,10 @@ impl Session {
     }
     /// When the user last actively authenticated (`auth_time`).
     pub fn auth_time(&self) -> Option<SystemTime> {
-        self.inner.auth_time.get()
+        match self.extra().and_then(|extra| extra.auth_time) {
+            Some(stated) => stated.get(),
+            None => latest_factor_time(&self.inner.factors).get(),
+        }
     }
     /// The roles granted to the session.
     pub fn roles(&self) -> &[String] {
@@ -350,32 +399,36 @@ impl Session {
     /// is most often exactly the configured one. Only a session nobody else holds
     /// yet (fresh from a profile) is changed; equal values only, so nothing a
     /// handler sees changes.
-    pub(crate) fn share_names(mut self, issuer: Option<&Arc<str>>, audience: &Arc<[String]>) -> Session {
+    pub(crate) fn share_names(
+        mut self,
+        names: Option<&Arc<Names>>,
+        roles: impl FnOnce(&Arc<[String]>) -> Option<Arc<[String]>>,
+    ) -> Session {
         if let Some(data) = Arc::get_mut(&mut self.inner) {
-            if let Some(issuer) = issuer.filter(|issuer| ***issuer == *data.issuer) {
-                data.issuer = Arc::clone(issuer);
+            if let Some(names) = names.filter(|names| ***names == *data.names) {
+                data.names = Arc::clone(names);
             }
-            if **audience == *data.audience {
-                data.audience = Arc::clone(audience);
+            if let Some(shared) = roles(&data.roles).filter(|shared| **shared == *data.roles) {
+                data.roles = shared;
             }
         }
         self
     }
 
     /// The heap this session holds, in bytes: what the cache weighs. Parts shared
-    /// with other sessions (issuer, audience) are not counted.
+    /// with other sessions (issuer, audience, roles) are not counted.
     pub(crate) fn heap_size(&self) -> usize {
         use std::mem::size_of;
         let data = &*self.inner;
         let strings = |list: &[String]| list.iter().map(String::capacity).sum::<usize>();
         let string_list = |list: &[String]| std::mem::size_of_val(list) + strings(list);
         let shared = |count: usize, size: usize| if count > 1 { 0 } else { size };
-        let mut size = 2 * size_of::<usize>() + size_of::<SessionData>() + data.subject.len();
-        size += shared(Arc::strong_count(&data.issuer), 2 * size_of::<usize>() + data.issuer.len());
-        size += shared(Arc::strong_count(&data.audience), 2 * size_of::<usize>() + string_list(&data.audience));
-        size += data.session_id.as_ref().map_or(0, |id| id.len());
+        let mut size = 2 * size_of::<usize>() + size_of::<SessionData>() + data.ids.len();
+        let names =
+            2 * size_of::<usize>() + size_of::<Names>() + data.names.issuer.len() + string_list(&data.names.audience);
+        size += shared(Arc::strong_count(&data.names), names);
         size += data.factors.iter().map(|f| size_of::<Factor>() + f.heap_size()).sum::<usize>();
-        size += string_list(&data.roles);
+        size += shared(Arc::strong_count(&data.roles), 2 * size_of::<usize>() + string_list(&data.roles));
         size += data.claims.as_ref().map_or(0, |c| c.len());
         if let Some(attributes) = &data.attributes {
             size += size_of::<SessionAttributes>() + attributes.user_agent.as_ref().map_or(0, String::capacity);
@@ -413,7 +466,7 @@ impl Session {
         let in_future = |at: SystemTime| horizon.is_some_and(|horizon| at > horizon);
         // One detail for both: Stytch's `auth_time` is derived from its factor times.
         let mut times =
-            data.auth_time.get().into_iter().chain(data.factors.iter().filter_map(Factor::last_authenticated_at));
+            self.auth_time().into_iter().chain(data.factors.iter().filter_map(Factor::last_authenticated_at));
         if times.any(in_future) {
             return Err(AuthError::with_detail(AuthErrorKind::InvalidClaim, "authentication time in the future"));
         }
@@ -607,24 +660,29 @@ impl SessionBuilder {
             organization: data.organization,
             client_id: data.client_id.map(String::into_boxed_str),
             roles_from: data.roles_from,
+            auth_time: Some(Millis::new(data.auth_time)).filter(|&at| at != latest_factor_time(&data.factors)),
         };
         let extra = (extra != Extra::default()).then(|| Box::new(extra));
         let mut factors = data.factors;
         factors.shrink_to_fit();
+        // A subject too long to split at (4 GiB) cannot come from a token.
+        let split = u32::try_from(data.subject.len()).ok().filter(|&at| at != SessionData::NO_SESSION_ID);
+        let (ids, session_id_at) = match (data.session_id, split) {
+            (Some(id), Some(at)) => ([data.subject, id].concat().into_boxed_str(), at),
+            _ => (data.subject.into_boxed_str(), SessionData::NO_SESSION_ID),
+        };
         Session {
             inner: Arc::new(SessionData {
-                subject: data.subject.into_boxed_str(),
-                issuer: Arc::from(data.issuer),
-                session_id: data.session_id.map(String::into_boxed_str),
-                audience: Arc::from(boxed_strings(data.audience).into_vec()),
+                session_id_at,
+                ids,
+                names: Names::new(&data.issuer, data.audience),
                 issued_at: Millis::new(data.issued_at),
                 expires_at: Millis::new(data.expires_at),
                 session_expires_at: Millis::new(data.session_expires_at),
                 started_at: Millis::new(data.started_at),
                 last_accessed_at: Millis::new(data.last_accessed_at),
-                auth_time: Millis::new(data.auth_time),
                 factors: factors.into_boxed_slice(),
-                roles: boxed_strings(data.roles),
+                roles: Arc::from(boxed_strings(data.roles).into_vec()),
                 claims,
                 attributes,
                 extra,
@@ -746,7 +804,8 @@ pub struct Factor {
 
 /// A factor object's members beyond kind, delivery method and time: its
 /// `created_at` and `updated_at` (Stytch's) as integers when they read back to the
-/// very text sent, the rest as JSON text.
+/// very text sent, the rest as JSON text ([packed](crate::compact_json): the
+/// member names Stytch repeats in every session are a byte each).
 #[derive(Clone, PartialEq)]
 struct Details {
     created_at: Millis,
@@ -886,7 +945,7 @@ impl Factor {
     /// JSON text.
     #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
-        let text = |value: &Value| serde_json::to_string(value).ok().map(String::into_boxed_str);
+        let text = |value: &Value| serde_json::to_string(value).ok().map(|json| crate::compact_json::pack(&json));
         let mut kept = Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: None };
         match details {
             Value::Null => {}
@@ -936,8 +995,9 @@ impl Factor {
     pub fn details(&self) -> Value {
         let Some(details) = self.details.as_deref() else { return Value::Null };
         // The text was written by `serde_json` from a `Value`: it parses back.
-        let rest =
-            details.rest.as_deref().map_or(Value::Null, |json| serde_json::from_str(json).unwrap_or(Value::Null));
+        let rest = details.rest.as_deref().map_or(Value::Null, |packed| {
+            serde_json::from_str(&crate::compact_json::unpack(packed)).unwrap_or(Value::Null)
+        });
         let times = TIMESTAMPS.into_iter().zip([details.created_at, details.updated_at]);
         let times: Vec<(&str, String)> = times.filter_map(|(name, at)| Some((name, rfc3339(at)?))).collect();
         if times.is_empty() {
@@ -974,7 +1034,7 @@ impl fmt::Debug for Factor {
             .field("kind", self.kind())
             .field("delivery_method", &self.delivery_method())
             .field("last_authenticated_at", &self.last_authenticated_at())
-            .field("details", &self.details.as_ref().and_then(|d| d.rest.as_deref()))
+            .field("details", &self.details.as_ref().and_then(|d| d.rest.as_deref()).map(crate::compact_json::unpack))
             .field("created_at", &self.details.as_ref().and_then(|d| d.created_at.get()))
             .field("updated_at", &self.details.as_ref().and_then(|d| d.updated_at.get()))
             .finish_non_exhaustive()
@@ -1156,6 +1216,49 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Subject and session id share one allocation: every split reads back, an
+    /// empty id is not "no id", and moving the split makes another session.
+    #[test]
+    fn subject_and_session_id_read_back_from_one_allocation() {
+        let with = |subject: &str, id: Option<&str>| {
+            let mut builder = Session::builder(subject, "i");
+            if let Some(id) = id {
+                builder = builder.session_id(id);
+            }
+            builder.build()
+        };
+        for (subject, id) in
+            [("u", Some("s")), ("", Some("s")), ("u", Some("")), ("u", None), ("", None), ("é✓", Some("✓é"))]
+        {
+            let session = with(subject, id);
+            assert_eq!((session.subject(), session.session_id()), (subject, id));
+        }
+        assert_ne!(with("ab", Some("c")), with("a", Some("bc")));
+        assert_ne!(with("u", Some("")), with("u", None));
+    }
+
+    /// `auth_time` equal to the latest factor time is not stored twice (Stytch);
+    /// any other stated value, "none" included, is kept as stated.
+    #[test]
+    fn auth_time_is_derived_only_when_it_is_the_latest_factor_time() {
+        let factor = |t| Factor::new(FactorKind::OTP).with_last_authenticated_at(at(t));
+        let session = |auth_time: Option<u64>| {
+            let mut builder = Session::builder("u", "i").factor(factor(100)).factor(factor(200));
+            if let Some(t) = auth_time {
+                builder = builder.auth_time(at(t));
+            }
+            builder.build()
+        };
+        let stytch = session(Some(200));
+        assert_eq!(stytch.auth_time(), Some(at(200)));
+        assert!(stytch.extra().is_none(), "nothing stored beyond the factors");
+        assert_eq!(session(Some(150)).auth_time(), Some(at(150)));
+        assert_eq!(session(Some(300)).auth_time(), Some(at(300)));
+        assert_eq!(session(None).auth_time(), None, "none stated, despite factor times");
+        assert_eq!(Session::builder("u", "i").auth_time(at(5)).build().auth_time(), Some(at(5)));
+        assert_eq!(Session::builder("u", "i").build().auth_time(), None);
     }
 
     fn kind(session: &Session, now: u64) -> Option<AuthErrorKind> {

@@ -9,21 +9,21 @@
 //! - An entry is found by a 64-bit hash of the token (foldhash, seeded at random
 //!   per process and per cache, so nobody outside can predict which tokens share a
 //!   hash), and a hit is only a hit when the presented token also has the cached
-//!   token's **length and its last 32 bytes**. Only verified JWTs are ever cached,
-//!   and the last 32 bytes of a JWS are the end of its signature (about 190 bits of
-//!   it for every algorithm accepted: the shortest signatures, ES256 and EdDSA, have
-//!   86 characters). Nobody can present them without having seen that very
+//!   token's **length and its last 24 bytes**. Only verified JWTs are ever cached,
+//!   and the last 24 bytes of a JWS are the end of its signature (at least 140 bits
+//!   of it for every algorithm accepted: the shortest signatures, ES256 and EdDSA,
+//!   have 86 characters, the last of which carries 4 bits). Nobody can present them without having seen that very
 //!   token: so even a 64-bit collision, found by chance or by effort, can never
 //!   admit another person's token, or a forged one. A token that collides *and*
-//!   ends with the same 32 bytes was made by someone holding the cached token, who
+//!   ends with the same 24 bytes was made by someone holding the cached token, who
 //!   could present that token itself: it admits nothing they did not have. A
 //!   collision can only cost a re-verification (one token's entry replaces the
 //!   other's). So no hit needs a SHA-256 of a kilobyte, and the cache does not keep
 //!   the kilobyte either.
 //! - A hit still checks `exp`, `nbf`, the maximum token age and the session's own
 //!   times (its end, Stytch `expires_at`) against the current clock with the same
-//!   [`TimeRules`] as a fresh verification, and an entry is evicted no later than
-//!   the token's `exp` or the session's end (plus leeway).
+//!   [`TimeRules`] as a fresh verification. An entry past the token's `exp` or the
+//!   session's end (plus leeway) can never hit again, and is the first evicted.
 //! - Each layer owns its own cache, so a token accepted under one configuration
 //!   (issuer, audience, profile) is never accepted from the cache of another.
 //! - Key rotation does not revive anything: entries only ever hold tokens that
@@ -34,29 +34,24 @@
 //! # Memory
 //!
 //! An entry holds the compact [`Session`] (one `Arc`), the token's times, length
-//! and last 32 bytes, and, only for a session whose revocation would be remembered
+//! and last 24 bytes, and, only for a session whose revocation would be remembered
 //! by token (no session id, or an RFC 7662 authority), the token's SHA-256. It weighs its real heap:
-//! the session's ([`Session::heap_size`]) plus [`ENTRY_OVERHEAD`], moka's own cost
-//! per entry, measured.
+//! the session's ([`Session::heap_size`]) and the hash; the [`table`] adds its own
+//! slot and index bytes, so the budget bounds the whole cache.
+
+mod table;
 
 use std::hash::BuildHasher as _;
-use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
 use crate::session::Session;
 use crate::verify::{now_secs, TimeRules, TokenTimes, Verified};
 
-/// Default weight budget: 64 MiB of heap. A typical session (a Stytch session JWT
-/// with two factors and two roles) weighs about 1.1 KB, so the default holds about
-/// 60 000 of them (measured in BENCHMARKS.md).
+/// Default weight budget: 64 MiB of heap, bookkeeping included (measured in
+/// BENCHMARKS.md).
 pub(crate) const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// What moka itself spends per entry beyond our value's inline size (its entry,
-/// node and bucket, timer wheel node for the per-entry expiry, frequency sketch),
-/// measured with a counting allocator on moka 0.12 (`stepup-bench-memory`).
-pub(crate) const ENTRY_OVERHEAD: usize = 272;
 
 /// The SHA-256 of a token: how deny lists remember tokens (not the cache key).
 pub(crate) type TokenHash = [u8; 32];
@@ -70,7 +65,7 @@ pub(crate) fn token_bytes_hash(token: &[u8]) -> TokenHash {
 }
 
 /// How many bytes of the token's end a hit must match.
-const TAIL: usize = 32;
+const TAIL: usize = 24;
 
 /// What a hit must match beside the 64-bit key: the token's length and its last
 /// [`TAIL`] bytes (the whole token, zero-padded, when shorter).
@@ -94,25 +89,40 @@ impl Fingerprint {
     }
 }
 
-/// The token's times in 24 bytes (`TokenTimes` takes 40): `u64::MAX` is "absent"
-/// (never a valid NumericDate).
+/// The token's times in 12 bytes (`TokenTimes` takes 40): seconds since
+/// [`Times::BASE`], [`Times::ABSENT`] for "absent".
 #[derive(Clone, Copy)]
 struct Times {
-    exp: u64,
-    nbf: u64,
-    iat: u64,
+    exp: u32,
+    nbf: u32,
+    iat: u32,
 }
 
 impl Times {
-    const ABSENT: u64 = u64::MAX;
+    /// 2020-01-01T00:00:00Z: no token verified today was issued before it.
+    const BASE: u64 = 1_577_836_800;
+    const ABSENT: u32 = u32::MAX;
 
-    fn new(times: &TokenTimes) -> Self {
-        Self { exp: times.exp, nbf: times.nbf.unwrap_or(Self::ABSENT), iat: times.iat.unwrap_or(Self::ABSENT) }
+    /// `None` for times that do not fit, and are not worth caching: an `exp` before
+    /// the base (long expired), an `nbf` or `iat` before the base or beyond 2156. An
+    /// `exp` beyond 2156 is kept as the latest that fits: the entry only lapses
+    /// sooner, which costs a re-verification, never a longer life.
+    fn new(times: &TokenTimes) -> Option<Self> {
+        let since =
+            |at: u64| at.checked_sub(Self::BASE).and_then(|s| u32::try_from(s).ok()).filter(|&s| s != Self::ABSENT);
+        let exp = match since(times.exp) {
+            Some(exp) => exp,
+            None if times.exp >= Self::BASE => Self::ABSENT - 1,
+            None => return None,
+        };
+        let optional = |at: Option<u64>| at.map_or(Some(Self::ABSENT), since);
+        Some(Self { exp, nbf: optional(times.nbf)?, iat: optional(times.iat)? })
     }
 
     fn get(self) -> TokenTimes {
-        let present = |t: u64| (t != Self::ABSENT).then_some(t);
-        TokenTimes { exp: self.exp, nbf: present(self.nbf), iat: present(self.iat) }
+        let at = |since: u32| Self::BASE + u64::from(since);
+        let present = |since: u32| (since != Self::ABSENT).then(|| at(since));
+        TokenTimes { exp: at(self.exp), nbf: present(self.nbf), iat: present(self.iat) }
     }
 }
 
@@ -122,17 +132,23 @@ pub(crate) struct CachedSession {
     times: Times,
     fingerprint: Fingerprint,
     /// The token's SHA-256, for sessions without a session id only (`tokens_of`).
-    /// Shared, so that the clone moka hands out on every hit allocates nothing.
-    token_hash: Option<Arc<TokenHash>>,
+    token_hash: Option<Box<TokenHash>>,
 }
 
 impl CachedSession {
-    /// The entry's heap, in bytes (see the module's "Memory").
+    /// The entry's heap beyond its slot, in bytes (see the module's "Memory").
     fn weight(&self) -> u32 {
-        // The hash and its `Arc` counts.
-        let hash = self.token_hash.as_ref().map_or(0, |_| std::mem::size_of::<TokenHash>() + 16);
-        let bytes = ENTRY_OVERHEAD + std::mem::size_of::<Self>() + self.session.heap_size() + hash;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
+        let hash = self.token_hash.as_ref().map_or(0, |_| std::mem::size_of::<TokenHash>());
+        u32::try_from(self.session.heap_size() + hash).unwrap_or(u32::MAX)
+    }
+}
+
+impl table::Expiring for CachedSession {
+    /// The token's `exp`, or the session's end when sooner.
+    fn end(&self) -> u64 {
+        let session_end = self.session.session_expires_at().and_then(|end| end.duration_since(UNIX_EPOCH).ok());
+        let exp = self.times.get().exp;
+        session_end.map_or(exp, |end| end.as_secs().min(exp))
     }
 }
 
@@ -154,9 +170,6 @@ impl KeyHasher {
         }
     }
 }
-
-/// moka's own hasher of the (already hashed) keys.
-type TableHasher = foldhash::fast::RandomState;
 
 /// Which entries keep their token's SHA-256: those whose revocation the layer
 /// remembers by token (see `LayerState::forget`).
@@ -185,21 +198,9 @@ impl TokenHashes {
 pub(crate) struct SessionCache {
     keys: KeyHasher,
     token_hashes: TokenHashes,
-    entries: moka::sync::Cache<u64, CachedSession, TableHasher>,
-}
-
-struct UntilExpiry {
+    /// Seconds past an entry's end before it counts as dead (the time rules' leeway).
     leeway: u64,
-}
-
-impl moka::Expiry<u64, CachedSession> for UntilExpiry {
-    fn expire_after_create(&self, _key: &u64, value: &CachedSession, _created_at: Instant) -> Option<Duration> {
-        let exp = value.times.exp;
-        let session_end = value.session.session_expires_at().and_then(|end| end.duration_since(UNIX_EPOCH).ok());
-        let end = session_end.map_or(exp, |end| end.as_secs().min(exp));
-        let until = end.saturating_add(self.leeway).saturating_sub(now_secs());
-        Some(Duration::from_secs(until))
-    }
+    entries: table::Table<CachedSession>,
 }
 
 impl SessionCache {
@@ -208,47 +209,40 @@ impl SessionCache {
     }
 
     fn with_keys(max_bytes: u64, leeway: u64, token_hashes: TokenHashes, keys: KeyHasher) -> Self {
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_key: &u64, value: &CachedSession| value.weight())
-            .expire_after(UntilExpiry { leeway })
-            .build_with_hasher(TableHasher::default());
-        Self { keys, token_hashes, entries }
+        Self { keys, token_hashes, leeway, entries: table::Table::new(max_bytes) }
     }
 
     /// A cached verification of exactly `token` that still passes the time rules.
+    #[inline]
     pub(crate) fn get(&self, token: &[u8], rules: &TimeRules) -> Option<Session> {
-        let cached = self.entries.get(&self.keys.key(token))?;
-        if !cached.fingerprint.matches(token) {
-            return None;
-        }
-        let now = now_secs();
-        rules.check(&cached.times.get(), now).ok()?;
-        // The session may end before its token does (Stytch `expires_at`).
-        rules.check_session(&cached.session, now).ok()?;
-        Some(cached.session)
+        self.entries.get_with(self.keys.key(token), |cached| {
+            if !cached.fingerprint.matches(token) {
+                return None;
+            }
+            let now = now_secs();
+            rules.check(&cached.times.get(), now).ok()?;
+            // The session may end before its token does (Stytch `expires_at`).
+            rules.check_session(&cached.session, now).ok()?;
+            Some(cached.session.clone())
+        })
     }
 
     /// Remembers a verification of `token`.
     pub(crate) fn insert(&self, token: &[u8], verified: &Verified) {
+        let Some(times) = Times::new(&verified.times) else { return };
         let session = verified.session.clone();
         // Deny lists know some sessions by their tokens: computed here, on the cold
         // path, and only for those sessions.
-        let token_hash = self.token_hashes.keeps(&session).then(|| Arc::new(token_bytes_hash(token)));
-        let cached = CachedSession {
-            session,
-            times: Times::new(&verified.times),
-            fingerprint: Fingerprint::of(token),
-            token_hash,
-        };
-        self.entries.insert(self.keys.key(token), cached);
+        let token_hash = self.token_hashes.keeps(&session).then(|| Box::new(token_bytes_hash(token)));
+        let cached = CachedSession { session, times, fingerprint: Fingerprint::of(token), token_hash };
+        let weight = cached.weight();
+        self.entries.insert(self.keys.key(token), cached, weight, now_secs().saturating_sub(self.leeway));
     }
 
-    /// `(entries, weighted size)`, after pending maintenance (benchmarks only).
+    /// `(entries, heap bytes counted against the budget)` (benchmarks only).
     #[cfg(feature = "__bench")]
     pub(crate) fn stats(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks();
-        (self.entries.entry_count(), self.entries.weighted_size())
+        self.entries.stats()
     }
 
     /// The tokens whose cached verification produced this very `Session` (a
@@ -256,11 +250,11 @@ impl SessionCache {
     /// `evict_session`: only on revocations.
     pub(crate) fn tokens_of(&self, session: &Session) -> Vec<TokenHash> {
         let mut hashes = Vec::new();
-        for (_, value) in &self.entries {
+        self.entries.for_each(|value| {
             if value.session.ptr_eq(session) {
                 hashes.extend(value.token_hash.as_deref().copied());
             }
-        }
+        });
         hashes
     }
 
@@ -268,17 +262,13 @@ impl SessionCache {
     pub(crate) fn evict_session(&self, session_id: &str) {
         // Revocations are rare; a scan is acceptable and keeps the hot path free of
         // a second index.
-        for (key, value) in &self.entries {
-            if value.session.session_id() == Some(session_id) {
-                self.entries.invalidate(&*key);
-            }
-        }
+        self.entries.remove_where(|value| value.session.session_id() == Some(session_id));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
     use crate::session::Session;
@@ -367,6 +357,35 @@ mod tests {
         assert_eq!(cache.get(&mallory, &STRICT).map(|s| s.subject().to_owned()).as_deref(), Some("mallory"));
     }
 
+    /// Times round-trip exactly where they fit; an `exp` beyond 2156 only shortens
+    /// the entry's life; what cannot be kept is not cached.
+    #[test]
+    fn times_fit_in_twelve_bytes_without_ever_lengthening_a_life() {
+        let now = now_secs();
+        let exact = TokenTimes { exp: now + 300, nbf: Some(now - 5), iat: None };
+        let kept = Times::new(&exact).unwrap().get();
+        assert_eq!((kept.exp, kept.nbf, kept.iat), (exact.exp, exact.nbf, exact.iat));
+        let far = TokenTimes { exp: crate::verify::MAX_NUMERIC_DATE, nbf: None, iat: Some(now) };
+        let kept = Times::new(&far).unwrap().get();
+        assert!(kept.exp < far.exp && kept.exp > now + 100 * 365 * 86_400);
+        assert_eq!(kept.iat, Some(now));
+        for unfit in [
+            TokenTimes { exp: Times::BASE - 1, nbf: None, iat: None },
+            TokenTimes { exp: now + 300, nbf: Some(0), iat: None },
+            TokenTimes { exp: now + 300, nbf: None, iat: Some(Times::BASE - 1) },
+            TokenTimes { exp: now + 300, nbf: None, iat: Some(crate::verify::MAX_NUMERIC_DATE) },
+        ] {
+            assert!(Times::new(&unfit).is_none());
+        }
+        let cache = SessionCache::new(DEFAULT_CACHE_BYTES, 0, TokenHashes::Never);
+        let old = Verified {
+            session: Session::builder("u", "i").build(),
+            times: TokenTimes { exp: now + 300, nbf: None, iat: Some(1) },
+        };
+        cache.insert(b"a.b.c", &old);
+        assert!(cache.get(b"a.b.c", &STRICT).is_none(), "not cached");
+    }
+
     /// The SHA-256 is kept only for sessions remembered by token.
     #[test]
     fn token_hashes_only_where_revocations_need_them() {
@@ -386,19 +405,27 @@ mod tests {
         }
     }
 
-    /// The weight is the entry's heap: moka's share, the entry, and the session.
+    /// A slot is one cache line: the session pointer, times, fingerprint and hash
+    /// pointer (56 bytes), the folded key and the weight with the reference bit.
+    #[test]
+    fn a_slot_is_sixty_four_bytes() {
+        assert_eq!(std::mem::size_of::<CachedSession>(), 56);
+        assert_eq!(table::slot_size::<CachedSession>(), 64);
+    }
+
+    /// The weight is the entry's heap beyond its slot: the session, and the hash.
     #[test]
     fn the_weight_follows_the_session() {
         let small = CachedSession {
             session: Session::builder("u", "i").build(),
-            times: Times::new(&verified(Session::builder("u", "i").build()).times),
+            times: Times::new(&verified(Session::builder("u", "i").build()).times).unwrap(),
             fingerprint: Fingerprint::of(b"t"),
             token_hash: None,
         };
         let bigger = CachedSession { session: Session::builder("u".repeat(1000), "i").build(), ..small.clone() };
-        assert!(small.weight() as usize > ENTRY_OVERHEAD);
+        assert_eq!(small.weight() as usize, small.session.heap_size());
         assert_eq!(bigger.weight() - small.weight(), 999);
-        let hashed = CachedSession { token_hash: Some(Arc::new([0; 32])), ..small.clone() };
-        assert_eq!(hashed.weight() - small.weight(), 32 + 16, "the hash and its Arc");
+        let hashed = CachedSession { token_hash: Some(Box::new([0; 32])), ..small.clone() };
+        assert_eq!(hashed.weight() - small.weight(), 32, "the hash");
     }
 }
