@@ -165,7 +165,8 @@ run() {
       local want=${fill#cache:} waited=0 entries
       entries=$(cache_entries)
       while [ -n "$entries" ] && [ "$entries" -lt "$want" ] && [ "$waited" -lt "$FILL_MAX" ]; do
-        wrk_run 5 "$@" >/dev/null
+        # Tokens are cached in the order sent: go on from the first one not cached.
+        wrk_run 5 "$@" OFFSET="$entries" >/dev/null
         waited=$((waited + 5))
         entries=$(cache_entries)
       done

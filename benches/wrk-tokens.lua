@@ -2,6 +2,8 @@
 --   TOKEN=...                       one token on every request
 --   TOKENS_FILE=path COUNT=n        cycle through the first n tokens of the file (one per
 --                                   line), a different token on each request
+--   OFFSET=k                        with TOKENS_FILE: start the cycle at token k (a fill
+--                                   goes on where the previous run stopped)
 --   CREDENTIAL=bearer (default)     send it as `Authorization: Bearer <token>`
 --   CREDENTIAL=cookie               send it as the `stytch_session_jwt` cookie among
 --                                   three other cookies, as a browser does
@@ -50,7 +52,8 @@ function init(args)
     assert(n > 0, "no tokens in " .. file)
     -- Threads start at different places in the cycle.
     local id = tonumber(wrk.thread:get("id")) or 0
-    i = (id * 7919) % n
+    local offset = tonumber(os.getenv("OFFSET") or "0") or 0
+    i = (offset + id * 7919) % n
   elseif token then
     local name, value = carrying(token)
     wrk.headers[name] = value
