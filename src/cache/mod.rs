@@ -311,14 +311,14 @@ mod tests {
         assert!(cache.get(b"", &rules).is_none());
     }
 
-    /// An ES256-sized token: 86 signature characters, the last 32 of which a hit
+    /// An ES256-sized token: 86 signature characters, the last 24 of which a hit
     /// must match.
     fn jwt(body: &str, signature_tail: &str) -> Vec<u8> {
         let signature = format!("{}{signature_tail}", "S".repeat(86 - signature_tail.len()));
         format!("eyJhbGciOiJFUzI1NiJ9.{body}.{signature}").into_bytes()
     }
 
-    /// A token of the same length with the same last 32 bytes (the end of the
+    /// A token of the same length with the same last 24 bytes (the end of the
     /// signature) but another body is another token: a miss, under the real hasher.
     #[test]
     fn same_length_and_tail_with_another_body_misses() {

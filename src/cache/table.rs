@@ -6,7 +6,7 @@
 //! moka keeps, per entry, an `Arc`'d entry with its atomics, nodes in its access
 //! and write order deques, a timer wheel node, a bucket of its concurrent hash
 //! table and a slot of its frequency sketch: about 270 bytes beyond the value,
-//! measured. A cached session is about 500 bytes, so moka was a third of the
+//! measured. A cached session is about 600 bytes, so moka was a third of the
 //! cache. Here an entry is one slot of a `Vec` (key, value, weight, a reference
 //! bit) and four bytes of a `hashbrown` index: about 70 bytes in all.
 //!
@@ -424,19 +424,22 @@ mod tests {
         assert_eq!(table.stats().0, 0);
     }
 
+    /// Fills a one-shard table almost to its budget; the count inserted.
+    fn fill(table: &Table<Value>, weight: u32, end: impl Fn(u64) -> u64) -> u64 {
+        let mut n = 0;
+        while table.stats().1 + u64::from(weight) + 1000 < MIN_SHARD_BYTES {
+            table.insert(key(n), Value { id: n, end: end(n) }, weight, 0);
+            n += 1;
+        }
+        n
+    }
+
     /// CLOCK: entries read since the hand last passed survive a sweep that evicts
     /// the others.
     #[test]
     fn used_entries_survive_and_unused_ones_go_first() {
-        let table = Table::new(MIN_SHARD_BYTES);
-        let weight = 1000;
-        let mut n = 0;
-        // Fill the (single) shard.
-        while table.stats().1 + u64::from(weight) + 1000 < MIN_SHARD_BYTES {
-            table.insert(key(n), value(n), weight, 0);
-            n += 1;
-        }
-        let filled = n;
+        let (table, weight) = (Table::new(MIN_SHARD_BYTES), 1000);
+        let filled = fill(&table, weight, |_| FOREVER);
         let hot: Vec<u64> = (0..filled).step_by(3).collect();
         for &h in &hot {
             assert!(get(&table, key(h)).is_some());
@@ -455,16 +458,9 @@ mod tests {
     /// An entry past its end goes before a referenced one.
     #[test]
     fn ended_entries_are_evicted_first_even_when_used() {
-        let table = Table::new(MIN_SHARD_BYTES);
-        let weight = 1000;
-        let mut n = 0;
-        while table.stats().1 + u64::from(weight) + 1000 < MIN_SHARD_BYTES {
-            // Every fourth entry ended at time 10.
-            let end = if n % 4 == 0 { 10 } else { FOREVER };
-            table.insert(key(n), Value { id: n, end }, weight, 0);
-            n += 1;
-        }
-        let filled = n;
+        let (table, weight) = (Table::new(MIN_SHARD_BYTES), 1000);
+        // Every fourth entry ended at time 10.
+        let filled = fill(&table, weight, |n| if n % 4 == 0 { 10 } else { FOREVER });
         for m in 0..filled {
             assert!(get(&table, key(m)).is_some());
         }
