@@ -154,51 +154,41 @@ impl CredentialConfig {
     /// not ours is skipped, and our values are validated in one pass over their
     /// bytes.
     fn cookie_header<'a>(&self, header: &'a [u8], found: &mut Found<'a>) -> Result<bool, AuthError> {
-        let Ok(mut rest) = std::str::from_utf8(header) else {
+        let Ok(header) = std::str::from_utf8(header) else {
             return Ok(false);
         };
-        loop {
-            let (piece, next) = match rest.split_once(';') {
-                Some((piece, next)) => (piece, Some(next)),
-                None => (rest, None),
-            };
-            self.cookie_piece_fast(piece, found)?;
-            match next {
-                Some(next) => rest = next,
-                None => return Ok(true),
-            }
-        }
-    }
-
-    /// One piece of a `Cookie` header (between two `;`): the answer of
-    /// [`cookie_piece`](Self::cookie_piece), quicker for the usual pieces.
-    fn cookie_piece_fast<'a>(&self, piece: &'a str, found: &mut Found<'a>) -> Result<(), AuthError> {
-        let Some((name, value)) = piece.split_once('=') else {
-            // No `=`: not a cookie (the `cookie` crate skips it).
-            return Ok(());
-        };
-        let name = name.as_bytes().trim_ascii();
-        // Ends that are visible ASCII: trimming ASCII whitespace is then all that
-        // Unicode trimming would have done, so this is the name the general path
-        // would read.
-        let plain = name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
-        if !plain {
-            return self.cookie_piece(piece, found);
-        }
-        let Some(slot) = self.slot_of(name, found) else {
-            // Plainly another cookie: nothing of it is read.
-            return Ok(());
-        };
-        match fast_cookie_value(value) {
-            Some(FastValue { value, run }) => {
-                if !value.is_empty() {
-                    *slot = Some(self.checked_run(value, &run)?);
+        let mut rest = header;
+        while !rest.is_empty() {
+            // The name ends at the first `=`, unless a `;` ends the piece before.
+            let split = rest.bytes().position(|b| b == b'=' || b == b';').unwrap_or(rest.len());
+            let (name, after) = rest.split_at(split);
+            let name = name.as_bytes().trim_ascii();
+            // Ends that are visible ASCII: trimming ASCII whitespace is then all
+            // that Unicode trimming would have done, so this is the name the
+            // general path would read.
+            let plain =
+                name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
+            if let Some(value) = after.strip_prefix('=').filter(|_| plain) {
+                let Some(slot) = self.slot_of(name, found) else {
+                    // Plainly another cookie: skipped unread.
+                    rest = value.split_once(';').map_or("", |(_, next)| next);
+                    continue;
+                };
+                if let Some(FastValue { value, run, end }) = fast_cookie_value(value) {
+                    if !value.is_empty() {
+                        *slot = Some(self.checked_run(value, &run)?);
+                    }
+                    rest = rest.get(split + 1 + end + 1..).unwrap_or("");
+                    continue;
                 }
-                Ok(())
+                // Whitespace inside, quotes, `+`/`/`/`=`, non-ASCII: the general
+                // path below.
             }
-            // Whitespace inside, quotes, `+`/`/`/`=`, non-ASCII: the general path.
-            None => self.cookie_piece(piece, found),
+            let (piece, next) = rest.split_once(';').unwrap_or((rest, ""));
+            self.cookie_piece(piece, found)?;
+            rest = next;
         }
+        Ok(true)
     }
 
     /// One `name=value` piece of a `Cookie` header, as the `cookie` crate reads it.
@@ -281,17 +271,24 @@ struct FastValue<'a> {
     value: &'a str,
     /// What the scan of the value found.
     run: Run,
+    /// Where the piece ends: the index of its `;`, or the end of the header.
+    end: usize,
 }
 
-/// The value of one of our cookies (`value`: what follows its `=`, up to the next
-/// `;`), when it is nothing but base64url characters and dots, with only spaces
-/// and tabs around it. `None` for anything else (the general path decides).
-fn fast_cookie_value(value: &str) -> Option<FastValue<'_>> {
-    let tail = value.trim_start_matches([' ', '\t']);
+/// The value of a cookie whose `=` was just read (`rest`: what follows it), when it
+/// is nothing but base64url characters and dots, with only spaces and tabs around
+/// it before the next `;`. `None` for anything else (the general path decides).
+fn fast_cookie_value(rest: &str) -> Option<FastValue<'_>> {
+    let leading = rest.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    let tail = rest.get(leading..)?;
     let run = Run::of(tail.as_bytes());
     // ASCII up to `run.len`, so a char boundary: `split_at_checked` cannot fail.
     let (value, after) = tail.split_at_checked(run.len)?;
-    after.bytes().all(|b| b == b' ' || b == b'\t').then_some(FastValue { value, run })
+    let spaces = after.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    match after.as_bytes().get(spaces) {
+        None | Some(b';') => Some(FastValue { value, run, end: leading + run.len + spaces }),
+        Some(_) => None,
+    }
 }
 
 /// The found tokens of a request's cookies.
