@@ -327,46 +327,58 @@ impl Run {
             if chunk_is_plain(chunk) {
                 continue;
             }
-            if !run.chunk(chunk, index * Self::CHUNK, Self::CHUNK) {
+            if !run.blocks(chunk, index * Self::CHUNK) {
                 return run;
             }
         }
-        // The tail, padded with a base64url byte (neither a dot nor the end of the
-        // run), is read like a chunk of its own length.
-        let mut last = [b'A'; Self::CHUNK];
-        last[..tail.len()].copy_from_slice(tail);
-        run.chunk(&last, chunks.len() * Self::CHUNK, tail.len());
+        let offset = chunks.len() * Self::CHUNK;
+        let (blocks, last) = tail.as_chunks::<{ Self::BLOCK }>();
+        if !run.blocks(blocks.as_flattened(), offset) {
+            return run;
+        }
+        // The last bytes, padded with a base64url byte (neither a dot nor the end
+        // of the run), are read like a block of their own length.
+        let mut padded = [b'A'; Self::BLOCK];
+        padded[..last.len()].copy_from_slice(last);
+        run.block(&padded, offset + blocks.len() * Self::BLOCK, last.len());
         run
     }
 
-    /// Reads the first `valid` bytes of `chunk` (at `offset`): their dots, and where
-    /// the run ends; `false` when it ends there.
-    fn chunk(&mut self, chunk: &[u8; Self::CHUNK], offset: usize, valid: usize) -> bool {
-        let (blocks, _) = chunk.as_chunks::<{ Self::BLOCK }>();
+    /// Reads whole blocks of `bytes` (at `offset`), skipping the plain ones; `false`
+    /// where the run ends.
+    fn blocks(&mut self, bytes: &[u8], offset: usize) -> bool {
+        let (blocks, _) = bytes.as_chunks::<{ Self::BLOCK }>();
         for (index, block) in blocks.iter().enumerate() {
-            let start = index * Self::BLOCK;
-            let (stops, mut dots) = marks(block);
-            // A mark is the low bit of its byte: `trailing_zeros() / 8` is its index
-            // (16, past the block, when there is none).
-            let end = ((stops.trailing_zeros() / 8) as usize).min(valid.saturating_sub(start));
-            // `end` is at most 16 so the shift is at most 128 bits; `checked_shl`
-            // keeps the no-panic rule.
-            dots &= 1u128.checked_shl(8 * end as u32).map_or(u128::MAX, |bit| bit - 1);
-            while dots != 0 {
-                let bit = dots.trailing_zeros();
-                if let Some(at) = self.at.get_mut(self.dots) {
-                    *at = offset + start + (bit / 8) as usize;
-                }
-                self.dots += 1;
-                dots ^= 1 << bit;
-            }
-            if end < Self::BLOCK {
-                self.len = offset + start + end;
+            let at = offset + index * Self::BLOCK;
+            if block_is_plain(block) {
+                self.len = at + Self::BLOCK;
+            } else if !self.block(block, at, Self::BLOCK) {
                 return false;
             }
         }
-        self.len = offset + Self::CHUNK;
         true
+    }
+
+    /// Reads the first `valid` bytes of `block` (at `offset`): their dots, and where
+    /// the run ends; `false` when it ends there.
+    fn block(&mut self, block: &[u8; Self::BLOCK], offset: usize, valid: usize) -> bool {
+        let (stops, mut dots) = marks(block);
+        // A mark is the low bit of its byte: `trailing_zeros() / 8` is its index
+        // (16, past the block, when there is none).
+        let end = ((stops.trailing_zeros() / 8) as usize).min(valid);
+        // `end` is at most 16 so the shift is at most 128 bits; `checked_shl` keeps
+        // the no-panic rule.
+        dots &= 1u128.checked_shl(8 * end as u32).map_or(u128::MAX, |bit| bit - 1);
+        while dots != 0 {
+            let bit = dots.trailing_zeros();
+            if let Some(at) = self.at.get_mut(self.dots) {
+                *at = offset + (bit / 8) as usize;
+            }
+            self.dots += 1;
+            dots ^= 1 << bit;
+        }
+        self.len = offset + end;
+        end == Self::BLOCK
     }
 
     /// Three non-empty segments: exactly two dots, neither at an end, not adjacent.
@@ -381,6 +393,12 @@ impl Run {
 #[inline]
 fn chunk_is_plain(chunk: &[u8; Run::CHUNK]) -> bool {
     chunk.iter().fold(0u8, |odd, &b| odd | u8::from(!is_base64url(b))) == 0
+}
+
+/// [`chunk_is_plain`] for a block.
+#[inline]
+fn block_is_plain(block: &[u8; Run::BLOCK]) -> bool {
+    block.iter().fold(0u8, |odd, &b| odd | u8::from(!is_base64url(b))) == 0
 }
 
 /// The bytes of a block that end a run (neither base64url nor a dot), and its dots,
