@@ -320,16 +320,18 @@ impl Run {
     fn of(bytes: &[u8]) -> Self {
         let mut run = Self::default();
         let (chunks, tail) = bytes.as_chunks::<{ Self::CHUNK }>();
-        for (index, chunk) in chunks.iter().enumerate() {
-            // Branch-free over the chunk so that it compiles to a few SIMD compares;
-            // the rare chunk holding a dot or the end of the run is read again, by
-            // blocks of SIMD compares too.
-            if chunk_is_plain(chunk) {
-                continue;
-            }
+        let mut index = 0;
+        // Each chunk is checked branch-free, so that it compiles to a few SIMD
+        // compares, in a loop that calls nothing (so its constants stay in
+        // registers); the rare chunk holding a dot or the end of the run is read
+        // again, by blocks of SIMD compares too.
+        while let Some(skipped) = chunks.get(index..).and_then(|rest| rest.iter().position(|c| !chunk_is_plain(c))) {
+            index += skipped;
+            let Some(chunk) = chunks.get(index) else { break };
             if !run.blocks(chunk, index * Self::CHUNK) {
                 return run;
             }
+            index += 1;
         }
         let offset = chunks.len() * Self::CHUNK;
         let (blocks, last) = tail.as_chunks::<{ Self::BLOCK }>();
