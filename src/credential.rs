@@ -166,8 +166,7 @@ impl CredentialConfig {
             // Ends that are visible ASCII: trimming ASCII whitespace is then all
             // that Unicode trimming would have done, so this is the name the
             // general path would read.
-            let plain =
-                name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
+            let plain = name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
             if let Some(value) = after.strip_prefix('=').filter(|_| plain) {
                 let Some(slot) = self.slot_of(name, found) else {
                     // Plainly another cookie: skipped unread.
@@ -638,6 +637,84 @@ mod tests {
             assert_eq!(is_token68(input), reference_token68(input), "{input:?}");
             if let Ok(text) = std::str::from_utf8(input) {
                 assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
+            }
+        }
+    }
+
+    /// [`Run::of`] byte by byte: the definition the SIMD scan must agree with.
+    fn reference_run(bytes: &[u8]) -> Run {
+        let mut run = Run::default();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'.' {
+                if let Some(at) = run.at.get_mut(run.dots) {
+                    *at = i;
+                }
+                run.dots += 1;
+            } else if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                run.len = i;
+                return run;
+            }
+        }
+        run.len = bytes.len();
+        run
+    }
+
+    /// The scan, the whole check and the JWT shape agree with the references.
+    fn assert_matches_reference(bytes: &[u8]) {
+        assert_eq!(Run::of(bytes), reference_run(bytes), "{bytes:?}");
+        assert_eq!(is_token68(bytes), reference_token68(bytes), "{bytes:?}");
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
+        }
+    }
+
+    /// A base64url token of `len` bytes using the whole alphabet.
+    fn plain_token(len: usize) -> Vec<u8> {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..len).map(|i| alphabet[i * 7 % alphabet.len()]).collect()
+    }
+
+    #[test]
+    fn scan_matches_the_reference_for_every_byte_at_every_position() {
+        // 200 bytes: three 64-byte chunks, their 16-byte blocks, and a tail of 8.
+        for position in 0..200 {
+            for byte in 0..=u8::MAX {
+                let mut token = plain_token(200);
+                token[position] = byte;
+                assert_matches_reference(&token);
+                // With two dots already found before, or the run ending before.
+                for &(earlier, mark) in &[(3, b'.'), (70, b'.'), (130, b'/')] {
+                    if earlier != position {
+                        let mut token = token.clone();
+                        token[earlier] = mark;
+                        assert_matches_reference(&token);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scan_matches_the_reference_for_every_length_and_dot_position() {
+        for len in 0..=200 {
+            let token = plain_token(len);
+            assert_matches_reference(&token);
+            for end in [b' ', b';', b'=', b'\x80'] {
+                assert_matches_reference(&[token.as_slice(), &[end], b"abc"].concat());
+            }
+            for first in 0..len {
+                let mut one = token.clone();
+                one[first] = b'.';
+                assert_matches_reference(&one);
+                // Every second dot after it, for lengths around the chunk and block
+                // sizes (every length would be slow unoptimized).
+                if [0, 1, 15, 16, 17, 63, 64, 65, 79, 80, 129, 200].contains(&len) {
+                    for second in first + 1..len {
+                        let mut two = one.clone();
+                        two[second] = b'.';
+                        assert_matches_reference(&two);
+                    }
+                }
             }
         }
     }
