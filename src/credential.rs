@@ -366,10 +366,12 @@ impl Run {
         let (stops, mut dots) = marks(block);
         // A mark is the low bit of its byte: `trailing_zeros() / 8` is its index
         // (16, past the block, when there is none).
-        let end = ((stops.trailing_zeros() / 8) as usize).min(valid);
-        // `end` is at most 16 so the shift is at most 128 bits; `checked_shl` keeps
-        // the no-panic rule.
-        dots &= 1u128.checked_shl(8 * end as u32).map_or(u128::MAX, |bit| bit - 1);
+        let valid_bits = u32::try_from(valid).map_or(u32::MAX, |valid| valid.saturating_mul(8));
+        let end_bits = stops.trailing_zeros().min(valid_bits);
+        let end = (end_bits / 8) as usize;
+        // The dots before the end: a shift of at most 128 bits, where
+        // `checked_shl` keeps the no-panic rule.
+        dots &= 1u128.checked_shl(end_bits).map_or(u128::MAX, |bit| bit - 1);
         while dots != 0 {
             let bit = dots.trailing_zeros();
             if let Some(at) = self.at.get_mut(self.dots) {
@@ -407,6 +409,7 @@ fn block_is_plain(block: &[u8; Run::BLOCK]) -> bool {
 /// become SIMD, no per-byte branch (a chunk with a dot holds random base64, which
 /// defeats branch prediction byte by byte).
 #[inline]
+#[allow(clippy::needless_bitwise_bool)]
 fn marks(block: &[u8; Run::BLOCK]) -> (u128, u128) {
     // A plain loop over arrays: LLVM vectorizes it (`array::map` stays scalar).
     let (mut stops, mut dots) = ([0u8; Run::BLOCK], [0u8; Run::BLOCK]);
