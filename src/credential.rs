@@ -148,48 +148,44 @@ impl CredentialConfig {
     /// The same answers as parsing every cookie with the `cookie` crate
     /// (`Cookie::split_parse`, then `value_raw`: pieces split at `;`, the name and
     /// the value trimmed of Unicode whitespace, quotes kept), without its work on
-    /// the cookies that are not ours: our values are found and validated in one pass
-    /// over their bytes (a validated token is ASCII, so UTF-8), and only the other
-    /// cookies go through `from_utf8`.
+    /// the cookies that are not ours: the header is checked as UTF-8 once (a piece
+    /// split at the ASCII `;` is UTF-8 exactly when the whole header is, so one
+    /// check answers for every piece, ours included), a piece whose name is plainly
+    /// not ours is skipped, and our values are validated in one pass over their
+    /// bytes.
     fn cookie_header<'a>(&self, header: &'a [u8], found: &mut Found<'a>) -> Result<bool, AuthError> {
-        let mut start = 0;
-        while start < header.len() {
-            let rest = &header[start..];
-            let split = rest.iter().position(|&b| b == b'=' || b == b';').unwrap_or(rest.len());
-            if rest.get(split) == Some(&b'=') {
-                let name = rest[..split].trim_ascii();
-                // Ends that are visible ASCII: trimming ASCII whitespace is then all
-                // that Unicode trimming would have done.
-                let plain =
-                    name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
-                if let Some(slot) = self.slot_of(name, found).filter(|_| plain) {
-                    let value_start = split + 1;
-                    match fast_cookie_value(&rest[value_start..]) {
-                        Some(FastValue { value, run, end }) => {
-                            if !value.is_empty() {
-                                match self.checked_run(value, &run) {
-                                    Ok(checked) => *slot = Some(checked),
-                                    Err(error) => return unless_not_utf8(error, &rest[value_start + end..]),
-                                }
-                            }
-                            start += value_start + end + 1;
-                            continue;
-                        }
-                        None => {
-                            // Whitespace inside, quotes, `+`/`/`/`=`, non-ASCII: the
-                            // general path below.
-                        }
+        let Ok(header) = std::str::from_utf8(header) else {
+            return Ok(false);
+        };
+        let mut rest = header;
+        while !rest.is_empty() {
+            // The name ends at the first `=`, unless a `;` ends the piece before.
+            let split = rest.bytes().position(|b| b == b'=' || b == b';').unwrap_or(rest.len());
+            let (name, after) = rest.split_at(split);
+            let name = name.as_bytes().trim_ascii();
+            // Ends that are visible ASCII: trimming ASCII whitespace is then all
+            // that Unicode trimming would have done, so this is the name the
+            // general path would read.
+            let plain = name.first().is_some_and(u8::is_ascii_graphic) && name.last().is_some_and(u8::is_ascii_graphic);
+            if let Some(value) = after.strip_prefix('=').filter(|_| plain) {
+                let Some(slot) = self.slot_of(name, found) else {
+                    // Plainly another cookie: skipped unread.
+                    rest = value.split_once(';').map_or("", |(_, next)| next);
+                    continue;
+                };
+                if let Some(FastValue { value, run, end }) = fast_cookie_value(value) {
+                    if !value.is_empty() {
+                        *slot = Some(self.checked_run(value, &run)?);
                     }
+                    rest = rest.get(split + 1 + end + 1..).unwrap_or("");
+                    continue;
                 }
+                // Whitespace inside, quotes, `+`/`/`/`=`, non-ASCII: the general
+                // path below.
             }
-            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-            let Ok(piece) = std::str::from_utf8(&rest[..end]) else {
-                return Ok(false);
-            };
-            if let Err(error) = self.cookie_piece(piece, found) {
-                return unless_not_utf8(error, &rest[end..]);
-            }
-            start += end + 1;
+            let (piece, next) = rest.split_once(';').unwrap_or((rest, ""));
+            self.cookie_piece(piece, found)?;
+            rest = next;
         }
         Ok(true)
     }
@@ -204,7 +200,7 @@ impl CredentialConfig {
         }
         let Some(slot) = self.slot_of(name.as_bytes(), found) else { return Ok(()) };
         if !value.is_empty() {
-            *slot = Some(self.check_token(value.as_bytes())?);
+            *slot = Some(self.check_text(value)?);
         }
         Ok(())
     }
@@ -221,54 +217,57 @@ impl CredentialConfig {
         }
     }
 
-    /// Size and character checks, and whether the token has the shape of a JWT, in
-    /// one pass over its bytes (this runs on every request).
+    /// Size and character checks, and whether the token has the shape of a JWT
+    /// (this runs on every request): the check that makes the bytes a `str` (one
+    /// pass; `unsafe` is forbidden in this crate, and no safe conversion skips it),
+    /// then [`check_text`](Self::check_text).
     fn check_token<'a>(&self, token: &'a [u8]) -> Result<Checked<'a>, AuthError> {
         if token.len() > self.max_token_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
-        let run = Run::of(token);
+        let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
+        self.check_text(text)
+    }
+
+    /// Size and character checks, and whether the token has the shape of a JWT, in
+    /// one pass over its bytes.
+    fn check_text<'a>(&self, token: &'a str) -> Result<Checked<'a>, AuthError> {
+        if token.len() > self.max_token_len {
+            return Err(AuthErrorKind::TokenTooLarge.into());
+        }
+        let run = Run::of(token.as_bytes());
         if run.len == token.len() {
             return self.checked_run(token, &run);
         }
-        // Not base64url and dots only: a `b64token` still (an opaque token with `+`,
-        // `/`, `~` or padding), never a JWT.
-        if !is_b64token(token) {
+        Self::b64token(token)
+    }
+
+    /// A token that is not base64url and dots only: a `b64token` still (an opaque
+    /// token with `+`, `/`, `~` or padding), never a JWT.
+    fn b64token(token: &str) -> Result<Checked<'_>, AuthError> {
+        if !is_b64token(token.as_bytes()) {
             return Err(AuthErrorKind::InvalidCharacters.into());
         }
-        let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
-        Ok(Checked { text, jwt: false })
+        Ok(Checked { text: token, jwt: false })
     }
 
     /// A non-empty `token` that is one [`Run`] of base64url characters and dots
     /// (so a `b64token`), checked for size.
-    fn checked_run<'a>(&self, token: &'a [u8], run: &Run) -> Result<Checked<'a>, AuthError> {
+    fn checked_run<'a>(&self, token: &'a str, run: &Run) -> Result<Checked<'a>, AuthError> {
         if token.len() > self.max_token_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
         if token.is_empty() {
             return Err(AuthErrorKind::InvalidCharacters.into());
         }
-        // ASCII only, so this cannot fail (and is the one extra pass on the hot path:
-        // `unsafe` is forbidden in this crate, and no safe conversion skips the check).
-        let text = std::str::from_utf8(token).map_err(|_| AuthError::new(AuthErrorKind::InvalidCharacters))?;
-        Ok(Checked { text, jwt: run.is_jwt(token.len()) })
-    }
-}
-
-/// An error found in a `Cookie` header, unless the header (`rest`: the part not yet
-/// read as UTF-8) is not UTF-8, in which case the whole header is ignored.
-fn unless_not_utf8(error: AuthError, rest: &[u8]) -> Result<bool, AuthError> {
-    match std::str::from_utf8(rest) {
-        Ok(_) => Err(error),
-        Err(_) => Ok(false),
+        Ok(Checked { text: token, jwt: run.is_jwt(token.len()) })
     }
 }
 
 /// Our cookie's value found by [`fast_cookie_value`].
 struct FastValue<'a> {
     /// The value, trimmed; possibly empty.
-    value: &'a [u8],
+    value: &'a str,
     /// What the scan of the value found.
     run: Run,
     /// Where the piece ends: the index of its `;`, or the end of the header.
@@ -278,14 +277,15 @@ struct FastValue<'a> {
 /// The value of a cookie whose `=` was just read (`rest`: what follows it), when it
 /// is nothing but base64url characters and dots, with only spaces and tabs around
 /// it before the next `;`. `None` for anything else (the general path decides).
-fn fast_cookie_value(rest: &[u8]) -> Option<FastValue<'_>> {
-    let leading = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    let tail = &rest[leading..];
-    let run = Run::of(tail);
-    let after = &tail[run.len..];
-    let spaces = after.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    match after.get(spaces) {
-        None | Some(b';') => Some(FastValue { value: &tail[..run.len], run, end: leading + run.len + spaces }),
+fn fast_cookie_value(rest: &str) -> Option<FastValue<'_>> {
+    let leading = rest.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    let tail = rest.get(leading..)?;
+    let run = Run::of(tail.as_bytes());
+    // ASCII up to `run.len`, so a char boundary: `split_at_checked` cannot fail.
+    let (value, after) = tail.split_at_checked(run.len)?;
+    let spaces = after.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    match after.as_bytes().get(spaces) {
+        None | Some(b';') => Some(FastValue { value, run, end: leading + run.len + spaces }),
         Some(_) => None,
     }
 }
@@ -310,43 +310,78 @@ struct Run {
 }
 
 impl Run {
-    /// Bytes per step: two SSE2 registers, the baseline of x86-64.
-    const CHUNK: usize = 32;
+    /// Bytes per step: four SSE2 registers (SSE2 is the baseline of x86-64), one
+    /// branch per step.
+    const CHUNK: usize = 64;
+    /// Bytes per [`marks`] block: one SSE2 register.
+    const BLOCK: usize = 16;
 
     fn of(bytes: &[u8]) -> Self {
         let mut run = Self::default();
         let (chunks, tail) = bytes.as_chunks::<{ Self::CHUNK }>();
-        for (index, chunk) in chunks.iter().enumerate() {
-            // Branch-free over the chunk so that it compiles to a few SIMD compares;
-            // the rare chunk holding a dot or the end of the run is read again byte
-            // by byte.
-            if chunk_is_plain(chunk) {
-                continue;
-            }
-            if !run.bytes(chunk, index * Self::CHUNK) {
+        let mut index = 0;
+        // Each chunk is checked branch-free, so that it compiles to a few SIMD
+        // compares, in a loop that calls nothing (so its constants stay in
+        // registers); the rare chunk holding a dot or the end of the run is read
+        // again, by blocks of SIMD compares too.
+        while let Some(skipped) = chunks.get(index..).and_then(|rest| rest.iter().position(|c| !chunk_is_plain(c))) {
+            index += skipped;
+            let Some(chunk) = chunks.get(index) else { break };
+            if !run.blocks(chunk, index * Self::CHUNK) {
                 return run;
             }
+            index += 1;
         }
         let offset = chunks.len() * Self::CHUNK;
-        run.bytes(tail, offset);
+        let (blocks, last) = tail.as_chunks::<{ Self::BLOCK }>();
+        if !run.blocks(blocks.as_flattened(), offset) {
+            return run;
+        }
+        // The last bytes, padded with a base64url byte (neither a dot nor the end
+        // of the run), are read like a block of their own length.
+        let mut padded = [b'A'; Self::BLOCK];
+        padded[..last.len()].copy_from_slice(last);
+        run.block(&padded, offset + blocks.len() * Self::BLOCK, last.len());
         run
     }
 
-    /// Reads `chunk` (at `offset`) byte by byte; `false` where the run ends.
-    fn bytes(&mut self, chunk: &[u8], offset: usize) -> bool {
-        for (i, &b) in chunk.iter().enumerate() {
-            if b == b'.' {
-                if let Some(at) = self.at.get_mut(self.dots) {
-                    *at = offset + i;
-                }
-                self.dots += 1;
-            } else if !is_base64url(b) {
-                self.len = offset + i;
+    /// Reads whole blocks of `bytes` (at `offset`), skipping the plain ones; `false`
+    /// where the run ends.
+    fn blocks(&mut self, bytes: &[u8], offset: usize) -> bool {
+        let (blocks, _) = bytes.as_chunks::<{ Self::BLOCK }>();
+        for (index, block) in blocks.iter().enumerate() {
+            let at = offset + index * Self::BLOCK;
+            if block_is_plain(block) {
+                self.len = at + Self::BLOCK;
+            } else if !self.block(block, at, Self::BLOCK) {
                 return false;
             }
         }
-        self.len = offset + chunk.len();
         true
+    }
+
+    /// Reads the first `valid` bytes of `block` (at `offset`): their dots, and where
+    /// the run ends; `false` when it ends there.
+    fn block(&mut self, block: &[u8; Self::BLOCK], offset: usize, valid: usize) -> bool {
+        let (stops, mut dots) = marks(block);
+        // A mark is the low bit of its byte: `trailing_zeros() / 8` is its index
+        // (16, past the block, when there is none).
+        let valid_bits = u32::try_from(valid).map_or(u32::MAX, |valid| valid.saturating_mul(8));
+        let end_bits = stops.trailing_zeros().min(valid_bits);
+        let end = (end_bits / 8) as usize;
+        // The dots before the end: a shift of at most 128 bits, where
+        // `checked_shl` keeps the no-panic rule.
+        dots &= 1u128.checked_shl(end_bits).map_or(u128::MAX, |bit| bit - 1);
+        while dots != 0 {
+            let bit = dots.trailing_zeros();
+            if let Some(at) = self.at.get_mut(self.dots) {
+                *at = offset + (bit / 8) as usize;
+            }
+            self.dots += 1;
+            dots ^= 1 << bit;
+        }
+        self.len = offset + end;
+        end == Self::BLOCK
     }
 
     /// Three non-empty segments: exactly two dots, neither at an end, not adjacent.
@@ -361,6 +396,28 @@ impl Run {
 #[inline]
 fn chunk_is_plain(chunk: &[u8; Run::CHUNK]) -> bool {
     chunk.iter().fold(0u8, |odd, &b| odd | u8::from(!is_base64url(b))) == 0
+}
+
+/// [`chunk_is_plain`] for a block.
+#[inline]
+fn block_is_plain(block: &[u8; Run::BLOCK]) -> bool {
+    block.iter().fold(0u8, |odd, &b| odd | u8::from(!is_base64url(b))) == 0
+}
+
+/// The bytes of a block that end a run (neither base64url nor a dot), and its dots,
+/// as little-endian masks with 1 in the byte of each: byte-wise compares that
+/// become SIMD, no per-byte branch (a chunk with a dot holds random base64, which
+/// defeats branch prediction byte by byte).
+#[inline]
+#[allow(clippy::needless_bitwise_bool)]
+fn marks(block: &[u8; Run::BLOCK]) -> (u128, u128) {
+    // A plain loop over arrays: LLVM vectorizes it (`array::map` stays scalar).
+    let (mut stops, mut dots) = ([0u8; Run::BLOCK], [0u8; Run::BLOCK]);
+    for ((stop, dot), &b) in stops.iter_mut().zip(dots.iter_mut()).zip(block) {
+        *stop = u8::from(!(is_base64url(b) | (b == b'.')));
+        *dot = u8::from(b == b'.');
+    }
+    (u128::from_le_bytes(stops), u128::from_le_bytes(dots))
 }
 
 /// A token that passed [`CredentialConfig::check_token`].
@@ -406,7 +463,15 @@ fn bearer_bytes(value: &[u8]) -> Result<Option<&[u8]>, AuthError> {
 #[allow(clippy::needless_bitwise_bool)]
 fn is_base64url(b: u8) -> bool {
     let folded = b | 0x20;
-    (folded.wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'-') | (b == b'_')
+    below(folded.wrapping_sub(b'a'), 26) | below(b.wrapping_sub(b'0'), 10) | (b == b'-') | (b == b'_')
+}
+
+/// `x < n` on bytes, as a signed compare of both with the top bit flipped: SSE2
+/// compares bytes as signed only, so this is one `pcmpgtb` where the unsigned
+/// compare takes two instructions (`pminub`, `pcmpeqb`).
+#[inline]
+fn below(x: u8, n: u8) -> bool {
+    (x ^ 0x80).cast_signed() < (n ^ 0x80).cast_signed()
 }
 
 #[cfg(test)]
@@ -575,6 +640,84 @@ mod tests {
             assert_eq!(is_token68(input), reference_token68(input), "{input:?}");
             if let Ok(text) = std::str::from_utf8(input) {
                 assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
+            }
+        }
+    }
+
+    /// [`Run::of`] byte by byte: the definition the SIMD scan must agree with.
+    fn reference_run(bytes: &[u8]) -> Run {
+        let mut run = Run::default();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'.' {
+                if let Some(at) = run.at.get_mut(run.dots) {
+                    *at = i;
+                }
+                run.dots += 1;
+            } else if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                run.len = i;
+                return run;
+            }
+        }
+        run.len = bytes.len();
+        run
+    }
+
+    /// The scan, the whole check and the JWT shape agree with the references.
+    fn assert_matches_reference(bytes: &[u8]) {
+        assert_eq!(Run::of(bytes), reference_run(bytes), "{bytes:?}");
+        assert_eq!(is_token68(bytes), reference_token68(bytes), "{bytes:?}");
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            assert_eq!(looks_like_jwt(text), reference_jwt(text), "{text:?}");
+        }
+    }
+
+    /// A base64url token of `len` bytes using the whole alphabet.
+    fn plain_token(len: usize) -> Vec<u8> {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..len).map(|i| alphabet[i * 7 % alphabet.len()]).collect()
+    }
+
+    #[test]
+    fn scan_matches_the_reference_for_every_byte_at_every_position() {
+        // 200 bytes: three 64-byte chunks, their 16-byte blocks, and a tail of 8.
+        for position in 0..200 {
+            for byte in 0..=u8::MAX {
+                let mut token = plain_token(200);
+                token[position] = byte;
+                assert_matches_reference(&token);
+                // With two dots already found before, or the run ending before.
+                for &(earlier, mark) in &[(3, b'.'), (70, b'.'), (130, b'/')] {
+                    if earlier != position {
+                        let mut token = token.clone();
+                        token[earlier] = mark;
+                        assert_matches_reference(&token);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scan_matches_the_reference_for_every_length_and_dot_position() {
+        for len in 0..=200 {
+            let token = plain_token(len);
+            assert_matches_reference(&token);
+            for end in [b' ', b';', b'=', b'\x80'] {
+                assert_matches_reference(&[token.as_slice(), &[end], b"abc"].concat());
+            }
+            for first in 0..len {
+                let mut one = token.clone();
+                one[first] = b'.';
+                assert_matches_reference(&one);
+                // Every second dot after it, for lengths around the chunk and block
+                // sizes (every length would be slow unoptimized).
+                if [0, 1, 15, 16, 17, 63, 64, 65, 79, 80, 129, 200].contains(&len) {
+                    for second in first + 1..len {
+                        let mut two = one.clone();
+                        two[second] = b'.';
+                        assert_matches_reference(&two);
+                    }
+                }
             }
         }
     }
