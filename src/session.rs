@@ -813,6 +813,11 @@ struct Details {
     rest: Option<Box<str>>,
 }
 
+/// A factor object's rest as kept: JSON text, packed.
+fn text(value: &Value) -> Option<Box<str>> {
+    serde_json::to_string(value).ok().map(|json| crate::compact_json::pack(&json))
+}
+
 /// Stytch's factor timestamps, kept as integers (see [`Details`]).
 const TIMESTAMPS: [&str; 2] = ["created_at", "updated_at"];
 
@@ -945,23 +950,35 @@ impl Factor {
     /// JSON text.
     #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
-        let text = |value: &Value| serde_json::to_string(value).ok().map(|json| crate::compact_json::pack(&json));
-        let mut kept = Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: None };
         match details {
-            Value::Null => {}
+            Value::Null => {
+                self.details = None;
+                self
+            }
             Value::Object(mut object) => {
                 object.retain(|name, _| !STRUCTURAL.contains(&name.as_str()));
-                for (name, slot) in TIMESTAMPS.into_iter().zip([&mut kept.created_at, &mut kept.updated_at]) {
-                    if let Some(at) = object.get(name).and_then(Value::as_str).and_then(lossless_time) {
-                        *slot = at;
-                        object.remove(name);
-                    }
-                }
-                if !object.is_empty() {
-                    kept.rest = text(&Value::Object(object));
-                }
+                self.with_detail_members(object)
             }
-            other => kept.rest = text(&other),
+            other => {
+                self.details =
+                    Some(Box::new(Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: text(&other) }));
+                self
+            }
+        }
+    }
+
+    /// [`with_details`](Self::with_details) of an object without the structural
+    /// members (the Stytch profile reads them apart).
+    pub(crate) fn with_detail_members(mut self, mut object: serde_json::Map<String, Value>) -> Self {
+        let mut kept = Details { created_at: Millis::NONE, updated_at: Millis::NONE, rest: None };
+        for (name, slot) in TIMESTAMPS.into_iter().zip([&mut kept.created_at, &mut kept.updated_at]) {
+            if let Some(at) = object.get(name).and_then(Value::as_str).and_then(lossless_time) {
+                *slot = at;
+                object.remove(name);
+            }
+        }
+        if !object.is_empty() {
+            kept.rest = text(&Value::Object(object));
         }
         let empty = kept.rest.is_none() && kept.created_at == Millis::NONE && kept.updated_at == Millis::NONE;
         self.details = (!empty).then(|| Box::new(kept));

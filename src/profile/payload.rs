@@ -178,7 +178,7 @@ pub(crate) fn numeric_date_of(n: &Number) -> Option<u64> {
 }
 
 /// A string, borrowed from the input when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
+pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

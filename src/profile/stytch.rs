@@ -67,7 +67,7 @@ pub(crate) struct StytchSessionObject {
     last_accessed_at: Option<String>,
     pub(crate) expires_at: Option<String>,
     #[serde(default)]
-    authentication_factors: Vec<Value>,
+    authentication_factors: Vec<WireFactor>,
     #[serde(default)]
     roles: Vec<String>,
     pub(crate) custom_claims: Option<Value>,
@@ -191,25 +191,109 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<SystemTime, AuthError> {
         .map_err(|_| AuthError::with_detail(AuthErrorKind::InvalidClaim, "timestamp"))
 }
 
+/// One entry of Stytch's `authentication_factors` as sent: the members a [`Factor`]
+/// keeps structurally, and the rest for its details. Read member by member, so
+/// that a factor costs no map of all its members; a member sent twice is refused.
+pub(crate) enum WireFactor {
+    Object(FactorMembers),
+    /// Anything but an object: refused when the session is built.
+    NotAnObject,
+}
+
+#[derive(Default)]
+pub(crate) struct FactorMembers {
+    kind: Option<Value>,
+    delivery_method: Option<Value>,
+    last_authenticated_at: Option<Value>,
+    rest: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for WireFactor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WireFactorVisitor)
+    }
+}
+
+struct WireFactorVisitor;
+
+impl<'de> serde::de::Visitor<'de> for WireFactorVisitor {
+    type Value = WireFactor;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a factor object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WireFactor, A::Error> {
+        use serde::de::Error as _;
+        let mut members = FactorMembers::default();
+        while let Some(super::payload::Text(name)) = map.next_key()? {
+            let slot = match &*name {
+                "type" => &mut members.kind,
+                "delivery_method" => &mut members.delivery_method,
+                "last_authenticated_at" => &mut members.last_authenticated_at,
+                _ => {
+                    let value = map.next_value()?;
+                    if members.rest.insert(name.into_owned(), value).is_some() {
+                        return Err(A::Error::custom("a factor member sent twice"));
+                    }
+                    continue;
+                }
+            };
+            if slot.replace(map.next_value()?).is_some() {
+                return Err(A::Error::custom("a factor member sent twice"));
+            }
+        }
+        Ok(WireFactor::Object(members))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<WireFactor, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<WireFactor, E> {
+        Ok(WireFactor::NotAnObject)
+    }
+}
+
 /// One entry of Stytch's `authentication_factors`.
-pub(crate) fn stytch_factor(raw: Value) -> Result<Factor, AuthError> {
+pub(crate) fn stytch_factor(raw: WireFactor) -> Result<Factor, AuthError> {
     let invalid = || AuthError::with_detail(AuthErrorKind::InvalidClaim, "authentication_factors");
-    let object = raw.as_object().ok_or_else(invalid)?;
-    let kind = object.get("type").and_then(Value::as_str).map(FactorKind::parse).ok_or_else(invalid)?;
-    let delivery_method = object.get("delivery_method").and_then(Value::as_str).map(str::to_owned);
-    let last_authenticated_at = match object.get("last_authenticated_at") {
+    let WireFactor::Object(members) = raw else { return Err(invalid()) };
+    let kind = members.kind.as_ref().and_then(Value::as_str).map(FactorKind::parse).ok_or_else(invalid)?;
+    let last_authenticated_at = match &members.last_authenticated_at {
         None | Some(Value::Null) => None,
         Some(Value::String(at)) => Some(parse_rfc3339(at)?),
         Some(_) => return Err(invalid()),
     };
     let mut factor = Factor::new(kind);
-    if let Some(method) = delivery_method {
+    if let Some(Value::String(method)) = members.delivery_method {
         factor = factor.with_delivery_method(method);
     }
     if let Some(at) = last_authenticated_at {
         factor = factor.with_last_authenticated_at(at);
     }
-    Ok(factor.with_details(raw))
+    Ok(factor.with_detail_members(members.rest))
 }
 
 #[cfg(test)]
@@ -217,6 +301,31 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+
+    /// Read member by member, a factor is the very factor `with_details` makes of
+    /// the whole object.
+    #[test]
+    fn factors_read_member_by_member_equal_those_built_from_the_object() {
+        for json in [
+            r#"{"type":"otp","delivery_method":"email","last_authenticated_at":"2026-11-28T16:54:16Z","created_at":"2026-11-28T16:54:16Z","updated_at":"2026-11-28T16:54:16.5Z","email_factor":{"email_id":"e-1","email_address":"a@example.com"}}"#,
+            r#"{"type":"totp","delivery_method":"authenticator_app","authenticator_app_factor":{"totp_id":"t-1"},"created_at":7}"#,
+            r#"{"type":"brand_new","delivery_method":"telepathy","last_authenticated_at":null,"x":[1,{"y":null}]}"#,
+            r#"{"type":"password"}"#,
+        ] {
+            let value: Value = serde_json::from_str(json).unwrap();
+            let read = stytch_factor(serde_json::from_str(json).unwrap()).unwrap();
+            let mut built = Factor::new(FactorKind::parse(value["type"].as_str().unwrap()));
+            if let Some(method) = value["delivery_method"].as_str() {
+                built = built.with_delivery_method(method);
+            }
+            if let Some(at) = value["last_authenticated_at"].as_str() {
+                built = built.with_last_authenticated_at(parse_rfc3339(at).unwrap());
+            }
+            let built = built.with_details(value.clone());
+            assert_eq!(read, built, "{json}");
+            assert_eq!(read.details(), built.details());
+        }
+    }
 
     #[test]
     fn auth_time_is_the_most_recent_factor() {

@@ -236,6 +236,14 @@ async fn wrong_types_are_invalid_claims() -> TestResult {
         r#""id":"s","authentication_factors":{"type":"totp"}"#.to_owned(),
         r#""id":"s","authentication_factors":[{"type":"totp","last_authenticated_at":5}]"#.to_owned(),
         r#""id":"s","authentication_factors":[{"type":7}]"#.to_owned(),
+        // Not objects, and members sent twice inside a factor object.
+        r#""id":"s","authentication_factors":[5]"#.to_owned(),
+        r#""id":"s","authentication_factors":["totp"]"#.to_owned(),
+        r#""id":"s","authentication_factors":[[{"type":"totp"}]]"#.to_owned(),
+        r#""id":"s","authentication_factors":[null]"#.to_owned(),
+        r#""id":"s","authentication_factors":[{"type":"totp","type":"otp"}]"#.to_owned(),
+        r#""id":"s","authentication_factors":[{"type":"otp","delivery_method":"sms","delivery_method":"email"}]"#.to_owned(),
+        r#""id":"s","authentication_factors":[{"type":"otp","phone_number_factor":{},"phone_number_factor":{"phone_id":"p"}}]"#.to_owned(),
         r#""id":"s","started_at":"yesterday""#.to_owned(),
     ] {
         let token = sign(stytch_payload(&r, &session, "").as_bytes());
