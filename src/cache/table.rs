@@ -205,6 +205,7 @@ impl<V: Expiring> Table<V> {
     }
 
     /// `(entries, heap bytes counted against the budget)`.
+    #[cfg(any(test, feature = "__bench"))]
     pub(crate) fn stats(&self) -> (u64, u64) {
         self.shards.iter().fold((0, 0), |(entries, bytes), shard| {
             let shard = read(shard);
