@@ -20,6 +20,7 @@ mod rbac;
 mod requirements;
 mod resource_metadata;
 mod resource_server;
+mod session_cache;
 mod sign_in;
 mod smoke;
 mod tower_service;
