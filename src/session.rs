@@ -395,8 +395,10 @@ impl Session {
     }
 
     /// Shares the issuer's name and audience with the other sessions of the same
-    /// issuer: a verified `iss` equals a configured issuer name, and the audience
-    /// is most often exactly the configured one. Only a session nobody else holds
+    /// issuer (a verified `iss` equals a configured issuer name, and the audience
+    /// is most often exactly the configured one), and the role list with the
+    /// sessions that hold the same roles (`roles` gives the shared list, when there
+    /// is room for one). Only a session nobody else holds
     /// yet (fresh from a profile) is changed; equal values only, so nothing a
     /// handler sees changes.
     pub(crate) fn share_names(
